@@ -1,0 +1,80 @@
+// Package sferr holds every sentinel error of syncfanout and the single
+// place where the status codes returned by the Lua scripts become errors.
+// The public package queue re-exports each sentinel, so errors.Is works
+// with either name.
+package sferr
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	ErrClosed          = errors.New("syncfanout: queue closed")
+	ErrInvalidOption   = errors.New("syncfanout: invalid option")
+	ErrInvalidRoom     = errors.New("syncfanout: invalid room name")
+	ErrInvalidClientID = errors.New("syncfanout: invalid client ID")
+	ErrInvalidProducer = errors.New("syncfanout: invalid producer ID")
+	ErrInvalidPriority = errors.New("syncfanout: invalid priority")
+	ErrPayloadTooLarge = errors.New("syncfanout: payload too large")
+	ErrEncode          = errors.New("syncfanout: payload cannot be encoded")
+	ErrDecode          = errors.New("syncfanout: malformed entry")
+	ErrNotMember       = errors.New("syncfanout: client is not a member of the room")
+	ErrObserver        = errors.New("syncfanout: observers do not ack")
+	ErrUnknownClient   = errors.New("syncfanout: unknown client (not subscribed anywhere)")
+	ErrEvicted         = errors.New("syncfanout: client was evicted")
+	ErrStaleAck        = errors.New("syncfanout: stale ack (message is not in flight)")
+	ErrInvalidToken    = errors.New("syncfanout: invalid ack token")
+	ErrRoomReset       = errors.New("syncfanout: room state was reset (epoch changed)")
+	ErrShardMismatch   = errors.New("syncfanout: NumShards differs from the value stored in Redis")
+	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
+)
+
+// Status codes returned by the Lua scripts as the first element of their
+// reply. The same list is in the header of every script.
+const (
+	StatusOK        = "OK"
+	StatusNotMember = "NOT_MEMBER"
+	StatusObserver  = "OBSERVER"
+	StatusStale     = "STALE"
+	StatusForged    = "FORGED"
+	StatusEpoch     = "EPOCH"
+	StatusAlready   = "ALREADY"
+)
+
+// FromStatus maps a script status code to its sentinel error (nil for OK).
+// An unknown code is a programming error between Go and Lua, reported as
+// such rather than panicking.
+func FromStatus(code string) error {
+	switch code {
+	case StatusOK:
+		return nil
+	case StatusNotMember:
+		return ErrNotMember
+	case StatusObserver:
+		return ErrObserver
+	case StatusStale:
+		return ErrStaleAck
+	case StatusForged:
+		return ErrInvalidToken
+	case StatusEpoch:
+		return ErrRoomReset
+	case StatusAlready:
+		return ErrAlreadyMember
+	default:
+		return fmt.Errorf("syncfanout: unexpected script status %q", code)
+	}
+}
+
+// EvictedError reports the rooms a client was evicted from; it matches
+// ErrEvicted with errors.Is.
+type EvictedError struct {
+	ClientID string
+	Rooms    []string
+}
+
+func (e *EvictedError) Error() string {
+	return fmt.Sprintf("syncfanout: client %q was evicted from %d room(s): %q", e.ClientID, len(e.Rooms), e.Rooms)
+}
+
+func (e *EvictedError) Is(target error) bool { return target == ErrEvicted }
