@@ -1,0 +1,201 @@
+package barrier
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/lua"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+)
+
+// Barrier runs room scripts against one Redis deployment.
+type Barrier struct {
+	rdb           redis.UniversalClient
+	layout        *keys.Layout
+	cfg           lua.RoomConfig
+	clientTimeout time.Duration
+}
+
+// New returns a Barrier. clientTimeout is the heartbeat deadline given to
+// members that join or beat through it.
+func New(rdb redis.UniversalClient, layout *keys.Layout, cfg lua.RoomConfig, clientTimeout time.Duration) *Barrier {
+	return &Barrier{rdb: rdb, layout: layout, cfg: cfg, clientTimeout: clientTimeout}
+}
+
+// Layout returns the key layout.
+func (b *Barrier) Layout() *keys.Layout { return b.layout }
+
+// Config returns the common script configuration.
+func (b *Barrier) Config() lua.RoomConfig { return b.cfg }
+
+func (b *Barrier) run(ctx context.Context, s *redis.Script, room string, extra ...any) ([]any, error) {
+	v, err := s.Run(ctx, b.rdb, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("syncfanout: room %q: %w", room, err)
+	}
+	if len(v) == 0 {
+		return nil, fmt.Errorf("syncfanout: room %q: empty script reply", room)
+	}
+	return v, nil
+}
+
+// Enqueued describes a sent message.
+type Enqueued struct {
+	Seq      uint64
+	Epoch    string
+	Released int       // messages the send released (0 while the barrier holds)
+	At       time.Time // server time of the send
+}
+
+// Enqueue adds a message with priority p (0..keys.Levels-1) and releases
+// it at once when the barrier is open.
+func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer string, payload []byte) (Enqueued, error) {
+	v, err := b.run(ctx, lua.Send, room, p, producer, payload)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	return Enqueued{Seq: u64(v, 1), Epoch: str(v, 2), Released: int(u64(v, 3)), At: ms(v, 5)}, nil
+}
+
+// Joined describes a join.
+type Joined struct {
+	Already bool   // the client was in the room before
+	From    string // read the room's stream after this ID
+	Epoch   string
+	At      time.Time
+}
+
+// Join adds client as a voting member, or as an observer.
+func (b *Barrier) Join(ctx context.Context, room, client string, observer bool) (Joined, error) {
+	role := "m"
+	if observer {
+		role = "o"
+	}
+	v, err := b.run(ctx, lua.Join, room, client, role, b.clientTimeout.Milliseconds())
+	if err != nil {
+		return Joined{}, err
+	}
+	st := str(v, 0)
+	if st != sferr.StatusOK && st != sferr.StatusAlready {
+		return Joined{}, sferr.FromStatus(st)
+	}
+	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3)}, nil
+}
+
+// Leave removes client from the room; ErrNotMember if it was not there.
+func (b *Barrier) Leave(ctx context.Context, room, client string) (released int, err error) {
+	v, err := b.run(ctx, lua.Leave, room, client)
+	if err != nil {
+		return 0, err
+	}
+	if err := sferr.FromStatus(str(v, 0)); err != nil {
+		return 0, fmt.Errorf("%w: client=%q room=%q", err, client, room)
+	}
+	return int(u64(v, 1)), nil
+}
+
+// Acked describes an accepted ack.
+type Acked struct {
+	Released    int       // 1 when this ack completed the barrier and a message followed
+	ReleasedSeq uint64    // seq of the message released by this ack
+	At          time.Time // server time of the ack
+	InFlightAt  time.Time // release time of the acked message
+}
+
+// Ack records client's ack of message seq issued under epoch.
+func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoch string) (Acked, error) {
+	v, err := b.run(ctx, lua.Ack, room, client, seq, epoch)
+	if err != nil {
+		return Acked{}, err
+	}
+	if err := sferr.FromStatus(str(v, 0)); err != nil {
+		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
+	}
+	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4)}, nil
+}
+
+// Heartbeat extends the deadlines of clients in room and reports, for each,
+// whether it is still in the room.
+func (b *Barrier) Heartbeat(ctx context.Context, room string, clients []string) ([]bool, error) {
+	extra := make([]any, 0, len(clients)+1)
+	extra = append(extra, b.clientTimeout.Milliseconds())
+	for _, c := range clients {
+		extra = append(extra, c)
+	}
+	v, err := b.run(ctx, lua.Heartbeat, room, extra...)
+	if err != nil {
+		return nil, err
+	}
+	alive := make([]bool, len(clients))
+	for i := range clients {
+		alive[i] = u64(v, 2+i) == 1
+	}
+	return alive, nil
+}
+
+// Reap evicts the expired members of a room and releases what it can.
+func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int, err error) {
+	v, err := b.run(ctx, lua.Reap, room)
+	if err != nil {
+		return 0, 0, err
+	}
+	return int(u64(v, 1)), int(u64(v, 2)), nil
+}
+
+// Due returns up to limit rooms of a shard whose earliest deadline passed.
+func (b *Barrier) Due(ctx context.Context, shard, limit int) ([]string, error) {
+	v, err := lua.Due.Run(ctx, b.rdb, []string{b.layout.ShardDue(shard)}, limit).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("syncfanout: shard %d: %w", shard, err)
+	}
+	rooms := make([]string, 0, len(v))
+	for i := 1; i < len(v); i++ {
+		rooms = append(rooms, str(v, i))
+	}
+	return rooms, nil
+}
+
+// Reply helpers: scripts return integers, strings or nil (Lua false).
+
+func str(v []any, i int) string {
+	if i >= len(v) {
+		return ""
+	}
+	switch x := v[i].(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	}
+	return ""
+}
+
+func u64(v []any, i int) uint64 {
+	if i >= len(v) {
+		return 0
+	}
+	switch x := v[i].(type) {
+	case int64:
+		if x < 0 {
+			return 0
+		}
+		return uint64(x)
+	case string:
+		n, _ := strconv.ParseUint(x, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func ms(v []any, i int) time.Time {
+	n := u64(v, i)
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(n))
+}

@@ -1,0 +1,179 @@
+package barrier
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/lua"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+)
+
+// Pending is a queued message as stored in a priority list.
+type Pending struct {
+	Seq      uint64
+	Priority int
+	Producer string
+	Enqueued time.Time
+	Payload  []byte // as sent: kind byte + body (see package queue)
+}
+
+// ParseEntry decodes "<seq>:<enqueue ms>:<producer length>:<producer><payload>".
+func ParseEntry(entry string) (Pending, error) {
+	var p Pending
+	var fields [3]uint64
+	rest := entry
+	for i := range fields {
+		head, tail, ok := strings.Cut(rest, ":")
+		if !ok {
+			return p, fmt.Errorf("%w: queue entry without field %d", sferr.ErrDecode, i+1)
+		}
+		n, err := strconv.ParseUint(head, 10, 64)
+		if err != nil {
+			return p, fmt.Errorf("%w: queue entry field %d: %v", sferr.ErrDecode, i+1, err)
+		}
+		fields[i] = n
+		rest = tail
+	}
+	if fields[2] > uint64(len(rest)) {
+		return p, fmt.Errorf("%w: queue entry producer length %d beyond entry", sferr.ErrDecode, fields[2])
+	}
+	p.Seq = fields[0]
+	p.Enqueued = time.UnixMilli(int64(fields[1]))
+	p.Producer = rest[:fields[2]]
+	p.Payload = []byte(rest[fields[2]:])
+	return p, nil
+}
+
+// Peek lists up to limit pending messages from offset, in release order.
+func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]Pending, error) {
+	v, err := lua.Peek.Run(ctx, b.rdb, b.layout.RoomKeys(room), offset, limit).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("syncfanout: peek room %q: %w", room, err)
+	}
+	out := make([]Pending, 0, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		p, err := ParseEntry(str(v, i+1))
+		if err != nil {
+			return out, fmt.Errorf("room %q: %w", room, err)
+		}
+		p.Priority = int(u64(v, i))
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Member is a member or observer of a room.
+type Member struct {
+	ClientID      string
+	Observer      bool
+	LastHeartbeat time.Time
+	Deadline      time.Time // evicted when no heartbeat arrives before it
+	Acked         bool      // acked the in-flight message (or joined after it)
+	AckedAt       time.Time // zero when it joined after the release
+}
+
+// InFlight is the released message the barrier waits on.
+type InFlight struct {
+	Seq         uint64
+	StreamID    string
+	ReleasedAt  time.Time
+	Age         time.Duration // by the server clock
+	AckDeadline time.Time     // zero without an ack timeout
+}
+
+// State is a consistent snapshot of a room.
+type State struct {
+	Room       string
+	Epoch      string
+	Now        time.Time // server clock at the snapshot
+	LastSeq    uint64    // highest message ID issued
+	Pending    int
+	ByPriority [keys.Levels]int
+	InFlight   *InFlight
+	Members    []Member // voting members, by client ID
+	Observers  []Member
+	Missing    []string // members the in-flight message waits on
+	StreamLen  int64
+	Hold       bool
+}
+
+// State reads a room's state in one atomic step.
+func (b *Barrier) State(ctx context.Context, room string) (State, error) {
+	v, err := lua.State.Run(ctx, b.rdb, b.layout.RoomKeys(room)).Slice()
+	if err != nil {
+		return State{}, fmt.Errorf("syncfanout: state of room %q: %w", room, err)
+	}
+	if len(v) < 8 {
+		return State{}, fmt.Errorf("syncfanout: state of room %q: short reply", room)
+	}
+	s := State{Room: room, Now: ms(v, 0)}
+	meta := pairs(v[1])
+	seen := pairs(v[3])
+	acks := pairs(v[4])
+	s.Epoch = meta["ep"]
+	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
+	s.Hold = meta["hold"] == "1"
+	if lens, ok := v[6].([]any); ok {
+		for p := range lens {
+			if p < keys.Levels {
+				s.ByPriority[p] = int(u64(lens, p))
+				s.Pending += s.ByPriority[p]
+			}
+		}
+	}
+	s.StreamLen = int64(u64(v, 7))
+	if f, ok := meta["f"]; ok {
+		in := &InFlight{StreamID: meta["fs"]}
+		in.Seq, _ = strconv.ParseUint(f, 10, 64)
+		in.ReleasedAt = msString(meta["rt"])
+		in.AckDeadline = msString(meta["ad"])
+		if !in.ReleasedAt.IsZero() {
+			in.Age = s.Now.Sub(in.ReleasedAt)
+		}
+		s.InFlight = in
+	}
+	member := func(id, deadline string, observer bool) Member {
+		m := Member{ClientID: id, Observer: observer, LastHeartbeat: msString(seen[id]), Deadline: msString(deadline)}
+		if at, ok := acks[id]; ok {
+			m.Acked = true
+			m.AckedAt = msString(at)
+		}
+		return m
+	}
+	for id, d := range pairs(v[2]) {
+		m := member(id, d, false)
+		s.Members = append(s.Members, m)
+		if s.InFlight != nil && !m.Acked {
+			s.Missing = append(s.Missing, id)
+		}
+	}
+	for id, d := range pairs(v[5]) {
+		s.Observers = append(s.Observers, member(id, d, true))
+	}
+	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].ClientID < s.Members[j].ClientID })
+	sort.Slice(s.Observers, func(i, j int) bool { return s.Observers[i].ClientID < s.Observers[j].ClientID })
+	sort.Strings(s.Missing)
+	return s, nil
+}
+
+func pairs(x any) map[string]string {
+	flat, _ := x.([]any)
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		m[str(flat, i)] = str(flat, i+1)
+	}
+	return m
+}
+
+func msString(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}

@@ -1,0 +1,36 @@
+#!lua
+-- ack.lua: record a member's ack of the in-flight message and, when it was
+-- the last one missing, release the next message in the same step.
+-- include: room.lua
+-- KEYS: the room keys (room.lua).
+-- ARGV: 1-5 common (room.lua); 6 client ID; 7 message seq; 8 epoch.
+-- Returns: {status, released count, last released seq or false, now ms,
+--           release time ms of the acked message or false}
+--   status: OK (also for a repeated ack of the in-flight message),
+--           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
+--           FORGED (seq never issued), STALE (not the in-flight message).
+local ep = redis.call('HGET', KEYS[K_META], 'ep')
+if ep ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
+reap()
+local c = ARGV[6]
+local seq = tonumber(ARGV[7])
+if not redis.call('ZSCORE', KEYS[K_MEM], c) then
+  local status = 'NOT_MEMBER'
+  if redis.call('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
+  local n, last = settle()
+  return {status, n, last or false, NOW, false}
+end
+if seq > tonumber(redis.call('HGET', KEYS[K_META], 'seq') or '0') then
+  return {'FORGED', 0, false, NOW, false}
+end
+local inflight = tonumber(redis.call('HGET', KEYS[K_META], 'f') or '-1')
+if inflight ~= seq then
+  local n, last = settle()
+  return {'STALE', n, last or false, NOW, false}
+end
+local rt = redis.call('HGET', KEYS[K_META], 'rt')
+if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+  redis.call('HSET', KEYS[K_ACK], c, NOW)
+end
+local n, last = settle()
+return {'OK', n, last or false, NOW, rt or false}

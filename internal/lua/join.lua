@@ -1,0 +1,43 @@
+#!lua
+-- join.lua: add a voting member or an observer.
+-- include: room.lua
+-- KEYS: the room keys (room.lua).
+-- ARGV: 1-5 common (room.lua); 6 client ID; 7 role ("m" member, "o" observer);
+--       8 heartbeat timeout ms.
+-- Returns: {"OK" | "ALREADY", stream ID to read after, epoch, now ms}
+--   ALREADY: the client was already in the room (its heartbeat is refreshed
+--   and it keeps its role); the stream ID is then the newest entry.
+local ep = epoch()
+reap()
+local c, role = ARGV[6], ARGV[7]
+local deadline = NOW + tonumber(ARGV[8])
+local status, from
+if redis.call('ZSCORE', KEYS[K_MEM], c) then
+  redis.call('ZADD', KEYS[K_MEM], deadline, c)
+  status = 'ALREADY'
+elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
+  redis.call('ZADD', KEYS[K_OBS], deadline, c)
+  status = 'ALREADY'
+end
+if status then
+  local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
+  from = last[1] and last[1][1] or '0-0'
+else
+  status = 'OK'
+  if role == 'o' then
+    redis.call('ZADD', KEYS[K_OBS], deadline, c)
+    redis.call('HINCRBY', KEYS[K_STATS], 'observers', 1)
+  else
+    redis.call('ZADD', KEYS[K_MEM], deadline, c)
+    redis.call('HINCRBY', KEYS[K_STATS], 'members', 1)
+    -- Joining mid-flight: the newcomer never saw the in-flight message, so
+    -- the barrier must not wait for it (0 marks "not required").
+    if redis.call('HEXISTS', KEYS[K_META], 'f') == 1 then
+      redis.call('HSET', KEYS[K_ACK], c, 0)
+    end
+  end
+  from = append({'t', 'j', 'c', c, 'o', role})
+end
+redis.call('HSET', KEYS[K_SEEN], c, NOW)
+settle()
+return {status, from, ep, NOW}

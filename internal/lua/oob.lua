@@ -1,0 +1,11 @@
+#!lua
+-- oob.lua: append an out-of-band message to the delivery stream. It ignores
+-- and never changes the barrier, so it neither reaps nor releases.
+-- include: room.lua
+-- KEYS: the room keys (room.lua).
+-- ARGV: 1-5 common (room.lua); 6 producer; 7 payload.
+-- Returns: {"OK", seq, epoch, stream ID, now ms}
+local ep = epoch()
+local seq = redis.call('HINCRBY', KEYS[K_META], 'seq', 1)
+local id = append({'t', 'o', 'id', seq, 'p', ARGV[6], 'et', NOW, 'd', ARGV[7]})
+return {'OK', seq, ep, id, NOW}

@@ -1,0 +1,51 @@
+package queue
+
+import "github.com/syncfanout/syncfanout/internal/sferr"
+
+// Sentinel errors; test with errors.Is. Every error the package returns
+// for bad input wraps one of these, and such a call changes nothing in Redis.
+var (
+	// ErrClosed: the Queue (or the Subscription) was closed.
+	ErrClosed = sferr.ErrClosed
+	// ErrInvalidOption: an Options field or a per-call option is out of range.
+	ErrInvalidOption = sferr.ErrInvalidOption
+	// ErrInvalidRoom: empty, longer than 256 bytes, not UTF-8, or containing
+	// braces or control characters.
+	ErrInvalidRoom = sferr.ErrInvalidRoom
+	// ErrInvalidClientID: a client ID that breaks the same rules as rooms.
+	ErrInvalidClientID = sferr.ErrInvalidClientID
+	// ErrInvalidProducer: a producer ID that breaks the same rules (it may be empty).
+	ErrInvalidProducer = sferr.ErrInvalidProducer
+	// ErrInvalidPriority: a priority outside MinPriority..MaxPriority.
+	ErrInvalidPriority = sferr.ErrInvalidPriority
+	// ErrPayloadTooLarge: the encoded payload exceeds Options.MaxPayloadBytes.
+	ErrPayloadTooLarge = sferr.ErrPayloadTooLarge
+	// ErrEncode: the payload is nil or msgpack cannot encode it.
+	ErrEncode = sferr.ErrEncode
+	// ErrDecode: a stored entry or payload is malformed.
+	ErrDecode = sferr.ErrDecode
+	// ErrNotMember: the client is not a member of the room (never joined,
+	// left, or was evicted).
+	ErrNotMember = sferr.ErrNotMember
+	// ErrObserver: an observer tried to ack.
+	ErrObserver = sferr.ErrObserver
+	// ErrUnknownClient: Ping for a client that is in no room.
+	ErrUnknownClient = sferr.ErrUnknownClient
+	// ErrEvicted: the client was evicted (see EvictedError for the rooms).
+	ErrEvicted = sferr.ErrEvicted
+	// ErrStaleAck: the acked message is not the in-flight one; nothing changed.
+	ErrStaleAck = sferr.ErrStaleAck
+	// ErrInvalidToken: the ack token is malformed, altered, forged, or was
+	// issued to another client.
+	ErrInvalidToken = sferr.ErrInvalidToken
+	// ErrRoomReset: the token predates a reset of the room's state in Redis
+	// (for example a restart without persistence).
+	ErrRoomReset = sferr.ErrRoomReset
+	// ErrShardMismatch: Options.NumShards differs from the value the
+	// deployment stored on first use.
+	ErrShardMismatch = sferr.ErrShardMismatch
+)
+
+// EvictedError lists the rooms a client was evicted from; it matches
+// ErrEvicted.
+type EvictedError = sferr.EvictedError

@@ -1,0 +1,128 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// Stored payloads start with one byte saying how to read the rest.
+const (
+	kindRaw     = 'r' // []byte sent as is
+	kindMsgpack = 'm' // any other value, msgpack-encoded
+)
+
+// encodePayload turns a Send argument into the stored form: []byte passes
+// through untouched, anything else is msgpack.
+func encodePayload(data any, limit int) ([]byte, error) {
+	var out []byte
+	switch v := data.(type) {
+	case nil:
+		return nil, fmt.Errorf("%w: nil payload", sferr.ErrEncode)
+	case []byte:
+		if v == nil {
+			return nil, fmt.Errorf("%w: nil payload", sferr.ErrEncode)
+		}
+		out = make([]byte, 0, len(v)+1)
+		out = append(append(out, kindRaw), v...)
+	default:
+		var buf bytes.Buffer
+		buf.WriteByte(kindMsgpack)
+		enc := msgpack.NewEncoder(&buf)
+		if err := enc.Encode(data); err != nil {
+			return nil, fmt.Errorf("%w: %T: %v", sferr.ErrEncode, data, err)
+		}
+		out = buf.Bytes()
+	}
+	if len(out)-1 > limit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", sferr.ErrPayloadTooLarge, len(out)-1, limit)
+	}
+	return out, nil
+}
+
+func checkPayload(p []byte) error {
+	if len(p) == 0 || (p[0] != kindRaw && p[0] != kindMsgpack) {
+		return fmt.Errorf("%w: payload without a known kind byte", sferr.ErrDecode)
+	}
+	return nil
+}
+
+// Message is a delivered message.
+type Message struct {
+	ID         uint64 // unique within the room, increasing in send order
+	Room       string
+	Producer   string
+	Priority   int  // meaningless for out-of-band messages
+	OutOfBand  bool // delivered at once, never acked
+	EnqueuedAt time.Time
+	ReleasedAt time.Time // server time the barrier let it through (the send time for OOB)
+	ReceivedAt time.Time // local time this process read it
+	StreamID   string    // entry ID in the room's delivery stream
+	// AckToken identifies this delivery to Ack; empty for out-of-band
+	// messages and for observers.
+	AckToken string
+
+	payload []byte // kind byte + body
+	ack     func(context.Context, string) error
+}
+
+func newMessage(ev streams.Event) (*Message, error) {
+	if err := checkPayload(ev.Payload); err != nil {
+		return nil, &streams.DecodeError{Room: ev.Room, ID: ev.ID, Why: err.Error()}
+	}
+	return &Message{
+		ID: ev.MessageID, Room: ev.Room, Producer: ev.Producer, Priority: ev.Priority,
+		OutOfBand: ev.Type == streams.OutOfBand, EnqueuedAt: ev.Enqueued, ReleasedAt: ev.At,
+		ReceivedAt: time.Now(), StreamID: ev.ID, payload: ev.Payload,
+	}, nil
+}
+
+// Raw reports whether the payload was sent as []byte.
+func (m *Message) Raw() bool { return m.payload[0] == kindRaw }
+
+// Data returns the payload body: the bytes sent for a []byte payload,
+// otherwise the msgpack encoding. Do not modify it.
+func (m *Message) Data() []byte { return m.payload[1:] }
+
+// Decode unmarshals the payload into v. A []byte payload decodes into a
+// *[]byte or *string as is; anything else is msgpack.
+func (m *Message) Decode(v any) error {
+	if m.Raw() {
+		switch p := v.(type) {
+		case *[]byte:
+			*p = append([]byte(nil), m.Data()...)
+			return nil
+		case *string:
+			*p = string(m.Data())
+			return nil
+		}
+		return fmt.Errorf("%w: a []byte payload decodes into *[]byte or *string, not %T", sferr.ErrDecode, v)
+	}
+	if err := msgpack.Unmarshal(m.Data(), v); err != nil {
+		return fmt.Errorf("%w: %v", sferr.ErrDecode, err)
+	}
+	return nil
+}
+
+// QueueWait is how long the message waited for the barrier, by the server clock.
+func (m *Message) QueueWait() time.Duration { return m.ReleasedAt.Sub(m.EnqueuedAt) }
+
+// Latency is the time from enqueue (server clock) to receipt (local
+// clock): the original library's latency. Clock skew between this host and
+// Redis shows up in it.
+func (m *Message) Latency() time.Duration { return m.ReceivedAt.Sub(m.EnqueuedAt) }
+
+// Ack acknowledges the message for the subscriber that received it. It
+// is a no-op for out-of-band messages and observers.
+func (m *Message) Ack(ctx context.Context) error {
+	if m.AckToken == "" || m.ack == nil {
+		return nil
+	}
+	return m.ack(ctx, m.AckToken)
+}

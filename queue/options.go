@@ -1,0 +1,184 @@
+package queue
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+)
+
+// Priority range: lower numbers are released first.
+const (
+	MinPriority     = 0
+	MaxPriority     = keys.Levels - 1
+	DefaultPriority = 5
+)
+
+// Options configure a Queue. The zero value of every field selects the
+// documented default.
+type Options struct {
+	// Prefix starts every Redis key (default "syncfanout"); at most 64
+	// bytes, no braces or control characters.
+	Prefix string
+	// ClientTimeout: a member that sends no heartbeat for this long is
+	// evicted (default 15s, at least 1s).
+	ClientTimeout time.Duration
+	// AckTimeout, when set, evicts members that have not acked the in-flight
+	// message this long after its release (reason "ack-timeout"), so a live
+	// but stuck subscriber cannot hold a room forever. Default 0: off.
+	AckTimeout time.Duration
+	// NumShards is the number of virtual shards rooms are spread over
+	// (default 16, 1..1024). It is stored in Redis on first use; every
+	// client of the deployment must use the same value.
+	NumShards int
+	// MaxPayloadBytes caps an encoded payload (default 1 MiB).
+	MaxPayloadBytes int
+	// StreamMaxLen keeps about this many events per room stream (default
+	// 10000; -1 keeps everything).
+	StreamMaxLen int64
+	// StreamMaxAge drops stream events older than this (default 0: no age
+	// limit). Both limits apply when both are set.
+	StreamMaxAge time.Duration
+	// HoldWhenEmpty keeps messages sent to a room without members pending
+	// until the first member joins, instead of releasing them at once.
+	HoldWhenEmpty bool
+	// HousekeepingInterval: how often this Queue evicts silent members of
+	// any room (default ClientTimeout/4, at most 1s). Every Queue does it,
+	// so no separate process is needed.
+	HousekeepingInterval time.Duration
+	// DisableHousekeeping turns housekeeping off for this Queue (other
+	// Queues of the deployment still do it).
+	DisableHousekeeping bool
+	// HeartbeatInterval: how often members joined through Join beat
+	// (default ClientTimeout/3).
+	HeartbeatInterval time.Duration
+	// AckSecret, when set, signs ack tokens (HMAC-SHA256) so they can cross
+	// untrusted hands; every Queue that acks must share it.
+	AckSecret []byte
+	// Logger receives background errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+const defaultMaxLen = 10000
+
+func (o Options) withDefaults() Options {
+	if o.Prefix == "" {
+		o.Prefix = "syncfanout"
+	}
+	if o.ClientTimeout == 0 {
+		o.ClientTimeout = 15 * time.Second
+	}
+	if o.NumShards == 0 {
+		o.NumShards = 16
+	}
+	if o.MaxPayloadBytes == 0 {
+		o.MaxPayloadBytes = 1 << 20
+	}
+	if o.StreamMaxLen == 0 {
+		o.StreamMaxLen = defaultMaxLen
+	}
+	if o.HousekeepingInterval == 0 {
+		o.HousekeepingInterval = min(o.ClientTimeout/4, time.Second)
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = o.ClientTimeout / 3
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{sferr.ErrInvalidOption}, args...)...)
+	}
+	if err := keys.ValidatePrefix(o.Prefix); err != nil {
+		return err
+	}
+	switch {
+	case o.ClientTimeout < time.Second:
+		return bad("ClientTimeout=%v, want at least 1s", o.ClientTimeout)
+	case o.AckTimeout < 0:
+		return bad("AckTimeout=%v, want 0 (off) or positive", o.AckTimeout)
+	case o.AckTimeout > 0 && o.AckTimeout < 10*time.Millisecond:
+		return bad("AckTimeout=%v, want at least 10ms", o.AckTimeout)
+	case o.NumShards < 1 || o.NumShards > keys.MaxShards:
+		return bad("NumShards=%d, want 1..%d", o.NumShards, keys.MaxShards)
+	case o.MaxPayloadBytes < 1 || o.MaxPayloadBytes > 512<<20:
+		return bad("MaxPayloadBytes=%d, want 1..%d", o.MaxPayloadBytes, 512<<20)
+	case o.StreamMaxLen < -1:
+		return bad("StreamMaxLen=%d, want -1 (unlimited) or positive", o.StreamMaxLen)
+	case o.StreamMaxAge < 0:
+		return bad("StreamMaxAge=%v, want 0 (none) or positive", o.StreamMaxAge)
+	case o.StreamMaxAge > 0 && o.StreamMaxAge < time.Second:
+		return bad("StreamMaxAge=%v, want at least 1s", o.StreamMaxAge)
+	case o.HousekeepingInterval < 10*time.Millisecond || o.HousekeepingInterval > o.ClientTimeout:
+		return bad("HousekeepingInterval=%v, want 10ms..ClientTimeout", o.HousekeepingInterval)
+	case o.HeartbeatInterval < 10*time.Millisecond || o.HeartbeatInterval >= o.ClientTimeout:
+		return bad("HeartbeatInterval=%v, want 10ms..ClientTimeout (exclusive)", o.HeartbeatInterval)
+	case o.AckSecret != nil && len(o.AckSecret) < 16:
+		return bad("AckSecret is %d bytes, want at least 16", len(o.AckSecret))
+	}
+	return nil
+}
+
+// SendOption configures one Send or SendOutOfBand.
+type SendOption func(*sendOptions) error
+
+type sendOptions struct {
+	priority int
+	producer string
+}
+
+// Priority sets the priority of a message: MinPriority (0, released first)
+// to MaxPriority (9). Default DefaultPriority (5). Out-of-band messages
+// ignore it.
+func Priority(p int) SendOption {
+	return func(o *sendOptions) error {
+		if p < MinPriority || p > MaxPriority {
+			return fmt.Errorf("%w: %d, want %d..%d", sferr.ErrInvalidPriority, p, MinPriority, MaxPriority)
+		}
+		o.priority = p
+		return nil
+	}
+}
+
+// Producer names the sender, kept with the message and in the stream.
+func Producer(id string) SendOption {
+	return func(o *sendOptions) error {
+		if err := keys.ValidateProducer(id); err != nil {
+			return err
+		}
+		o.producer = id
+		return nil
+	}
+}
+
+// JoinOption configures Join.
+type JoinOption func(*joinOptions) error
+
+type joinOptions struct {
+	observer bool
+	clientID string
+}
+
+// AsObserver joins without a vote: the subscription receives every
+// delivery but never holds the barrier and never acks.
+func AsObserver() JoinOption {
+	return func(o *joinOptions) error { o.observer = true; return nil }
+}
+
+// WithClientID joins under an existing client ID (from CreateClientID)
+// instead of a new one.
+func WithClientID(id string) JoinOption {
+	return func(o *joinOptions) error {
+		if err := keys.ValidateClientID(id); err != nil {
+			return err
+		}
+		o.clientID = id
+		return nil
+	}
+}

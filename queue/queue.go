@@ -1,0 +1,408 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/barrier"
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/lua"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/oob"
+)
+
+// Queue is the entry point: producers, membership, acks, inspection and
+// in-process subscribers. It is safe for concurrent use.
+type Queue struct {
+	rdb     redis.UniversalClient
+	opts    Options
+	layout  *keys.Layout
+	barrier *barrier.Barrier
+	oob     *oob.Broadcaster
+
+	stats Stats
+
+	ctx    context.Context // cancelled by Close; parent of background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	router *router // in-process subscriptions and their readers
+}
+
+// New validates opts, checks that NumShards agrees with the deployment (it
+// is stored on first use) and starts housekeeping. The caller keeps
+// ownership of rdb: Close does not close it.
+func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", sferr.ErrInvalidOption)
+	}
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	layout, err := keys.New(opts.Prefix, opts.NumShards)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkShards(ctx, rdb, layout); err != nil {
+		return nil, err
+	}
+	maxLen := opts.StreamMaxLen
+	if maxLen < 0 {
+		maxLen = 0
+	}
+	cfg := lua.RoomConfig{
+		MaxLen:       maxLen,
+		MaxAgeMillis: opts.StreamMaxAge.Milliseconds(),
+		AckTimeoutMs: opts.AckTimeout.Milliseconds(),
+		Hold:         opts.HoldWhenEmpty,
+	}
+	q := &Queue{
+		rdb:     rdb,
+		opts:    opts,
+		layout:  layout,
+		barrier: barrier.New(rdb, layout, cfg, opts.ClientTimeout),
+		oob:     oob.New(rdb, layout, cfg),
+	}
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	q.router = newRouter(q)
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.router.heartbeatLoop(q.ctx, opts.HeartbeatInterval)
+	}()
+	if !opts.DisableHousekeeping {
+		q.wg.Add(1)
+		go q.housekeeping()
+	}
+	return q, nil
+}
+
+func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.Layout) error {
+	key := layout.Config()
+	want := strconv.Itoa(layout.NumShards())
+	if err := rdb.HSetNX(ctx, key, "numShards", want).Err(); err != nil {
+		return fmt.Errorf("syncfanout: reading the deployment's NumShards: %w", err)
+	}
+	got, err := rdb.HGet(ctx, key, "numShards").Result()
+	if err != nil {
+		return fmt.Errorf("syncfanout: reading the deployment's NumShards: %w", err)
+	}
+	if got != want {
+		return fmt.Errorf("%w: configured %s, stored %s under prefix %q", sferr.ErrShardMismatch, want, got, layout.Prefix())
+	}
+	return nil
+}
+
+// Close stops every goroutine of the Queue, ends its subscriptions (their
+// members leave their rooms, so nobody waits for them) and closes the
+// connections it opened itself. It is idempotent.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.mu.Unlock()
+	q.router.close()
+	q.cancel()
+	q.wg.Wait()
+	return nil
+}
+
+func (q *Queue) check(ctx context.Context) error {
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return sferr.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// Stats returns the Queue's in-process counters.
+func (q *Queue) Stats() *Stats { return &q.stats }
+
+// Send enqueues data for every member of room. data is msgpack-encoded
+// unless it is a []byte, which is stored untouched. It returns the
+// message's ID, unique within the room. The message is released when every
+// member acked the previous one, lowest priority number first, then in the
+// order Redis accepted the sends.
+func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOption) (uint64, error) {
+	if err := q.check(ctx); err != nil {
+		return 0, err
+	}
+	so, payload, err := q.prepareSend(room, data, opts)
+	if err != nil {
+		return 0, err
+	}
+	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payload)
+	if err != nil {
+		return 0, err
+	}
+	q.stats.Sent.Add(1)
+	q.stats.Released.Add(uint64(res.Released))
+	return res.Seq, nil
+}
+
+// SendOutOfBand appends data to room's delivery stream at once: every
+// subscriber receives it whatever the barrier is doing, and nobody acks it.
+func (q *Queue) SendOutOfBand(ctx context.Context, room string, data any, opts ...SendOption) (uint64, error) {
+	if err := q.check(ctx); err != nil {
+		return 0, err
+	}
+	so, payload, err := q.prepareSend(room, data, opts)
+	if err != nil {
+		return 0, err
+	}
+	res, err := q.oob.Send(ctx, room, so.producer, payload)
+	if err != nil {
+		return 0, err
+	}
+	q.stats.OutOfBand.Add(1)
+	return res.Seq, nil
+}
+
+func (q *Queue) prepareSend(room string, data any, opts []SendOption) (sendOptions, []byte, error) {
+	so := sendOptions{priority: DefaultPriority}
+	if err := keys.ValidateRoom(room); err != nil {
+		return so, nil, err
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&so); err != nil {
+			return so, nil, err
+		}
+	}
+	payload, err := encodePayload(data, q.opts.MaxPayloadBytes)
+	return so, payload, err
+}
+
+// CreateClientID returns a new client ID, unique across every process that
+// shares the Redis deployment and across restarts: a Redis counter plus 64
+// random bits, so even a counter reset by a Redis restart cannot repeat one.
+func (q *Queue) CreateClientID(ctx context.Context) (string, error) {
+	if err := q.check(ctx); err != nil {
+		return "", err
+	}
+	n, err := q.rdb.Incr(ctx, q.layout.ClientSeq()).Result()
+	if err != nil {
+		return "", fmt.Errorf("syncfanout: creating a client ID: %w", err)
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("syncfanout: creating a client ID: %w", err)
+	}
+	return strconv.FormatInt(n, 36) + "-" + hex.EncodeToString(r[:]), nil
+}
+
+// Subscribe makes clientID a voting member of room: from now on it
+// receives every message released there, and the room waits for its ack.
+// Subscribing twice is harmless. The client stays a member while something
+// calls Ping(clientID) at least every ClientTimeout.
+func (q *Queue) Subscribe(ctx context.Context, clientID, room string) error {
+	_, err := q.subscribe(ctx, clientID, room, false)
+	return err
+}
+
+// SubscribeObserver adds clientID to room as an observer: it receives
+// everything, never holds the barrier and never acks.
+func (q *Queue) SubscribeObserver(ctx context.Context, clientID, room string) error {
+	_, err := q.subscribe(ctx, clientID, room, true)
+	return err
+}
+
+func (q *Queue) subscribe(ctx context.Context, clientID, room string, observer bool) (barrier.Joined, error) {
+	if err := q.check(ctx); err != nil {
+		return barrier.Joined{}, err
+	}
+	if err := keys.ValidateClientID(clientID); err != nil {
+		return barrier.Joined{}, err
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return barrier.Joined{}, err
+	}
+	j, err := q.barrier.Join(ctx, room, clientID, observer)
+	if err != nil {
+		return j, err
+	}
+	// The client's own set of rooms lives in the client's shard, so Ping
+	// finds them without scanning; a crash between the two calls leaves a
+	// member that nobody pings, which eviction then removes.
+	if err := q.rdb.SAdd(ctx, q.layout.Client(clientID), room).Err(); err != nil {
+		return j, fmt.Errorf("syncfanout: recording room %q for client %q: %w", room, clientID, err)
+	}
+	return j, nil
+}
+
+// Unsubscribe removes clientID from room. If the room was waiting only for
+// this client's ack, the next message is released in the same step.
+func (q *Queue) Unsubscribe(ctx context.Context, clientID, room string) error {
+	if err := q.check(ctx); err != nil {
+		return err
+	}
+	if err := keys.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return err
+	}
+	_, lerr := q.barrier.Leave(ctx, room, clientID)
+	if lerr != nil && !errors.Is(lerr, sferr.ErrNotMember) {
+		return lerr
+	}
+	if err := q.rdb.SRem(ctx, q.layout.Client(clientID), room).Err(); err != nil {
+		return fmt.Errorf("syncfanout: forgetting room %q for client %q: %w", room, clientID, err)
+	}
+	return lerr
+}
+
+// Ping is the heartbeat of clientID in every room it joined, from any
+// process. Its cost depends on the client's own rooms only. It returns
+// ErrUnknownClient when the client is in no room, and an *EvictedError
+// (errors.Is ErrEvicted) naming the rooms it was evicted from, so the
+// caller can subscribe again.
+func (q *Queue) Ping(ctx context.Context, clientID string) error {
+	if err := q.check(ctx); err != nil {
+		return err
+	}
+	if err := keys.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	ckey := q.layout.Client(clientID)
+	rooms, err := q.rdb.SMembers(ctx, ckey).Result()
+	if err != nil {
+		return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
+	}
+	if len(rooms) == 0 {
+		return fmt.Errorf("%w: %q", sferr.ErrUnknownClient, clientID)
+	}
+	var gone []string
+	for _, room := range rooms {
+		alive, err := q.barrier.Heartbeat(ctx, room, []string{clientID})
+		if err != nil {
+			return err
+		}
+		if !alive[0] {
+			gone = append(gone, room)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	members := make([]any, len(gone))
+	for i, r := range gone {
+		members[i] = r
+	}
+	if err := q.rdb.SRem(ctx, ckey, members...).Err(); err != nil {
+		return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
+	}
+	return &sferr.EvictedError{ClientID: clientID, Rooms: gone}
+}
+
+// Ack acknowledges the delivery named by token (Message.AckToken) on
+// behalf of clientID. When it was the last ack missing, the next message
+// is released in the same step. Acking twice is harmless; a token for a
+// message that is no longer in flight returns ErrStaleAck and changes
+// nothing.
+func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
+	if err := q.check(ctx); err != nil {
+		return err
+	}
+	if err := keys.ValidateClientID(clientID); err != nil {
+		return err
+	}
+	t, err := parseToken(ackToken, q.opts.AckSecret)
+	if err != nil {
+		q.stats.AckRejected(err)
+		return err
+	}
+	if t.client != clientID {
+		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
+		q.stats.AckRejected(err)
+		return err
+	}
+	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch)
+	if err != nil {
+		q.stats.AckRejected(err)
+		return err
+	}
+	q.stats.Acked.Add(1)
+	q.stats.Released.Add(uint64(res.Released))
+	return nil
+}
+
+// PendingMessage is a message waiting for the barrier.
+type PendingMessage struct {
+	ID         uint64
+	Room       string
+	Producer   string
+	Priority   int
+	EnqueuedAt time.Time
+	payload    []byte
+}
+
+// Data returns the payload body (see Message.Data).
+func (p *PendingMessage) Data() []byte { return p.payload[1:] }
+
+// Decode unmarshals the payload (see Message.Decode).
+func (p *PendingMessage) Decode(v any) error {
+	return (&Message{payload: p.payload}).Decode(v)
+}
+
+// Peek lists up to limit pending messages of room starting at offset, in
+// exactly the order they will be released. It changes nothing.
+func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*PendingMessage, error) {
+	if err := q.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return nil, err
+	}
+	if offset < 0 || limit < 0 || limit > 10000 {
+		return nil, fmt.Errorf("%w: Peek offset=%d limit=%d, want offset >= 0 and limit 0..10000", sferr.ErrInvalidOption, offset, limit)
+	}
+	if limit == 0 {
+		return nil, nil
+	}
+	ps, err := q.barrier.Peek(ctx, room, offset, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*PendingMessage, 0, len(ps))
+	for _, p := range ps {
+		if checkPayload(p.Payload) != nil {
+			return out, fmt.Errorf("%w: room %q: pending message %d", sferr.ErrDecode, room, p.Seq)
+		}
+		out = append(out, &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, payload: p.Payload})
+	}
+	return out, nil
+}
+
+// RoomState is a consistent snapshot of a room; see barrier.State.
+type RoomState = barrier.State
+
+// RoomState returns the room's pending count, in-flight message and its
+// age, every member with its last heartbeat, and who acked or is missing.
+func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
+	if err := q.check(ctx); err != nil {
+		return RoomState{}, err
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return RoomState{}, err
+	}
+	return q.barrier.State(ctx, room)
+}

@@ -1,0 +1,245 @@
+package queue
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// router hands the entries of followed room streams to the in-process
+// subscriptions. It keeps at most one reader (one blocked connection) per
+// shard, whatever the number of rooms and subscriptions.
+type router struct {
+	q *Queue
+
+	mu           sync.Mutex
+	closed       bool
+	readerClient redis.UniversalClient
+	ownsClient   bool
+	readers      map[int]*streams.Reader
+	subs         map[string][]*Subscription // by room
+}
+
+func newRouter(q *Queue) *router {
+	return &router{q: q, readers: map[int]*streams.Reader{}, subs: map[string][]*Subscription{}}
+}
+
+// register makes sub receive its room's entries; it must precede the join,
+// so nothing released after the join can be dispatched before sub is there.
+func (r *router) register(sub *Subscription) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return sferr.ErrClosed
+	}
+	r.subs[sub.room] = append(r.subs[sub.room], sub)
+	return nil
+}
+
+func (r *router) unregister(sub *Subscription) {
+	r.mu.Lock()
+	list := r.subs[sub.room]
+	for i, s := range list {
+		if s == sub {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.subs, sub.room)
+	} else {
+		r.subs[sub.room] = list
+	}
+	rd := r.readers[r.q.layout.ShardOf(sub.room)]
+	r.mu.Unlock()
+	if rd != nil && sub.following {
+		rd.Unfollow(r.q.layout.Stream(sub.room))
+	}
+}
+
+// follow has the shard's reader read sub's room after the ID from.
+func (r *router) follow(ctx context.Context, sub *Subscription, from string) error {
+	shard := r.q.layout.ShardOf(sub.room)
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return sferr.ErrClosed
+	}
+	if r.readerClient == nil {
+		r.readerClient, r.ownsClient = dedicatedClient(r.q.rdb, r.q.opts.NumShards+2)
+	}
+	rd, ok := r.readers[shard]
+	if !ok {
+		wake := r.q.layout.Wake(shard, randomID())
+		rd = streams.NewReader(r.readerClient, wake, r.dispatch, streams.ReaderOptions{
+			OnError: func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
+		})
+		r.readers[shard] = rd
+	}
+	r.mu.Unlock()
+	sub.following = true
+	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
+}
+
+func (r *router) dispatch(room string, ev streams.Event, err error) {
+	if err != nil {
+		r.q.stats.Invalid.Add(1)
+		r.q.opts.Logger.Warn("syncfanout: skipped a malformed stream entry", "room", room, "err", err)
+		return
+	}
+	r.mu.Lock()
+	subs := append([]*Subscription(nil), r.subs[room]...)
+	r.mu.Unlock()
+	for _, s := range subs {
+		s.push(ev)
+	}
+}
+
+// heartbeat beats for every local subscription, one script call per room.
+func (r *router) heartbeat(ctx context.Context) {
+	r.mu.Lock()
+	byRoom := make(map[string][]*Subscription, len(r.subs))
+	for room, list := range r.subs {
+		byRoom[room] = append([]*Subscription(nil), list...)
+	}
+	r.mu.Unlock()
+	for room, list := range byRoom {
+		ids := make([]string, len(list))
+		for i, s := range list {
+			ids[i] = s.clientID
+		}
+		alive, err := r.q.barrier.Heartbeat(ctx, room, ids)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.q.opts.Logger.Warn("syncfanout: heartbeat", "room", room, "err", err)
+			}
+			continue
+		}
+		for i, ok := range alive {
+			if !ok && list[i].joined() {
+				list[i].fail(&sferr.EvictedError{ClientID: list[i].clientID, Rooms: []string{room}})
+			}
+		}
+	}
+}
+
+func (r *router) heartbeatLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.heartbeat(ctx)
+		}
+	}
+}
+
+// close ends every subscription (their clients leave their rooms, so the
+// rooms do not wait for them until they time out) and stops the readers.
+func (r *router) close() {
+	r.mu.Lock()
+	r.closed = true
+	var all []*Subscription
+	for _, list := range r.subs {
+		all = append(all, list...)
+	}
+	r.mu.Unlock()
+	// Detached from any caller: Close has no context, and leaving is what
+	// keeps the other members' rooms moving. Bounded so Close stays prompt.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, s := range all {
+		_ = s.leave(ctx)
+	}
+	r.mu.Lock()
+	readers := r.readers
+	r.readers = map[int]*streams.Reader{}
+	client, owns := r.readerClient, r.ownsClient
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, rd := range readers {
+		wg.Add(1)
+		go func() { defer wg.Done(); rd.Close() }()
+	}
+	if owns && client != nil {
+		_ = client.Close() // unblocks the readers' XREADs
+	}
+	wg.Wait()
+}
+
+// dedicatedClient returns a client whose connections are kept for blocking
+// reads, so readers never take connections from the caller's pool. Clients
+// of other kinds are used as they are.
+func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient, bool) {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		o.PoolSize = size
+		o.MinIdleConns = 0
+		return redis.NewClient(&o), true
+	case *redis.ClusterClient:
+		o := *c.Options()
+		o.PoolSize = size
+		o.MinIdleConns = 0
+		return redis.NewClusterClient(&o), true
+	}
+	return rdb, false
+}
+
+func randomID() string {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 12)
+	for i := range b {
+		b[i] = letters[rand.IntN(len(letters))]
+	}
+	return string(b)
+}
+
+// housekeeping evicts silent members of any room, in any process's name:
+// each round asks every shard's deadline index for due rooms, so it costs
+// O(shards + due rooms), never O(rooms).
+func (q *Queue) housekeeping() {
+	defer q.wg.Done()
+	every := q.opts.HousekeepingInterval
+	t := time.NewTimer(jitter(every))
+	defer t.Stop()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+		}
+		q.reapDue(q.ctx)
+		t.Reset(jitter(every))
+	}
+}
+
+// jitter spreads the rounds of many processes by up to ±10%.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+func (q *Queue) reapDue(ctx context.Context) {
+	for shard := range q.layout.NumShards() {
+		rooms, err := q.barrier.Due(ctx, shard, 100)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.opts.Logger.Warn("syncfanout: housekeeping", "shard", shard, "err", err)
+			}
+			return
+		}
+		for _, room := range rooms {
+			if _, _, err := q.barrier.Reap(ctx, room); err != nil && ctx.Err() == nil {
+				q.opts.Logger.Warn("syncfanout: housekeeping", "room", room, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// Subscription is a member (or observer) of one room living in this
+// process: Join created its client ID, the Queue beats for it, and its
+// messages arrive through Next or Messages.
+type Subscription struct {
+	q        *Queue
+	room     string
+	clientID string
+	observer bool
+
+	following bool // set before the reader may dispatch; read under router locks
+
+	mu     sync.Mutex
+	start  string // deliver entries after this stream ID; "" until joined
+	epoch  string
+	buf    []streams.Event
+	err    error // terminal
+	notify chan struct{}
+}
+
+// Join creates a client ID (or uses WithClientID), joins room with it and
+// returns the subscription. It receives what is released after the join.
+func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Subscription, error) {
+	if err := q.check(ctx); err != nil {
+		return nil, err
+	}
+	var jo joinOptions
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&jo); err != nil {
+			return nil, err
+		}
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return nil, err
+	}
+	id := jo.clientID
+	if id == "" {
+		var err error
+		if id, err = q.CreateClientID(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s := &Subscription{q: q, room: room, clientID: id, observer: jo.observer, notify: make(chan struct{}, 1)}
+	if err := q.router.register(s); err != nil {
+		return nil, err
+	}
+	j, err := q.subscribe(ctx, id, room, jo.observer)
+	if err != nil {
+		q.router.unregister(s)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.start, s.epoch = j.From, j.Epoch
+	kept := s.buf[:0]
+	for _, ev := range s.buf {
+		if streams.CompareIDs(ev.ID, s.start) > 0 {
+			kept = append(kept, ev)
+		}
+	}
+	s.buf = kept
+	s.mu.Unlock()
+	if err := q.router.follow(ctx, s, j.From); err != nil {
+		_ = s.Close(ctx)
+		return nil, err
+	}
+	s.signal()
+	return s, nil
+}
+
+// ClientID returns the subscription's client ID.
+func (s *Subscription) ClientID() string { return s.clientID }
+
+// Room returns the subscription's room.
+func (s *Subscription) Room() string { return s.room }
+
+// Observer reports whether the subscription has no vote.
+func (s *Subscription) Observer() bool { return s.observer }
+
+func (s *Subscription) joined() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.start != "" && s.err == nil
+}
+
+func (s *Subscription) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// push queues an entry from the reader. The queue is not bounded: the
+// barrier allows one queued message per room at a time, so only
+// out-of-band floods can grow it, and dropping would break the guarantee.
+func (s *Subscription) push(ev streams.Event) {
+	s.mu.Lock()
+	if s.err != nil || (s.start != "" && streams.CompareIDs(ev.ID, s.start) <= 0) {
+		s.mu.Unlock()
+		return
+	}
+	switch ev.Type {
+	case streams.Message, streams.OutOfBand:
+	case streams.Evict, streams.Leave:
+		if ev.ClientID != s.clientID {
+			s.mu.Unlock()
+			return
+		}
+	default:
+		s.mu.Unlock()
+		return
+	}
+	s.buf = append(s.buf, ev)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// fail ends the subscription after a heartbeat found the client gone.
+func (s *Subscription) fail(err error) {
+	if s.end(err) {
+		s.q.stats.EvictedTimeout.Add(1)
+	}
+}
+
+// Next returns the next message. It returns an *EvictedError when the
+// client was evicted, ErrNotMember when it was removed from the room by
+// someone else, ErrClosed after Close, or the context's error.
+func (s *Subscription) Next(ctx context.Context) (*Message, error) {
+	for {
+		s.mu.Lock()
+		if s.err != nil && len(s.buf) == 0 {
+			err := s.err
+			s.mu.Unlock()
+			return nil, err
+		}
+		if len(s.buf) > 0 && s.start != "" {
+			ev := s.buf[0]
+			s.buf = s.buf[1:]
+			s.mu.Unlock()
+			m, err := s.deliver(ev)
+			if err != nil {
+				return nil, err
+			}
+			if m != nil {
+				return m, nil
+			}
+			continue
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.notify:
+		}
+	}
+}
+
+func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
+	switch ev.Type {
+	case streams.Evict:
+		err := &sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
+		if ev.Reason == "ack-timeout" {
+			s.q.stats.EvictedAckTimeout.Add(1)
+		} else {
+			s.q.stats.EvictedTimeout.Add(1)
+		}
+		s.end(err)
+		return nil, err
+	case streams.Leave:
+		err := fmt.Errorf("%w: client %q was removed from room %q", sferr.ErrNotMember, s.clientID, s.room)
+		s.end(err)
+		return nil, err
+	}
+	m, err := newMessage(ev)
+	if err != nil {
+		s.q.stats.Invalid.Add(1)
+		s.q.opts.Logger.Warn("syncfanout: skipped a malformed message", "room", s.room, "err", err)
+		return nil, nil
+	}
+	if ev.Type == streams.Message && !s.observer {
+		s.mu.Lock()
+		epoch := s.epoch
+		s.mu.Unlock()
+		m.AckToken = token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}.encode(s.q.opts.AckSecret)
+		m.ack = func(ctx context.Context, tok string) error { return s.q.Ack(ctx, s.clientID, tok) }
+	}
+	s.q.stats.Delivered.Add(1)
+	return m, nil
+}
+
+// end records a terminal error (first one wins) and stops following; it
+// reports whether this call ended the subscription.
+func (s *Subscription) end(err error) bool {
+	s.mu.Lock()
+	first := s.err == nil
+	if first {
+		s.err = err
+	}
+	s.buf = nil
+	s.mu.Unlock()
+	if first {
+		s.q.router.unregister(s)
+	}
+	s.signal()
+	return first
+}
+
+// Messages iterates over the subscription's messages until the context
+// ends, the subscription is closed (the iteration then just stops) or the
+// client is evicted (yielded as an error).
+func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		for {
+			m, err := s.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, sferr.ErrClosed) {
+					yield(nil, err)
+				}
+				return
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Close leaves the room (releasing the barrier if the room waited only for
+// this member) and ends the subscription. Idempotent.
+func (s *Subscription) Close(ctx context.Context) error {
+	return s.leave(ctx)
+}
+
+func (s *Subscription) leave(ctx context.Context) error {
+	wasActive := s.end(sferr.ErrClosed)
+	s.mu.Lock()
+	s.err = sferr.ErrClosed // after an eviction too: Messages then just stops
+	s.mu.Unlock()
+	if !wasActive {
+		return nil
+	}
+	// Bypass Queue.check: leaving must work while the Queue closes.
+	if _, err := s.q.barrier.Leave(ctx, s.room, s.clientID); err != nil && !errors.Is(err, sferr.ErrNotMember) {
+		return err
+	}
+	return s.q.rdb.SRem(ctx, s.q.layout.Client(s.clientID), s.room).Err()
+}
