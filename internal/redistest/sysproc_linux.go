@@ -1,0 +1,12 @@
+//go:build linux
+
+package redistest
+
+import "syscall"
+
+// sysProcAttr makes a child die with the thread that started it (Pdeathsig:
+// the forker thread lives as long as the harness, see forkLoop) and puts it
+// in its own process group, so that a kill reaches its forks too.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}

@@ -1,0 +1,12 @@
+//go:build unix && !linux
+
+package redistest
+
+import "syscall"
+
+// sysProcAttr puts a child in its own process group. Without Pdeathsig
+// (Linux only), children outlive a test binary that is killed; Main and the
+// test cleanups still stop them on a normal exit.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
