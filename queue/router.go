@@ -57,8 +57,10 @@ func (r *router) unregister(sub *Subscription) {
 		r.subs[sub.room] = list
 	}
 	rd := r.readers[r.q.layout.ShardOf(sub.room)]
+	following := sub.following
+	sub.following = false
 	r.mu.Unlock()
-	if rd != nil && sub.following {
+	if rd != nil && following {
 		rd.Unfollow(r.q.layout.Stream(sub.room))
 	}
 }
@@ -82,8 +84,8 @@ func (r *router) follow(ctx context.Context, sub *Subscription, from string) err
 		})
 		r.readers[shard] = rd
 	}
-	r.mu.Unlock()
 	sub.following = true
+	r.mu.Unlock()
 	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
 }
 

@@ -21,7 +21,7 @@ type Subscription struct {
 	clientID string
 	observer bool
 
-	following bool // set before the reader may dispatch; read under router locks
+	following bool // guarded by the router's mutex
 
 	mu     sync.Mutex
 	start  string // deliver entries after this stream ID; "" until joined

@@ -21,7 +21,8 @@ if not redis.call('ZSCORE', KEYS[K_MEM], c) then
   return {status, n, last or false, NOW, false}
 end
 if seq > tonumber(redis.call('HGET', KEYS[K_META], 'seq') or '0') then
-  return {'FORGED', 0, false, NOW, false}
+  local n, last = settle() -- reap() above may have opened the barrier
+  return {'FORGED', n, last or false, NOW, false}
 end
 local inflight = tonumber(redis.call('HGET', KEYS[K_META], 'f') or '-1')
 if inflight ~= seq then
