@@ -44,12 +44,44 @@ func (b *Barrier) run(ctx context.Context, s *redis.Script, room string, extra .
 	return v, nil
 }
 
+// Appended is what one script call added to a room's stream: Prev is the
+// stream's last ID before, Entries the new entries in order. A local reader
+// positioned at Prev can take them without reading the stream.
+type Appended struct {
+	Prev    string
+	Entries []redis.XMessage
+}
+
+func appended(v []any, i int) Appended {
+	var a Appended
+	if i+1 >= len(v) {
+		return a
+	}
+	a.Prev = str(v, i)
+	list, _ := v[i+1].([]any)
+	for _, e := range list {
+		pair, _ := e.([]any)
+		if len(pair) != 2 {
+			continue
+		}
+		id, _ := pair[0].(string)
+		flat, _ := pair[1].([]any)
+		values := make(map[string]any, len(flat)/2)
+		for j := 0; j+1 < len(flat); j += 2 {
+			values[str(flat, j)] = str(flat, j+1)
+		}
+		a.Entries = append(a.Entries, redis.XMessage{ID: id, Values: values})
+	}
+	return a
+}
+
 // Enqueued describes a sent message.
 type Enqueued struct {
 	Seq      uint64
 	Epoch    string
 	Released int       // messages the send released (0 while the barrier holds)
 	At       time.Time // server time of the send
+	Appended Appended
 }
 
 // Enqueue adds a message with priority p (0..keys.Levels-1) and releases
@@ -59,7 +91,7 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	if err != nil {
 		return Enqueued{}, err
 	}
-	return Enqueued{Seq: u64(v, 1), Epoch: str(v, 2), Released: int(u64(v, 3)), At: ms(v, 5)}, nil
+	return Enqueued{Seq: u64(v, 1), Epoch: str(v, 2), Released: int(u64(v, 3)), At: ms(v, 5), Appended: appended(v, 6)}, nil
 }
 
 // Joined describes a join.
@@ -105,6 +137,7 @@ type Acked struct {
 	ReleasedSeq uint64    // seq of the message released by this ack
 	At          time.Time // server time of the ack
 	InFlightAt  time.Time // release time of the acked message
+	Appended    Appended
 }
 
 // Ack records client's ack of message seq issued under epoch.
@@ -116,7 +149,7 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err := sferr.FromStatus(str(v, 0)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4)}, nil
+	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5)}, nil
 }
 
 // Heartbeat extends the deadlines of clients in room and reports, for each,

@@ -153,6 +153,7 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 	}
 	q.stats.Sent.Add(1)
 	q.stats.Released.Add(uint64(res.Released))
+	q.router.direct(room, res.Appended)
 	return res.Seq, nil
 }
 
@@ -342,6 +343,7 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	}
 	q.stats.Acked.Add(1)
 	q.stats.Released.Add(uint64(res.Released))
+	q.router.direct(t.room, res.Appended)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 	"github.com/syncfanout/syncfanout/streams"
 )
@@ -93,13 +94,39 @@ func (r *router) dispatch(room string, ev streams.Event, err error) {
 	if err != nil {
 		r.q.stats.Invalid.Add(1)
 		r.q.opts.Logger.Warn("syncfanout: skipped a malformed stream entry", "room", room, "err", err)
-		return
+		// Still passed on (as an event of no type) so positions move past it.
+		ev = streams.Event{ID: ev.ID, Room: room}
 	}
 	r.mu.Lock()
 	subs := append([]*Subscription(nil), r.subs[room]...)
 	r.mu.Unlock()
 	for _, s := range subs {
 		s.push(ev)
+	}
+}
+
+// direct hands the entries a script of this process appended to the local
+// subscriptions of room, saving them the wait for their reader.
+func (r *router) direct(room string, a barrier.Appended) {
+	if len(a.Entries) == 0 || a.Prev == "" {
+		return
+	}
+	r.mu.Lock()
+	subs := append([]*Subscription(nil), r.subs[room]...)
+	r.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	evs := make([]streams.Event, 0, len(a.Entries))
+	for _, m := range a.Entries {
+		ev, err := streams.Decode(room, m)
+		if err != nil {
+			return // cannot happen for entries our scripts wrote; the reader will report it
+		}
+		evs = append(evs, ev)
+	}
+	for _, s := range subs {
+		s.pushDirect(a.Prev, evs)
 	}
 }
 

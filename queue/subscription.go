@@ -23,8 +23,13 @@ type Subscription struct {
 
 	following bool // guarded by the router's mutex
 
-	mu     sync.Mutex
-	start  string // deliver entries after this stream ID; "" until joined
+	mu sync.Mutex
+	// last is the newest stream entry this subscription has taken into
+	// account (delivered or skipped), "" until the join returned. Entries
+	// are taken only in stream order and only once, from the reader or
+	// straight from a script reply (see pushDirect).
+	last   string
+	early  []streams.Event // read before the join returned
 	epoch  string
 	buf    []streams.Event
 	err    error // terminal
@@ -66,14 +71,11 @@ func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Sub
 		return nil, err
 	}
 	s.mu.Lock()
-	s.start, s.epoch = j.From, j.Epoch
-	kept := s.buf[:0]
-	for _, ev := range s.buf {
-		if streams.CompareIDs(ev.ID, s.start) > 0 {
-			kept = append(kept, ev)
-		}
+	s.last, s.epoch = j.From, j.Epoch
+	for _, ev := range s.early {
+		s.accept(ev)
 	}
-	s.buf = kept
+	s.early = nil
 	s.mu.Unlock()
 	if err := q.router.follow(ctx, s, j.From); err != nil {
 		_ = s.Close(ctx)
@@ -95,7 +97,7 @@ func (s *Subscription) Observer() bool { return s.observer }
 func (s *Subscription) joined() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.start != "" && s.err == nil
+	return s.last != "" && s.err == nil
 }
 
 func (s *Subscription) signal() {
@@ -105,29 +107,61 @@ func (s *Subscription) signal() {
 	}
 }
 
-// push queues an entry from the reader. The queue is not bounded: the
-// barrier allows one queued message per room at a time, so only
-// out-of-band floods can grow it, and dropping would break the guarantee.
+// push takes an entry from the reader, in stream order. The queue is not
+// bounded: the barrier allows one queued message per room at a time, so
+// only out-of-band floods can grow it, and dropping would break the
+// guarantee.
 func (s *Subscription) push(ev streams.Event) {
 	s.mu.Lock()
-	if s.err != nil || (s.start != "" && streams.CompareIDs(ev.ID, s.start) <= 0) {
+	if s.err != nil {
 		s.mu.Unlock()
 		return
 	}
+	if s.last == "" {
+		s.early = append(s.early, ev)
+		s.mu.Unlock()
+		return
+	}
+	s.accept(ev)
+	s.mu.Unlock()
+	s.signal()
+}
+
+// pushDirect takes entries returned by a script of this process (an ack
+// or a send that released a message) before the reader sees them. They are
+// taken only when the subscription's position is exactly prev, the entry
+// before them, so nothing in between can be skipped; otherwise the reader
+// delivers them as usual.
+func (s *Subscription) pushDirect(prev string, evs []streams.Event) {
+	s.mu.Lock()
+	if s.err != nil || s.last == "" || s.last != prev {
+		s.mu.Unlock()
+		return
+	}
+	for _, ev := range evs {
+		s.accept(ev)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// accept advances the position over ev and queues it if it concerns this
+// subscription. s.mu must be held.
+func (s *Subscription) accept(ev streams.Event) {
+	if streams.CompareIDs(ev.ID, s.last) <= 0 {
+		return
+	}
+	s.last = ev.ID
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
 	case streams.Evict, streams.Leave:
 		if ev.ClientID != s.clientID {
-			s.mu.Unlock()
 			return
 		}
 	default:
-		s.mu.Unlock()
-		return
+		return // others' joins, and malformed entries (counted by the router)
 	}
 	s.buf = append(s.buf, ev)
-	s.mu.Unlock()
-	s.signal()
 }
 
 // fail ends the subscription after a heartbeat found the client gone.
@@ -148,7 +182,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			s.mu.Unlock()
 			return nil, err
 		}
-		if len(s.buf) > 0 && s.start != "" {
+		if len(s.buf) > 0 {
 			ev := s.buf[0]
 			s.buf = s.buf[1:]
 			s.mu.Unlock()

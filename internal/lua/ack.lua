@@ -5,12 +5,15 @@
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 client ID; 7 message seq; 8 epoch.
 -- Returns: {status, released count, last released seq or false, now ms,
---           release time ms of the acked message or false}
+--           release time ms of the acked message or false,
+--           stream ID before the appended entries or false,
+--           appended entries {{id, {field, value, ...}}, ...}}
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
 --           FORGED (seq never issued), STALE (not the in-flight message).
 local ep = redis.call('HGET', KEYS[K_META], 'ep')
 if ep ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
+TRACK = true
 reap()
 local c = ARGV[6]
 local seq = tonumber(ARGV[7])
@@ -34,4 +37,4 @@ if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
   redis.call('HSET', KEYS[K_ACK], c, NOW)
 end
 local n, last = settle()
-return {'OK', n, last or false, NOW, rt or false}
+return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED}

@@ -48,7 +48,19 @@ local function epoch()
   return ep
 end
 
+-- Scripts that set TRACK return what they appended (APPENDED) and the
+-- stream's last ID before it (PREV), so the caller's process can hand the
+-- entries to its local subscribers without waiting for its XREAD: a
+-- subscriber whose position is PREV misses nothing by taking them.
+local TRACK = false
+local PREV = nil
+local APPENDED = {}
+
 local function append(fields)
+  if TRACK and not PREV then
+    local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
+    PREV = last[1] and last[1][1] or '0-0'
+  end
   local args = {'XADD', KEYS[K_STREAM]}
   if MAXLEN > 0 then
     args[#args + 1] = 'MAXLEN'
@@ -58,6 +70,7 @@ local function append(fields)
   args[#args + 1] = '*'
   for i = 1, #fields do args[#args + 1] = fields[i] end
   local id = redis.call(unpack(args))
+  if TRACK then APPENDED[#APPENDED + 1] = {id, fields} end
   if MAXAGE > 0 then
     redis.call('XTRIM', KEYS[K_STREAM], 'MINID', '~', string.format('%d', NOW - MAXAGE))
   end
