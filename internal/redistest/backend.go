@@ -337,5 +337,5 @@ func startCluster(ctx context.Context) ([]string, string, func() error, error) {
 	if err != nil {
 		return nil, "", nil, err
 	}
-	return c.Addrs(), "started a 3-master cluster", c.destroy, nil
+	return c.Addrs(), "started a 3-master cluster (" + c.timing + ")", c.destroy, nil
 }

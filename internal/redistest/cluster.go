@@ -37,7 +37,8 @@ type ClusterOptions struct {
 // restart any of them (a restarted node keeps its cluster identity, stored
 // in its data dir).
 type ClusterServers struct {
-	nodes []*Server
+	nodes  []*Server
+	timing string // how long each step of the start took
 }
 
 // NewCluster starts a private Redis Cluster for t (redis-cli --cluster
@@ -74,6 +75,7 @@ func newCluster(ctx context.Context, name string, opts ClusterOptions) (*Cluster
 		return nil, errors.New("redis-cli not found: install it (apt-get install -y redis-tools) or set REDIS_CLUSTER_ADDRS")
 	}
 
+	begin := time.Now()
 	n := opts.Masters * (1 + opts.ReplicasPerMaster)
 	c := &ClusterServers{nodes: make([]*Server, n)}
 	errs := make([]error, n)
@@ -88,14 +90,19 @@ func newCluster(ctx context.Context, name string, opts ClusterOptions) (*Cluster
 		return nil, errors.Join(err, c.destroy())
 	}
 
+	started := time.Now()
 	if err := c.create(ctx, cli, opts.ReplicasPerMaster); err != nil {
 		return nil, errors.Join(err, c.destroy())
 	}
+	created := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.WaitHealthy(wctx); err != nil {
 		return nil, errors.Join(err, c.destroy())
 	}
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	c.timing = fmt.Sprintf("nodes %v, redis-cli %v, healthy %v",
+		ms(started.Sub(begin)), ms(created.Sub(started)), ms(time.Since(created)))
 	return c, nil
 }
 
