@@ -1,0 +1,68 @@
+# Development tasks of syncfanout. `make` alone lists them.
+
+# Find Go even when /usr/local/go/bin is not on PATH.
+ifneq ($(wildcard /usr/local/go/bin/go),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+
+SHELL := /bin/bash
+GO ?= go
+# The root module and the nested integration module, tested separately.
+MODULES := . integration
+# -v shows every subtest (standalone and cluster) and its result.
+TEST_FLAGS ?= -race -count=1 -timeout 14m -v
+FUZZTIME ?= 5s
+BENCH_ARGS ?=
+BENCH_SHORT_ARGS ?= -short
+
+.DEFAULT_GOAL := help
+.PHONY: help ensure-redis test demo bench bench-short lint tidy fuzz-smoke
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+ensure-redis: ## Install redis-server and redis-cli if missing (apt-get, as root; no service started)
+	@bash scripts/ensure-redis.sh
+
+test: ensure-redis ## Run all tests with -race in both modules, on standalone and cluster Redis
+	@set -o pipefail; status=0; \
+	for m in $(MODULES); do \
+		echo "==> go test $(TEST_FLAGS) ./... in $$m"; \
+		(cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) \
+			| awk '!/^=== (RUN|PAUSE|CONT) / { print; fflush() }' || status=1; \
+	done; \
+	exit $$status
+
+demo: ensure-redis ## Run the demo (examples/demo)
+	@if [ -d examples/demo ]; then \
+		$(GO) run ./examples/demo; \
+	else \
+		echo "the demo arrives with the engine: one room, three subscribers in lock-step (examples/demo)"; \
+	fi
+
+bench: ensure-redis ## Run the benchmark program (integration/bench; BENCH_ARGS=...)
+	@if [ -d integration/bench ]; then \
+		cd integration && $(GO) run ./bench $(BENCH_ARGS); \
+	else \
+		echo "no benchmark program yet (integration/bench)"; \
+	fi
+
+bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark program with -short
+	@set -e; for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); \
+	done
+	@if [ -d integration/bench ]; then \
+		cd integration && $(GO) run ./bench $(BENCH_SHORT_ARGS); \
+	else \
+		echo "no benchmark program yet (integration/bench)"; \
+	fi
+
+lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do echo "==> go vet ./... in $$m"; (cd $$m && $(GO) vet ./...); done
+
+tidy: ## Run go mod tidy in both modules
+	@set -e; for m in $(MODULES); do echo "==> go mod tidy in $$m"; (cd $$m && $(GO) mod tidy); done
+
+fuzz-smoke: ## Run every Fuzz* target for FUZZTIME (default 5s) each
+	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz-smoke.sh
