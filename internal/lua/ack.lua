@@ -11,8 +11,8 @@
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
 --           FORGED (seq never issued), STALE (not the in-flight message).
-local ep = redis.call('HGET', KEYS[K_META], 'ep')
-if ep ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
+local mv = redis.call('HMGET', KEYS[K_META], 'ep', 'seq', 'f', 'rt')
+if mv[1] ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
 TRACK = true
 reap()
 local c = ARGV[6]
@@ -23,18 +23,16 @@ if not redis.call('ZSCORE', KEYS[K_MEM], c) then
   local n, last = settle()
   return {status, n, last or false, NOW, false}
 end
-if seq > tonumber(redis.call('HGET', KEYS[K_META], 'seq') or '0') then
+if seq > tonumber(mv[2] or '0') then
   local n, last = settle() -- reap() above may have opened the barrier
   return {'FORGED', n, last or false, NOW, false}
 end
-local inflight = tonumber(redis.call('HGET', KEYS[K_META], 'f') or '-1')
+local inflight = tonumber(mv[3] or '-1')
 if inflight ~= seq then
   local n, last = settle()
   return {'STALE', n, last or false, NOW, false}
 end
-local rt = redis.call('HGET', KEYS[K_META], 'rt')
-if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
-  redis.call('HSET', KEYS[K_ACK], c, NOW)
-end
+local rt = mv[4]
+redis.call('HSETNX', KEYS[K_ACK], c, NOW)
 local n, last = settle()
 return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED}

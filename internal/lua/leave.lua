@@ -7,8 +7,8 @@
 -- Returns: {"OK" | "NOT_MEMBER", released count, last released seq or false}
 reap()
 if not drop(ARGV[6], 'l', 'leave') then
-  update_index()
-  return {'NOT_MEMBER', 0, false}
+  local n, last = settle() -- reap() above may have opened the barrier
+  return {'NOT_MEMBER', n, last or false}
 end
 local n, last = settle()
 return {'OK', n, last or false}

@@ -120,12 +120,19 @@ local function reap()
   return n
 end
 
-local function pop()
-  for p = 0, LEVELS - 1 do
-    local m = redis.call('LPOP', KEYS[K_Q0 + p])
-    if m then return m, p end
-  end
-  return nil
+-- LMPOP over the ten priority lists pops from the first non-empty one, so
+-- finding the next message is one call whatever the priorities in use.
+local QIDX = {}
+for p = 0, LEVELS - 1 do QIDX[KEYS[K_Q0 + p]] = p end
+local function pop(count)
+  local args = {'LMPOP', LEVELS}
+  for p = 0, LEVELS - 1 do args[#args + 1] = KEYS[K_Q0 + p] end
+  args[#args + 1] = 'LEFT'
+  args[#args + 1] = 'COUNT'
+  args[#args + 1] = count
+  local r = redis.call(unpack(args))
+  if not r then return nil end
+  return r[2], QIDX[r[1]]
 end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
@@ -136,68 +143,92 @@ local function release_entry(m, p)
   local producer = string.sub(m, at, at + plen - 1)
   local payload = string.sub(m, at + plen)
   local id = append({'t', 'm', 'id', seq, 'p', producer, 'pr', p, 'et', enq, 'd', payload})
-  redis.call('HINCRBY', KEYS[K_META], 'pend', -1)
-  redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -1)
   return seq, id
 end
 
 -- release is the barrier: it completes the in-flight message once every
 -- current member acked it and then releases the next pending message (all of
 -- them, in batches, when nobody is there to ack). Returns how many messages
--- it released and the seq of the last one.
+-- it released, the seq of the last one, and the room's resulting state for
+-- update_index (read once here, to keep the calls per script low).
 local function release()
   local meta = KEYS[K_META]
-  local nmem = redis.call('ZCARD', KEYS[K_MEM])
-  if redis.call('HEXISTS', meta, 'f') == 1 then
-    if nmem > 0 and redis.call('HLEN', KEYS[K_ACK]) < nmem then return 0, nil end
+  local mv = redis.call('HMGET', meta, 'f', 'pend', 'hold', 'ad')
+  local st = {
+    inflight = mv[1] and true or false,
+    pend = mv[2] and tonumber(mv[2]) or 0,
+    hold = mv[3] == '1',
+    ad = mv[4] and tonumber(mv[4]) or 0,
+    nmem = redis.call('ZCARD', KEYS[K_MEM]),
+  }
+  local set = {'HSET', meta}
+  if st.inflight then
+    if st.nmem > 0 and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
     redis.call('HDEL', meta, 'f', 'fs', 'rt', 'ad')
-    redis.call('HSET', meta, 'lc', NOW)
     redis.call('DEL', KEYS[K_ACK])
+    st.inflight, st.ad = false, 0
+    set[#set + 1] = 'lc'
+    set[#set + 1] = NOW
   end
-  if tonumber(redis.call('HGET', meta, 'pend') or '0') <= 0 then return 0, nil end
-  if nmem == 0 then
-    if redis.call('HGET', meta, 'hold') == '1' then return 0, nil end
-    local n, last = 0, nil
-    while n < DRAIN_BATCH do
-      local m, p = pop()
-      if not m then break end
-      last = release_entry(m, p)
-      n = n + 1
+  local n, last = 0, nil
+  if st.pend > 0 and not (st.nmem == 0 and st.hold) then
+    local want = 1
+    if st.nmem == 0 then want = DRAIN_BATCH end
+    while n < want do
+      local ms, p = pop(want - n)
+      if not ms then
+        -- The counter drifted from the lists (manual edits): trust the lists.
+        st.pend = n
+        break
+      end
+      for _, m in ipairs(ms) do
+        local seq, id = release_entry(m, p)
+        last = seq
+        n = n + 1
+        if st.nmem > 0 then
+          set[#set + 1] = 'f'
+          set[#set + 1] = seq
+          set[#set + 1] = 'fs'
+          set[#set + 1] = id
+          set[#set + 1] = 'rt'
+          set[#set + 1] = NOW
+          st.inflight = true
+          if ACKTIMEOUT > 0 then
+            st.ad = NOW + ACKTIMEOUT
+            set[#set + 1] = 'ad'
+            set[#set + 1] = st.ad
+          end
+        end
+      end
     end
-    return n, last
+    st.pend = st.pend - n
+    set[#set + 1] = 'pend'
+    set[#set + 1] = st.pend
+    if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
   end
-  local m, p = pop()
-  if not m then
-    -- The counter drifted from the lists (manual edits): trust the lists.
-    redis.call('HSET', meta, 'pend', 0)
-    return 0, nil
-  end
-  local seq, id = release_entry(m, p)
-  redis.call('HSET', meta, 'f', seq, 'fs', id, 'rt', NOW)
-  if ACKTIMEOUT > 0 then redis.call('HSET', meta, 'ad', NOW + ACKTIMEOUT) end
-  return 1, seq
+  if #set > 2 then redis.call(unpack(set)) end
+  return n, last, st
 end
 
 -- update_index keeps the shard's room index and deadline index exact, so
 -- metrics and housekeeping never scan rooms.
-local function update_index()
-  local meta = KEYS[K_META]
-  local pend = tonumber(redis.call('HGET', meta, 'pend') or '0')
-  local nmem = redis.call('ZCARD', KEYS[K_MEM])
+local function update_index(st)
   local nobs = redis.call('ZCARD', KEYS[K_OBS])
-  if pend > 0 or nmem + nobs > 0 or redis.call('HEXISTS', meta, 'f') == 1 then
-    redis.call('ZADD', KEYS[K_ROOMS], pend, ROOM)
+  if st.pend > 0 or st.nmem + nobs > 0 or st.inflight then
+    redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
   else
     redis.call('ZREM', KEYS[K_ROOMS], ROOM)
   end
   local d
-  local m = redis.call('ZRANGE', KEYS[K_MEM], 0, 0, 'WITHSCORES')
-  if m[2] then d = tonumber(m[2]) end
-  local o = redis.call('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')
-  if o[2] and (not d or tonumber(o[2]) < d) then d = tonumber(o[2]) end
-  local ad = tonumber(redis.call('HGET', meta, 'ad') or '0')
-  if ad > 0 and (not d or ad < d) then d = ad end
-  if pend > 0 and nmem == 0 and redis.call('HGET', meta, 'hold') ~= '1' then
+  if st.nmem > 0 then
+    d = tonumber(redis.call('ZRANGE', KEYS[K_MEM], 0, 0, 'WITHSCORES')[2])
+  end
+  if nobs > 0 then
+    local o = tonumber(redis.call('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')[2])
+    if not d or o < d then d = o end
+  end
+  if st.ad > 0 and (not d or st.ad < d) then d = st.ad end
+  if st.pend > 0 and st.nmem == 0 and not st.hold then
     d = NOW -- a drain batch left work behind
   end
   if d then
@@ -209,7 +240,7 @@ end
 
 -- settle is the common tail of every state change.
 local function settle()
-  local n, last = release()
-  update_index()
+  local n, last, st = release()
+  update_index(st)
   return n, last
 end
