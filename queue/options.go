@@ -57,6 +57,11 @@ type Options struct {
 	// AckSecret, when set, signs ack tokens (HMAC-SHA256) so they can cross
 	// untrusted hands; every Queue that acks must share it.
 	AckSecret []byte
+	// PreviousAckSecrets are older secrets whose tokens are still accepted
+	// (never issued), for rotating AckSecret without refusing the acks of
+	// messages in flight; see docs/security.md. Each at least 16 bytes;
+	// they need AckSecret.
+	PreviousAckSecrets [][]byte
 	// Logger receives background errors (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -121,6 +126,13 @@ func (o Options) validate() error {
 		return bad("HeartbeatInterval=%v, want 10ms..ClientTimeout (exclusive)", o.HeartbeatInterval)
 	case o.AckSecret != nil && len(o.AckSecret) < 16:
 		return bad("AckSecret is %d bytes, want at least 16", len(o.AckSecret))
+	case len(o.PreviousAckSecrets) > 0 && o.AckSecret == nil:
+		return bad("PreviousAckSecrets without AckSecret")
+	}
+	for i, p := range o.PreviousAckSecrets {
+		if len(p) < 16 {
+			return bad("PreviousAckSecrets[%d] is %d bytes, want at least 16", i, len(p))
+		}
 	}
 	return nil
 }

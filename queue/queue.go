@@ -326,7 +326,7 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	if err := keys.ValidateClientID(clientID); err != nil {
 		return err
 	}
-	t, err := parseToken(ackToken, q.opts.AckSecret)
+	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
 	if err != nil {
 		q.stats.AckRejected(err)
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -55,13 +56,33 @@ func sign(secret, b []byte) []byte {
 	return h.Sum(nil)[:macLen]
 }
 
-func parseToken(s string, secret []byte) (token, error) {
+// verify reports whether mac signs body under the current secret or one of
+// the previous ones (accepted during a key rotation). Every secret is tried,
+// so the time taken does not tell which one matched.
+func verify(body, mac, secret []byte, previous [][]byte) bool {
+	ok := hmac.Equal(sign(secret, body), mac)
+	for _, p := range previous {
+		if hmac.Equal(sign(p, body), mac) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// parseToken decodes and, when secret is set, verifies a token; previous
+// are older secrets still accepted (Options.PreviousAckSecrets).
+func parseToken(s string, secret []byte, previous ...[]byte) (token, error) {
 	var t token
 	bad := func(why string) (token, error) { return token{}, fmt.Errorf("%w: %s", sferr.ErrInvalidToken, why) }
 	if s == "" || len(s) > 4096 {
 		return bad("empty or oversized")
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	// Strict decoding and no line breaks: one token has one spelling, so
+	// no change to a signed token's text keeps it valid.
+	if strings.ContainsAny(s, "\r\n") {
+		return bad("not base64url")
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return bad("not base64url")
 	}
@@ -82,7 +103,7 @@ func parseToken(s string, secret []byte) (token, error) {
 	switch {
 	case secret != nil && !signed:
 		return bad("unsigned token while AckSecret is set")
-	case secret != nil && !hmac.Equal(sign(secret, body), b[len(body):]):
+	case secret != nil && !verify(body, b[len(body):], secret, previous):
 		return bad("signature mismatch")
 	}
 	rest := body[2:]

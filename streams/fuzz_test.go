@@ -1,0 +1,71 @@
+package streams_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// decodeFields are the entry fields the scripts write, in the order of the
+// fuzz arguments.
+var decodeFields = []string{"t", "id", "p", "pr", "et", "d", "c", "o", "r"}
+
+// FuzzDecode: any entry, written by the scripts or by anything else with
+// access to Redis, decodes without panicking; a failure is a *DecodeError
+// (errors.Is ErrDecode) and a success is a complete event. present selects
+// which fields exist (bit i for decodeFields[i]); bit 15 makes the "d"
+// field a non-string value.
+func FuzzDecode(f *testing.F) {
+	f.Add("1700000000000-0", uint16(0x3f), "m", "1", "prod", "5", "1700000000000", "mhello", "", "", "")
+	f.Add("1700000000000-1", uint16(0x37), "o", "2", "", "", "1700000000000", "r\x00\xff", "", "", "")
+	f.Add("1700000000000-2", uint16(0x1c1), "j", "", "", "", "", "", "1-abc", "m", "")
+	f.Add("1700000000000-3", uint16(0x1c1), "e", "", "", "", "", "", "1-abc", "o", "ack-timeout")
+	f.Add("1700000000000-4", uint16(0xffff), "m", "18446744073709551616", "p", "-1", "0", "", "", "", "")
+	f.Add("not-an-id", uint16(0x01), "x", "", "", "", "", "", "", "", "")
+	f.Add("", uint16(0), "", "", "", "", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, id string, present uint16, tt, mid, p, pr, et, d, c, o, r string) {
+		vals := []string{tt, mid, p, pr, et, d, c, o, r}
+		m := redis.XMessage{ID: id, Values: map[string]any{}}
+		for i, name := range decodeFields {
+			if present&(1<<i) != 0 {
+				m.Values[name] = vals[i]
+			}
+		}
+		if present&(1<<15) != 0 {
+			m.Values["d"] = int64(len(d))
+		}
+		ev, err := streams.Decode("room", m)
+		if err != nil {
+			var de *streams.DecodeError
+			if !errors.Is(err, sferr.ErrDecode) || !errors.As(err, &de) {
+				t.Fatalf("Decode(%+v): error %v is not a *DecodeError matching ErrDecode", m, err)
+			}
+			if de.ID != id || de.Room != "room" {
+				t.Fatalf("DecodeError names entry %q of room %q, want %q of room", de.ID, de.Room, id)
+			}
+			return
+		}
+		if ev.ID != id || ev.Room != "room" {
+			t.Fatalf("event %+v: wrong ID or room", ev)
+		}
+		switch ev.Type {
+		case streams.Message, streams.OutOfBand:
+			if ev.MessageID == 0 || len(ev.Payload) == 0 || ev.Enqueued.IsZero() {
+				t.Fatalf("incomplete message event %+v from %+v", ev, m)
+			}
+			if ev.Type == streams.Message && ev.Priority < 0 {
+				t.Fatalf("negative priority in %+v", ev)
+			}
+		case streams.Join, streams.Leave, streams.Evict:
+			if ev.ClientID == "" {
+				t.Fatalf("membership event without a client: %+v", ev)
+			}
+		default:
+			t.Fatalf("unknown event type %q accepted", ev.Type)
+		}
+	})
+}
