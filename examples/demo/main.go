@@ -1,0 +1,129 @@
+// Command demo shows lock-step fanout on a real Redis in a few seconds:
+// one room, three in-process subscribers of different speeds, a producer
+// sending prioritized messages and one out-of-band message, then a replay
+// of the room's delivery stream.
+//
+//	go run ./examples/demo              # starts a throwaway redis-server
+//	REDIS_ADDR=host:port go run ./examples/demo
+//	go run ./examples/demo -duration 1m # repeat the scenario for a minute
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/examples/internal/exredis"
+	"github.com/syncfanout/syncfanout/queue"
+)
+
+// numShards is stated so the replay can name the room's stream key.
+const numShards = 16
+
+func main() {
+	addr := flag.String("redis", "", "Redis address (default $REDIS_ADDR, else a throwaway redis-server)")
+	duration := flag.Duration("duration", 0, "repeat the scenario for this long (0: run it once)")
+	flag.Parse()
+
+	if err := run(*addr, *duration); err != nil {
+		if errors.Is(err, exredis.ErrNoRedisServer) {
+			fmt.Fprintln(os.Stderr, err)
+		} else {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(addr string, duration time.Duration) error {
+	ctx, stop := exredis.RunContext(0)
+	defer stop()
+
+	if addr == "" {
+		addr = strings.TrimSpace(os.Getenv(exredis.EnvAddr))
+	}
+	prefix := "sfdemo"
+	external := addr != ""
+	if external {
+		// A shared server: keep to our own keys and remove them at the end.
+		prefix = "sfdemo-" + randomHex(4)
+		fmt.Printf("Redis: %s (keys under %q, deleted at exit)\n", addr, prefix)
+	} else {
+		srv, err := exredis.Start(ctx)
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		addr = srv.Addr
+		fmt.Printf("Redis: started a throwaway redis-server on %s (no persistence, stopped at exit)\n", addr)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	if external {
+		defer deleteKeys(rdb, prefix)
+	}
+	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix, NumShards: numShards})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	begin := time.Now()
+	for round := 1; ; round++ {
+		room := fmt.Sprintf("demo-%d", round)
+		r, err := runScenario(ctx, rdb, q, room)
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Println("\ninterrupted")
+				return nil
+			}
+			return err
+		}
+		if round == 1 {
+			r.print()
+			if err := replay(ctx, rdb, prefix, r); err != nil {
+				return err
+			}
+		} else {
+			fmt.Printf("round %d: %s\n", round, r.summary())
+			if !r.ok() {
+				r.print()
+			}
+		}
+		if !r.ok() {
+			return errors.New("a check failed")
+		}
+		if duration <= 0 || time.Since(begin) >= duration {
+			return nil
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// deleteKeys removes what the demo wrote on a server it did not start.
+func deleteKeys(rdb *redis.Client, prefix string) {
+	// The run's context may already be cancelled (Ctrl-C).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, prefix+":*", 500).Iterator()
+	for iter.Next(ctx) {
+		rdb.Unlink(ctx, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: deleting keys %s:*: %v\n", prefix, err)
+	}
+}

@@ -1,0 +1,185 @@
+// Package exredis finds or starts the Redis server the example programs
+// talk to, and gives them a context that ends on Ctrl-C.
+package exredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultAddr is where the examples look for Redis when neither a flag nor
+// REDIS_ADDR names one.
+const DefaultAddr = "127.0.0.1:6379"
+
+// EnvAddr names a Redis server, host:port.
+const EnvAddr = "REDIS_ADDR"
+
+// InstallHint is the one line printed when no redis-server binary is found.
+const InstallHint = "redis-server not found: install it (Debian/Ubuntu: sudo apt-get install -y redis-server) or point REDIS_ADDR at a running Redis"
+
+// ErrNoRedisServer means redis-server is not on PATH; its text is InstallHint.
+var ErrNoRedisServer = errors.New(InstallHint)
+
+// AddrDefault is the default of the examples' -redis flag: $REDIS_ADDR,
+// else DefaultAddr.
+func AddrDefault() string {
+	if v := strings.TrimSpace(os.Getenv(EnvAddr)); v != "" {
+		return v
+	}
+	return DefaultAddr
+}
+
+// RunContext returns a context that ends on SIGINT or SIGTERM and, when
+// d > 0, after d. The returned stop function releases the signal handler.
+func RunContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if d <= 0 {
+		return ctx, stopSignals
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, func() { cancel(); stopSignals() }
+}
+
+// Server is a throwaway redis-server: loopback only, no persistence, its
+// data in a temporary directory removed by Stop.
+type Server struct {
+	Addr string
+
+	cmd    *exec.Cmd
+	dir    string
+	exited chan struct{}
+}
+
+// Start runs redis-server on a free loopback port and waits until it
+// answers PING. It returns ErrNoRedisServer when the binary is missing.
+// Call Stop when done; the server also dies with this process on Linux.
+func Start(ctx context.Context) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, ErrNoRedisServer
+	}
+	var errs []error
+	// Another process can take the port between the probe and the bind:
+	// try a few.
+	for range 5 {
+		s, err := start(ctx, bin)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func start(ctx context.Context, bin string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "syncfanout-redis-")
+	if err != nil {
+		return nil, err
+	}
+	log := filepath.Join(dir, "redis.log")
+	cmd := exec.Command(bin,
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--logfile", log,
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+	)
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(ctx); err != nil {
+		tail := logTail(log)
+		_ = s.Stop()
+		return nil, fmt.Errorf("redis-server on %s: %w%s", s.Addr, err, tail)
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.Ping(ctx).Err() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.exited:
+			return errors.New("exited before answering PING")
+		case <-deadline.C:
+			return errors.New("no answer to PING within 10s")
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop terminates the server (SIGTERM, then SIGKILL after 5s), waits for
+// it and removes its directory. It is safe to call twice.
+func (s *Server) Stop() error {
+	select {
+	case <-s.exited:
+	default:
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	return os.RemoveAll(s.dir)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return "\n  " + strings.Join(lines, "\n  ")
+}
