@@ -25,9 +25,6 @@ import (
 	"github.com/syncfanout/syncfanout/queue"
 )
 
-// numShards is stated so the replay can name the room's stream key.
-const numShards = 16
-
 func main() {
 	addr := flag.String("redis", "", "Redis address (default $REDIS_ADDR, else a throwaway redis-server)")
 	duration := flag.Duration("duration", 0, "repeat the scenario for this long (0: run it once)")
@@ -71,7 +68,7 @@ func run(addr string, duration time.Duration) error {
 	if external {
 		defer deleteKeys(rdb, prefix)
 	}
-	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix, NumShards: numShards})
+	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix})
 	if err != nil {
 		return err
 	}
@@ -90,7 +87,7 @@ func run(addr string, duration time.Duration) error {
 		}
 		if round == 1 {
 			r.print()
-			if err := replay(ctx, rdb, prefix, r); err != nil {
+			if err := replay(ctx, q, r); err != nil {
 				return err
 			}
 		} else {

@@ -8,9 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
@@ -294,25 +292,30 @@ func (r *result) summary() string {
 }
 
 // replay reads the room's delivery stream back, as a late reader would.
-func replay(ctx context.Context, rdb redis.UniversalClient, prefix string, r *result) error {
-	layout, err := keys.New(prefix, numShards)
+func replay(ctx context.Context, q *queue.Queue, r *result) error {
+	key, err := q.StreamKey(r.room)
 	if err != nil {
 		return err
 	}
-	key := layout.Stream(r.room)
-	fmt.Printf("\nReplay of the room's delivery stream (streams.History, XRANGE on %s):\n", key)
+	fmt.Printf("\nReplay of the room's delivery stream (q.History: XRANGE on %s):\n", key)
 	fmt.Printf("%*s  %-8s %s\n", timeWidth, "ms", "event", "detail")
-	for ev, err := range streams.History(ctx, rdb, key, r.room, streams.Range{}) {
+	for ev, err := range q.History(ctx, r.room, streams.Range{}) {
 		if err != nil {
 			return err
 		}
 		ms := fmt.Sprint(ev.At.Sub(r.serverStart).Milliseconds())
 		var detail string
+		var payload string
+		if m, err := queue.MessageFromEvent(ev); err == nil {
+			if err := m.Decode(&payload); err != nil {
+				payload = fmt.Sprintf("(%v)", err)
+			}
+		}
 		switch ev.Type {
 		case streams.Message:
-			detail = fmt.Sprintf("#%d p%d  %-12s producer=%s, queued for %dms", ev.MessageID, ev.Priority, r.sent[ev.MessageID].label, ev.Producer, ev.At.Sub(ev.Enqueued).Milliseconds())
+			detail = fmt.Sprintf("#%d p%d  %-12s producer=%s, queued for %dms", ev.MessageID, ev.Priority, payload, ev.Producer, ev.At.Sub(ev.Enqueued).Milliseconds())
 		case streams.OutOfBand:
-			detail = fmt.Sprintf("#%d     %-12s producer=%s", ev.MessageID, r.sent[ev.MessageID].label, ev.Producer)
+			detail = fmt.Sprintf("#%d     %-12s producer=%s", ev.MessageID, payload, ev.Producer)
 		default:
 			detail = r.clientNames[ev.ClientID]
 			if ev.Reason != "" && ev.Reason != string(ev.Type) {
