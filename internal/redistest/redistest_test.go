@@ -251,3 +251,48 @@ func clientList(t *testing.T, s *Server) []string {
 	require.NoError(t, err)
 	return strings.Split(strings.TrimSpace(out), "\n")
 }
+
+func TestPrivateClusterFailover(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t, ClusterOptions{Masters: 3, ReplicasPerMaster: 1})
+	ctx := t.Context()
+	require.Len(t, c.Nodes(), 6)
+	t.Logf("cluster started: %s", c.timing)
+	client := c.Client(t)
+	require.NoError(t, client.Ping(ctx).Err())
+
+	key := "{fault}:k"
+	require.NoError(t, client.Set(ctx, key, "v", 0).Err())
+	slot, err := client.ClusterKeySlot(ctx, key).Result()
+	require.NoError(t, err)
+	master, err := c.MasterForSlot(ctx, int(slot))
+	require.NoError(t, err)
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr(), MaxRetries: -1})
+	defer direct.Close()
+	require.Equal(t, "v", direct.Get(ctx, key).Val(), "the owner serves the key without redirect")
+	require.Equal(t, "master", infoField(direct.Info(ctx, "replication").Val(), "role"))
+
+	// Kill the master: its replica takes over once the node timeout passes.
+	require.NoError(t, master.Kill())
+	killed := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	require.NoError(t, c.WaitHealthy(wctx))
+	promoted, err := c.MasterForSlot(ctx, int(slot))
+	require.NoError(t, err)
+	require.NotSame(t, master, promoted)
+	t.Logf("failover took %v", time.Since(killed).Round(time.Millisecond))
+	// A new client sees the new topology at once (an old one refreshes its
+	// slot map on go-redis's own schedule).
+	require.Equal(t, "v", c.Client(t).Get(ctx, key).Val())
+
+	// The old master comes back as a replica of the new one.
+	require.NoError(t, master.Restart())
+	restarted := time.Now()
+	require.NoError(t, c.WaitHealthy(wctx))
+	t.Logf("rejoin took %v", time.Since(restarted).Round(time.Millisecond))
+	now, err := c.MasterForSlot(ctx, int(slot))
+	require.NoError(t, err)
+	require.Same(t, promoted, now)
+	require.Equal(t, "slave", infoField(direct.Info(ctx, "replication").Val(), "role"))
+}

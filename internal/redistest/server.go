@@ -134,6 +134,8 @@ func serverArgs(port int, dir string, cfg serverConfig) []string {
 		"--daemonize", "no",
 		"--save", "",
 		"--enable-debug-command", "local",
+		// A replica's full sync starts at once, not after 5 s.
+		"--repl-diskless-sync-delay", "0",
 	}
 	if cfg.aof {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
