@@ -342,6 +342,7 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 		return err
 	}
 	q.stats.Acked.Add(1)
+	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(t.room, res.Appended)
 	return nil

@@ -217,7 +217,9 @@ func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
 		return nil, err
 	case streams.Leave:
 		err := fmt.Errorf("%w: client %q was removed from room %q", sferr.ErrNotMember, s.clientID, s.room)
-		s.end(err)
+		if s.end(err) {
+			s.q.stats.EvictedLeave.Add(1)
+		}
 		return nil, err
 	}
 	m, err := newMessage(ev)
@@ -234,6 +236,7 @@ func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
 		m.ack = func(ctx context.Context, tok string) error { return s.q.Ack(ctx, s.clientID, tok) }
 	}
 	s.q.stats.Delivered.Add(1)
+	s.q.stats.observeDelivery(m)
 	return m, nil
 }
 
