@@ -81,7 +81,8 @@ func (r *router) follow(ctx context.Context, sub *Subscription, from string) err
 	if !ok {
 		wake := r.q.layout.Wake(shard, randomID())
 		rd = streams.NewReader(r.readerClient, wake, r.dispatch, streams.ReaderOptions{
-			OnError: func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
+			OnError:     func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
+			OnReconnect: r.checkReset,
 		})
 		r.readers[shard] = rd
 	}
@@ -152,7 +153,7 @@ func (r *router) heartbeat(ctx context.Context) {
 		}
 		for i, ok := range alive {
 			if !ok && list[i].joined() {
-				list[i].fail(&sferr.EvictedError{ClientID: list[i].clientID, Rooms: []string{room}})
+				r.lost(ctx, list[i])
 			}
 		}
 	}

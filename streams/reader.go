@@ -24,6 +24,20 @@ type ReaderOptions struct {
 	// OnError is told of Redis errors; the reader then backs off and resumes
 	// every room from its last ID.
 	OnError func(error)
+	// OnReconnect, when set, runs after a Redis error and before the reader
+	// resumes, with the position of every followed room: the place to
+	// notice that Redis lost what was read (a restart without persistence,
+	// a failover that lost writes) and end the rooms' subscriptions, which
+	// Unfollow them. When it fails (Redis still down) the reader backs off
+	// and calls it again before its next read.
+	OnReconnect func(ctx context.Context, rooms []Position) error
+}
+
+// Position is a followed room and the last stream ID read for it.
+type Position struct {
+	Room   string
+	Stream string
+	Last   string
 }
 
 // Reader follows the streams of many rooms of one shard with a single
@@ -156,6 +170,7 @@ func (r *Reader) loop(ctx context.Context) {
 	defer close(r.done)
 	wakeID := "0-0"
 	backoff := 50 * time.Millisecond
+	recheck := false // an error happened: OnReconnect runs before the next read
 	for {
 		if ctx.Err() != nil {
 			return
@@ -164,11 +179,35 @@ func (r *Reader) loop(ctx context.Context) {
 		n := len(r.rooms)
 		streams := make([]string, 0, 2*n+2)
 		ids := make([]string, 0, n+1)
+		var positions []Position
 		for key, f := range r.rooms {
 			streams = append(streams, key)
 			ids = append(ids, f.last)
+			if recheck {
+				positions = append(positions, Position{Room: f.room, Stream: key, Last: f.last})
+			}
 		}
 		r.mu.Unlock()
+		if recheck && n > 0 && r.opts.OnReconnect != nil {
+			if err := r.opts.OnReconnect(ctx, positions); err != nil {
+				if ctx.Err() != nil || r.stopping() {
+					return
+				}
+				if r.opts.OnError != nil {
+					r.opts.OnError(err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 2*time.Second)
+				continue
+			}
+			recheck = false
+			continue // the hook may have unfollowed rooms
+		}
+		recheck = false
 		if n == 0 {
 			select {
 			case <-ctx.Done():
@@ -194,6 +233,7 @@ func (r *Reader) loop(ctx context.Context) {
 			if r.opts.OnError != nil {
 				r.opts.OnError(err)
 			}
+			recheck = true
 			// No busy loop while Redis is unreachable; positions are kept,
 			// so every room resumes where it stopped.
 			select {

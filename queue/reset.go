@@ -1,0 +1,133 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// A room is reset when Redis no longer holds the state a subscription
+// joined: a restart without persistence wipes it (the room's epoch is gone,
+// or new when someone used the room since), a failover can lose the last
+// writes (the stream then ends before what the subscription already read).
+// Such a subscription cannot go on: its member is gone, its acks would be
+// refused and its position points into a history that no longer exists.
+// It ends with ErrRoomReset, so the caller joins again.
+
+// roomCheck is what Redis says about one room after a reconnect.
+type roomCheck struct {
+	epoch string // "" when the room has no state
+	last  string // the stream's last generated ID, "" when there is no stream
+}
+
+// readRooms asks, in one pipeline, for the epoch and last stream ID of rooms.
+func (r *router) readRooms(ctx context.Context, rooms []string) (map[string]roomCheck, error) {
+	pipe := r.q.rdb.Pipeline()
+	eps := make([]*redis.StringCmd, len(rooms))
+	infos := make([]*redis.XInfoStreamCmd, len(rooms))
+	for i, room := range rooms {
+		eps[i] = pipe.HGet(ctx, r.q.layout.RoomKeys(room)[keys.KMeta-1], "ep")
+		infos[i] = pipe.XInfoStream(ctx, r.q.layout.Stream(room))
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	out := make(map[string]roomCheck, len(rooms))
+	for i, room := range rooms {
+		var c roomCheck
+		ep, err := eps[i].Result()
+		switch {
+		case err == nil:
+			c.epoch = ep
+		case !errors.Is(err, redis.Nil):
+			return nil, fmt.Errorf("syncfanout: checking room %q after a reconnect: %w", room, err)
+		}
+		info, err := infos[i].Result()
+		switch {
+		case err == nil:
+			c.last = info.LastGeneratedID
+		case !isNoSuchKey(err):
+			return nil, fmt.Errorf("syncfanout: checking room %q after a reconnect: %w", room, err)
+		}
+		out[room] = c
+	}
+	return out, nil
+}
+
+func isNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such key")
+}
+
+// resetError returns the ErrRoomReset for s given what Redis holds now, or
+// nil when s can go on.
+func (s *Subscription) resetError(c roomCheck) error {
+	s.mu.Lock()
+	epoch, last := s.epoch, s.last
+	s.mu.Unlock()
+	switch {
+	case epoch == "":
+		return nil // still joining: the join reads the current epoch
+	case c.epoch != epoch:
+		return fmt.Errorf("%w: room %q: epoch %s, now %q", sferr.ErrRoomReset, s.room, epoch, c.epoch)
+	case c.last == "" || (last != "" && streams.CompareIDs(c.last, last) < 0):
+		return fmt.Errorf("%w: room %q: its stream ends at %q, before %s already read", sferr.ErrRoomReset, s.room, c.last, last)
+	}
+	return nil
+}
+
+// checkReset is the readers' OnReconnect hook: the subscriptions of rooms
+// that were reset end with ErrRoomReset (which unfollows them) before the
+// reader reads again, so nothing written after the reset reaches them.
+func (r *router) checkReset(ctx context.Context, positions []streams.Position) error {
+	rooms := make([]string, len(positions))
+	for i, p := range positions {
+		rooms[i] = p.Room
+	}
+	checks, err := r.readRooms(ctx, rooms)
+	if err != nil {
+		return err
+	}
+	for _, p := range positions {
+		c := checks[p.Room]
+		r.mu.Lock()
+		subs := append([]*Subscription(nil), r.subs[p.Room]...)
+		r.mu.Unlock()
+		behind := c.last == "" || streams.CompareIDs(c.last, p.Last) < 0
+		for _, s := range subs {
+			err := s.resetError(c)
+			if err == nil && behind {
+				err = fmt.Errorf("%w: room %q: its stream ends at %q, before %s already read", sferr.ErrRoomReset, p.Room, c.last, p.Last)
+			}
+			if err != nil {
+				s.reset(err)
+			}
+		}
+	}
+	return nil
+}
+
+// reset ends s with a room reset; the subscription is not counted as evicted.
+func (s *Subscription) reset(err error) {
+	if s.end(err) {
+		s.q.stats.Reset.Add(1)
+		s.q.opts.Logger.Warn("syncfanout: room reset", "room", s.room, "client", s.clientID, "err", err)
+	}
+}
+
+// lost ends s after a heartbeat found its client gone from the room: a
+// reset when the room's state was replaced, an eviction otherwise.
+func (r *router) lost(ctx context.Context, s *Subscription) {
+	checks, err := r.readRooms(ctx, []string{s.room})
+	if err == nil {
+		if rerr := s.resetError(checks[s.room]); rerr != nil {
+			s.reset(rerr)
+			return
+		}
+	}
+	s.fail(&sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}})
+}
