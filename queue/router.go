@@ -92,6 +92,14 @@ func (r *router) follow(ctx context.Context, sub *Subscription, from string) err
 }
 
 func (r *router) dispatch(room string, ev streams.Event, err error) {
+	if err == nil && (ev.Type == streams.Message || ev.Type == streams.OutOfBand) {
+		// The payload format is this package's, so streams.Decode cannot
+		// check it: check it here, once per entry. Left to each
+		// subscription, one bad entry counted once per local subscriber.
+		if perr := checkPayload(ev.Payload); perr != nil {
+			err = &streams.DecodeError{Room: room, ID: ev.ID, Why: perr.Error()}
+		}
+	}
 	if err != nil {
 		r.q.stats.Invalid.Add(1)
 		r.q.opts.Logger.Warn("syncfanout: skipped a malformed stream entry", "room", room, "err", err)
