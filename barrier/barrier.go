@@ -152,6 +152,42 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5)}, nil
 }
 
+// BatchAcked describes a batch of acks: Errs holds, in the order of the
+// clients, nil for an accepted ack or the error Ack would have returned.
+type BatchAcked struct {
+	Errs        []error
+	Released    int
+	ReleasedSeq uint64
+	At          time.Time
+	InFlightAt  time.Time
+	Appended    Appended
+}
+
+// AckBatch records, in one script call, the acks of several clients for
+// message seq issued under epoch. It returns an error only when the call
+// itself failed; refused acks are in Errs.
+func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch string, clients []string) (BatchAcked, error) {
+	extra := make([]any, 0, len(clients)+2)
+	extra = append(extra, epoch, seq)
+	for _, c := range clients {
+		extra = append(extra, c)
+	}
+	v, err := b.run(ctx, lua.AckBatch, room, extra...)
+	if err != nil {
+		return BatchAcked{}, err
+	}
+	if len(v) != 7+len(clients) {
+		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements, want %d", room, len(v), 7+len(clients))
+	}
+	res := BatchAcked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Errs: make([]error, len(clients))}
+	for i, c := range clients {
+		if err := sferr.FromStatus(str(v, 7+i)); err != nil {
+			res.Errs[i] = fmt.Errorf("%w: client=%q room=%q seq=%d", err, c, room, seq)
+		}
+	}
+	return res, nil
+}
+
 // Heartbeat extends the deadlines of clients in room and reports, for each,
 // whether it is still in the room.
 func (b *Barrier) Heartbeat(ctx context.Context, room string, clients []string) ([]bool, error) {

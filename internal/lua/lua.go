@@ -49,11 +49,12 @@ var (
 	Due       = redis.NewScript(Source("due.lua"))
 	Peek      = redis.NewScript(Source("peek.lua"))
 	State     = redis.NewScript(Source("state.lua"))
+	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
 )
 
 // All lists every script, for preloading before pipelines (pipelines get
 // no EVAL fallback on NOSCRIPT).
-var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State}
+var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch}
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.
