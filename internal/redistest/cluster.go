@@ -21,6 +21,15 @@ import (
 // clusterSlots is the number of hash slots of a Redis Cluster.
 const clusterSlots = 16384
 
+// Cluster node timeouts, in ms. Nodes gossip more often with a short
+// timeout, so they are started with joinNodeTimeout, which lets redis-cli
+// find the cluster joined at its first check, then set to nodeTimeout, long
+// enough that a node busy for a moment is not failed over.
+const (
+	joinNodeTimeout = 500
+	nodeTimeout     = 2000
+)
+
 // ClusterOptions configures a private cluster started by NewCluster.
 type ClusterOptions struct {
 	// Masters is the number of masters; zero means 3, the minimum that
@@ -29,8 +38,8 @@ type ClusterOptions struct {
 	// ReplicasPerMaster is the number of replicas of each master.
 	ReplicasPerMaster int
 	// Args are extra redis-server arguments for every node. Nodes run with
-	// --cluster-node-timeout 2000 (a killed master's replica takes over in
-	// about 4 s); pass a smaller one for faster failovers.
+	// cluster-node-timeout 2000 (a killed master's replica takes over in
+	// about 4 s); pass "--cluster-node-timeout", "500" for faster failovers.
 	Args []string
 }
 
@@ -78,13 +87,19 @@ func newCluster(ctx context.Context, name string, opts ClusterOptions) (*Cluster
 	}
 
 	begin := time.Now()
+	// A timeout given in opts.Args is used throughout.
+	ownTimeout := !slices.Contains(opts.Args, "--cluster-node-timeout")
 	n := opts.Masters * (1 + opts.ReplicasPerMaster)
 	c := &ClusterServers{nodes: make([]*Server, n)}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			c.nodes[i], errs[i] = newServer(ctx, serverConfig{name: name, cluster: true, args: opts.Args})
+			cfg := serverConfig{name: name, cluster: true, nodeTimeout: nodeTimeout, args: opts.Args}
+			if ownTimeout {
+				cfg.nodeTimeout = joinNodeTimeout
+			}
+			c.nodes[i], errs[i] = newServer(ctx, cfg)
 		})
 	}
 	wg.Wait()
@@ -101,6 +116,11 @@ func newCluster(ctx context.Context, name string, opts ClusterOptions) (*Cluster
 	defer cancel()
 	if err := c.WaitHealthy(wctx); err != nil {
 		return nil, errors.Join(err, c.destroy())
+	}
+	if ownTimeout {
+		if err := c.setNodeTimeout(ctx, nodeTimeout); err != nil {
+			return nil, errors.Join(err, c.destroy())
+		}
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	c.timing = fmt.Sprintf("nodes %v, redis-cli %v, healthy %v",
@@ -138,6 +158,21 @@ func (c *ClusterServers) create(ctx context.Context, cli string, replicas int) e
 	if p.err != nil || ctx.Err() != nil {
 		data, _ := os.ReadFile(logPath)
 		return fmt.Errorf("redistest: redis-cli --cluster create failed (%v): %s", errors.Join(p.err, ctx.Err()), strings.TrimSpace(string(data)))
+	}
+	return nil
+}
+
+// setNodeTimeout sets cluster-node-timeout on every node, now and for its
+// restarts.
+func (c *ClusterServers) setNodeTimeout(ctx context.Context, ms int) error {
+	v := strconv.Itoa(ms)
+	for _, s := range c.nodes {
+		if _, err := rawDo(ctx, s.Addr(), "CONFIG", "SET", "cluster-node-timeout", v); err != nil {
+			return fmt.Errorf("redistest: %s: CONFIG SET cluster-node-timeout: %w", s.Addr(), err)
+		}
+		if i := slices.Index(s.args, "--cluster-node-timeout"); i >= 0 && i+1 < len(s.args) {
+			s.args[i+1] = v
+		}
 	}
 	return nil
 }

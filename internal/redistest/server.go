@@ -60,8 +60,10 @@ var logNames = []string{"stdout.log", "redis.log"}
 type serverConfig struct {
 	name    string // data dir name prefix
 	cluster bool   // cluster-enabled node (its bus port, port+10000, must be free too)
-	aof     bool
-	args    []string
+	// nodeTimeout is a cluster node's cluster-node-timeout, in ms.
+	nodeTimeout int
+	aof         bool
+	args        []string
 }
 
 // NewServer starts a private standalone redis-server for t: only this test
@@ -146,7 +148,7 @@ func serverArgs(port int, dir string, cfg serverConfig) []string {
 		args = append(args,
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-			"--cluster-node-timeout", "2000",
+			"--cluster-node-timeout", strconv.Itoa(cfg.nodeTimeout),
 		)
 	}
 	return append(args, cfg.args...)
