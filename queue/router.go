@@ -25,10 +25,15 @@ type router struct {
 	ownsClient   bool
 	readers      map[int]*streams.Reader
 	subs         map[string][]*Subscription // by room
+	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
+	workers      map[*Worker]struct{}       // closed with the Queue
 }
 
 func newRouter(q *Queue) *router {
-	return &router{q: q, readers: map[int]*streams.Reader{}, subs: map[string][]*Subscription{}}
+	return &router{
+		q: q, readers: map[int]*streams.Reader{}, subs: map[string][]*Subscription{},
+		sinks: map[string][]roomSink{}, workers: map[*Worker]struct{}{},
+	}
 }
 
 // register makes sub receive its room's entries; it must precede the join,
@@ -68,11 +73,22 @@ func (r *router) unregister(sub *Subscription) {
 
 // follow has the shard's reader read sub's room after the ID from.
 func (r *router) follow(ctx context.Context, sub *Subscription, from string) error {
-	shard := r.q.layout.ShardOf(sub.room)
 	r.mu.Lock()
-	if r.closed {
+	rd, err := r.readerLocked(r.q.layout.ShardOf(sub.room))
+	if err != nil {
 		r.mu.Unlock()
-		return sferr.ErrClosed
+		return err
+	}
+	sub.following = true
+	r.mu.Unlock()
+	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
+}
+
+// readerLocked returns the shard's reader, starting it on first use; r.mu
+// must be held.
+func (r *router) readerLocked(shard int) (*streams.Reader, error) {
+	if r.closed {
+		return nil, sferr.ErrClosed
 	}
 	if r.readerClient == nil {
 		r.readerClient, r.ownsClient = dedicatedClient(r.q.rdb, r.q.opts.NumShards+2)
@@ -86,9 +102,7 @@ func (r *router) follow(ctx context.Context, sub *Subscription, from string) err
 		})
 		r.readers[shard] = rd
 	}
-	sub.following = true
-	r.mu.Unlock()
-	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
+	return rd, nil
 }
 
 func (r *router) dispatch(room string, ev streams.Event, err error) {
@@ -108,9 +122,13 @@ func (r *router) dispatch(room string, ev streams.Event, err error) {
 	}
 	r.mu.Lock()
 	subs := append([]*Subscription(nil), r.subs[room]...)
+	sinks := append([]roomSink(nil), r.sinks[room]...)
 	r.mu.Unlock()
 	for _, s := range subs {
 		s.push(ev)
+	}
+	for _, s := range sinks {
+		s.push(ev, err)
 	}
 }
 
@@ -122,8 +140,9 @@ func (r *router) direct(room string, a barrier.Appended) {
 	}
 	r.mu.Lock()
 	subs := append([]*Subscription(nil), r.subs[room]...)
+	sinks := append([]roomSink(nil), r.sinks[room]...)
 	r.mu.Unlock()
-	if len(subs) == 0 {
+	if len(subs)+len(sinks) == 0 {
 		return
 	}
 	evs := make([]streams.Event, 0, len(a.Entries))
@@ -135,6 +154,9 @@ func (r *router) direct(room string, a barrier.Appended) {
 		evs = append(evs, ev)
 	}
 	for _, s := range subs {
+		s.pushDirect(a.Prev, evs)
+	}
+	for _, s := range sinks {
 		s.pushDirect(a.Prev, evs)
 	}
 }
@@ -189,7 +211,16 @@ func (r *router) close() {
 	for _, list := range r.subs {
 		all = append(all, list...)
 	}
+	workers := make([]*Worker, 0, len(r.workers))
+	for w := range r.workers {
+		workers = append(workers, w)
+	}
 	r.mu.Unlock()
+	// Workers first (NewWorker refuses once closed is set): their clients
+	// leave their rooms too.
+	for _, w := range workers {
+		_ = w.Close()
+	}
 	// Detached from any caller: Close has no context, and leaving is what
 	// keeps the other members' rooms moving. Bounded so Close stays prompt.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
