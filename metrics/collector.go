@@ -1,0 +1,171 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncfanout/syncfanout/queue"
+)
+
+// Options configure a Collector. The zero value of every field selects the
+// documented default.
+type Options struct {
+	// Namespace starts every metric name (default "syncfanout"). A name
+	// Prometheus does not accept makes Register fail.
+	Namespace string
+	// TopRooms is how many rooms with the largest backlog are exported
+	// with a room label (default 10, at most queue.MaxTopRooms; negative:
+	// none). It bounds the cardinality of the only per-room metric.
+	TopRooms int
+	// ScrapeTimeout bounds the Redis reads of one scrape (default 3s).
+	ScrapeTimeout time.Duration
+	// ConstLabels are added to every metric, for example to tell apart
+	// the collectors of two Queues registered on one registry.
+	ConstLabels prometheus.Labels
+}
+
+func (o Options) withDefaults() Options {
+	if o.Namespace == "" {
+		o.Namespace = "syncfanout"
+	}
+	switch {
+	case o.TopRooms == 0:
+		o.TopRooms = 10
+	case o.TopRooms < 0:
+		o.TopRooms = 0
+	case o.TopRooms > queue.MaxTopRooms:
+		o.TopRooms = queue.MaxTopRooms
+	}
+	if o.ScrapeTimeout <= 0 {
+		o.ScrapeTimeout = 3 * time.Second
+	}
+	return o
+}
+
+// Label values of the vector metrics.
+const (
+	ReasonStale     = "stale"      // ack of a message no longer in flight
+	ReasonInvalid   = "invalid"    // malformed, altered, foreign or pre-reset token
+	ReasonNotMember = "not-member" // ack from a non-member or an observer
+
+	ReasonTimeout    = "timeout"     // no heartbeat within ClientTimeout
+	ReasonAckTimeout = "ack-timeout" // no ack within AckTimeout
+	ReasonLeave      = "leave"       // removed by someone else's Unsubscribe
+)
+
+// Collector is a prometheus.Collector for one Queue.
+type Collector struct {
+	q    *queue.Queue
+	opts Options
+
+	sent, released, oob, delivered, acked, malformed *prometheus.Desc
+	ackRejected, evictions                           *prometheus.Desc
+	releaseLatency, barrierWait, endToEnd            *prometheus.Desc
+	rooms, backlog, members, observers, roomBacklog  *prometheus.Desc
+	redisUp, scrapeSeconds                           *prometheus.Desc
+}
+
+// NewCollector returns a Collector for q. Register it yourself.
+func NewCollector(q *queue.Queue, opts Options) *Collector {
+	opts = opts.withDefaults()
+	c := &Collector{q: q, opts: opts}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(opts.Namespace, "", name), help, labels, opts.ConstLabels)
+	}
+	c.sent = desc("messages_sent_total", "Messages this process enqueued with Send.")
+	c.released = desc("messages_released_total", "Messages released by this process's sends and acks (the barrier let them through).")
+	c.oob = desc("oob_messages_sent_total", "Out-of-band messages this process sent.")
+	c.delivered = desc("messages_delivered_total", "Messages handed to subscribers of this process, one per subscriber.")
+	c.acked = desc("acks_total", "Acks of this process that Redis accepted.")
+	c.ackRejected = desc("acks_rejected_total", "Acks of this process that were refused, by reason: stale (message no longer in flight), invalid (malformed, altered or foreign token), not-member (the client is not a voting member).", "reason")
+	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe).", "reason")
+	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
+	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
+	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack when it released the next message.")
+	c.endToEnd = desc("end_to_end_latency_seconds", "Time from enqueue to delivery to a subscriber of this process, out-of-band messages included.")
+	c.rooms = desc("rooms", "Rooms with members, observers, a backlog or a message in flight (whole deployment).")
+	c.backlog = desc("backlog_messages", "Pending messages over all rooms, in-flight ones excluded (whole deployment).")
+	c.members = desc("members", "Voting memberships over all rooms (whole deployment).")
+	c.observers = desc("observers", "Observer memberships over all rooms (whole deployment).")
+	c.roomBacklog = desc("room_backlog_messages", "Pending messages of the rooms with the largest backlog (the TopRooms first).", "room")
+	c.redisUp = desc("redis_up", "1 if the last scrape read the deployment gauges from Redis, 0 if it failed.")
+	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
+	return c
+}
+
+// Describe sends the descriptors of every metric the Collector exports.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed,
+		c.releaseLatency, c.barrierWait, c.endToEnd,
+		c.rooms, c.backlog, c.members, c.observers, c.roomBacklog, c.redisUp, c.scrapeSeconds,
+	} {
+		ch <- d
+	}
+}
+
+// Collect reads the Queue's counters and, within ScrapeTimeout, the
+// deployment gauges from Redis. When Redis fails, the counters are still
+// exported, the gauges are left out and redis_up is 0.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.q.Stats()
+	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		m, err := prometheus.NewConstMetric(d, t, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d, err)
+		}
+		ch <- m
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		metric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.sent, s.Sent.Load())
+	counter(c.released, s.Released.Load())
+	counter(c.oob, s.OutOfBand.Load())
+	counter(c.delivered, s.Delivered.Load())
+	counter(c.acked, s.Acked.Load())
+	counter(c.ackRejected, s.AckStale.Load(), ReasonStale)
+	counter(c.ackRejected, s.AckInvalid.Load(), ReasonInvalid)
+	counter(c.ackRejected, s.AckNotMember.Load(), ReasonNotMember)
+	counter(c.evictions, s.EvictedTimeout.Load(), ReasonTimeout)
+	counter(c.evictions, s.EvictedAckTimeout.Load(), ReasonAckTimeout)
+	counter(c.evictions, s.EvictedLeave.Load(), ReasonLeave)
+	counter(c.malformed, s.Invalid.Load())
+	histogram(ch, c.releaseLatency, s.ReleaseLatency.Snapshot())
+	histogram(ch, c.barrierWait, s.BarrierWait.Snapshot())
+	histogram(ch, c.endToEnd, s.EndToEnd.Snapshot())
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ScrapeTimeout)
+	defer cancel()
+	begin := time.Now()
+	m, err := c.q.Metrics(ctx, c.opts.TopRooms)
+	metric(c.scrapeSeconds, prometheus.GaugeValue, time.Since(begin).Seconds())
+	if err != nil {
+		metric(c.redisUp, prometheus.GaugeValue, 0)
+		return
+	}
+	metric(c.redisUp, prometheus.GaugeValue, 1)
+	metric(c.rooms, prometheus.GaugeValue, float64(m.KnownRooms))
+	metric(c.backlog, prometheus.GaugeValue, float64(m.Backlog))
+	metric(c.members, prometheus.GaugeValue, float64(m.Members))
+	metric(c.observers, prometheus.GaugeValue, float64(m.Observers))
+	for _, r := range m.TopRooms {
+		metric(c.roomBacklog, prometheus.GaugeValue, float64(r.Backlog), r.Room)
+	}
+}
+
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, s queue.HistogramSnapshot) {
+	buckets := make(map[float64]uint64, len(s.Bounds))
+	for i, b := range s.Bounds {
+		buckets[b.Seconds()] = s.Cumulative[i]
+	}
+	m, err := prometheus.NewConstHistogram(d, s.Count, s.Sum.Seconds(), buckets)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	ch <- m
+}
+
+var _ prometheus.Collector = (*Collector)(nil)

@@ -1,0 +1,15 @@
+// Package metrics exports a Queue's activity to Prometheus.
+//
+// NewCollector returns a prometheus.Collector; register it on the registry
+// of your choice (the package never touches prometheus.DefaultRegisterer):
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(metrics.NewCollector(q, metrics.Options{}))
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// Counters and histograms come from the Queue's in-process statistics
+// (queue.Stats): they describe what this process did. Gauges describe the
+// whole deployment and are read from Redis on each scrape through
+// Queue.Metrics, at a cost of one pipeline of three commands per shard,
+// whatever the number of rooms: scraping often is safe.
+package metrics
