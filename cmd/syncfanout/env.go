@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/queue"
+)
+
+// env is what a command runs with: the flags, the outputs, and on demand
+// a Redis client and a Queue that does no background work.
+type env struct {
+	g      globals
+	stdout io.Writer
+	stderr io.Writer
+
+	rdb redis.UniversalClient
+	q   *queue.Queue
+}
+
+func (e *env) close() {
+	if e.q != nil {
+		_ = e.q.Close()
+	}
+	if e.rdb != nil {
+		_ = e.rdb.Close()
+	}
+}
+
+// withTimeout bounds one command's Redis reads by --timeout.
+func (e *env) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.g.timeout)
+}
+
+// client parses --redis and checks that Redis answers within --timeout.
+func (e *env) client(ctx context.Context) (redis.UniversalClient, error) {
+	if e.rdb != nil {
+		return e.rdb, nil
+	}
+	if e.g.timeout <= 0 {
+		return nil, usageErr("--timeout must be positive, got %v", e.g.timeout)
+	}
+	rdb, where, err := newClient(e.g)
+	if err != nil {
+		return nil, err
+	}
+	e.rdb = rdb
+	pctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &cliError{code: exitUnreachable, msg: fmt.Sprintf("cannot reach Redis at %s within %v", where, e.g.timeout), err: err}
+	}
+	return rdb, nil
+}
+
+// newClient builds a client from --redis: one URL is a standalone server
+// (or a cluster seed with --cluster), several comma-separated URLs are
+// cluster seeds sharing the first one's credentials and TLS settings.
+func newClient(g globals) (redis.UniversalClient, string, error) {
+	var seeds []*redis.Options
+	var addrs []string
+	for _, raw := range strings.Split(g.redisURL, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		if !strings.Contains(raw, "://") {
+			raw = "redis://" + raw
+		}
+		o, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, "", usageErr("bad --redis URL %q: %v", redact(raw), err)
+		}
+		seeds = append(seeds, o)
+		addrs = append(addrs, o.Addr)
+	}
+	if len(seeds) == 0 {
+		return nil, "", usageErr("--redis is empty")
+	}
+	where := strings.Join(addrs, ",")
+	first := seeds[0]
+	if len(seeds) == 1 && !g.cluster {
+		first.DialTimeout = g.timeout
+		first.MaxRetries = 1
+		return redis.NewClient(first), where, nil
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:       addrs,
+		Username:    first.Username,
+		Password:    first.Password,
+		TLSConfig:   first.TLSConfig,
+		DialTimeout: g.timeout,
+		MaxRetries:  1,
+	}), "cluster " + where, nil
+}
+
+// redact hides a URL's password in messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// queue returns a Queue that runs no housekeeping. It refuses to start a
+// deployment: unless create is set (send), the prefix must already hold
+// one with --shards shards.
+func (e *env) queue(ctx context.Context, create bool) (*queue.Queue, error) {
+	if e.q != nil {
+		return e.q, nil
+	}
+	rdb, err := e.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := keys.New(e.g.prefix, e.g.shards)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	cctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	if !create {
+		stored, err := rdb.HGet(cctx, layout.Config(), "numShards").Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, &cliError{code: exitNotFound, msg: fmt.Sprintf("no syncfanout deployment under prefix %q with %d shards (check --prefix and --shards)", e.g.prefix, e.g.shards)}
+		case err != nil:
+			return nil, fmt.Errorf("reading the deployment's settings: %w", err)
+		case stored != strconv.Itoa(e.g.shards):
+			return nil, usageErr("the deployment under prefix %q has %s shards, not %d: use --shards %s", e.g.prefix, stored, e.g.shards, stored)
+		}
+	}
+	q, err := queue.New(cctx, rdb, queue.Options{
+		Prefix:    e.g.prefix,
+		NumShards: e.g.shards,
+		// The CLI must not evict anybody or beat for anybody: it only looks.
+		DisableHousekeeping: true,
+	})
+	if err != nil {
+		if errors.Is(err, queue.ErrShardMismatch) {
+			return nil, usageErr("%v (use the deployment's --shards)", err)
+		}
+		if errors.Is(err, queue.ErrInvalidOption) {
+			return nil, usageErr("%v", err)
+		}
+		return nil, err
+	}
+	e.q = q
+	return q, nil
+}
+
+// roomArg validates a room name given on the command line.
+func roomArg(room string) error {
+	if err := keys.ValidateRoom(room); err != nil {
+		return usageErr("%v", err)
+	}
+	return nil
+}
+
+// knownRoom fails with exitNotFound when Redis holds nothing of the room.
+func knownRoom(st queue.RoomState) error {
+	if st.LastSeq == 0 && st.Pending == 0 && st.InFlight == nil && len(st.Members) == 0 &&
+		len(st.Observers) == 0 && st.StreamLen == 0 {
+		return &cliError{code: exitNotFound, msg: fmt.Sprintf("unknown room %q (nothing stored under this prefix)", st.Room)}
+	}
+	return nil
+}
