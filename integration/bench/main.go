@@ -1,0 +1,128 @@
+// Command bench measures syncfanout against a real Redis and regenerates
+// BENCHMARKS.md and its plots.
+//
+// It starts its own redis-server on a free loopback port (or uses
+// REDIS_ADDR), measures the limit references first (the round-trip rate of
+// one connection, plain Redis Streams fanout without a barrier), then the
+// workloads W1-W6, each repeated (median, min-max), and writes the report.
+//
+//	go run ./bench            # full run (make bench), writes ../BENCHMARKS.md and ../docs/bench/
+//	go run ./bench -short     # tiny sizes, writes to a temporary directory
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+func main() {
+	short := flag.Bool("short", false, "tiny sizes (a few seconds); the report goes to a temporary directory")
+	out := flag.String("out", "", "directory receiving BENCHMARKS.md and docs/bench/ (default: the repository root, or a temporary directory with -short)")
+	reps := flag.Int("reps", 0, "repetitions per figure (default 3)")
+	only := flag.String("only", "", "comma-separated workloads to run (refs are always measured), e.g. W1,W4")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	cfg := FullConfig()
+	if *short {
+		cfg = ShortConfig()
+	}
+	if *reps > 0 {
+		cfg.Reps = *reps
+	}
+	if *only != "" {
+		cfg.Only = strings.Split(strings.ToUpper(*only), ",")
+	}
+	cfg.OutDir = *out
+	if cfg.OutDir == "" {
+		var err error
+		if cfg.OutDir, err = defaultOutDir(*short); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	rep, err := Run(ctx, cfg, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nwrote %s (%d targets: %d PASS, %d MISS)\n",
+		filepath.Join(cfg.OutDir, "BENCHMARKS.md"), len(rep.Targets), rep.passes(), len(rep.Targets)-rep.passes())
+}
+
+// defaultOutDir is the repository root for a full run (found by walking up
+// to the go.mod of the library), and a new temporary directory for -short,
+// so that CI never rewrites the committed report.
+func defaultOutDir(short bool) (string, error) {
+	if short {
+		return os.MkdirTemp("", "syncfanout-bench-")
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/syncfanout/syncfanout\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root not found (run from inside the repository or pass -out)")
+		}
+		dir = parent
+	}
+}
+
+// Run measures everything cfg asks for, writes the report and plots under
+// cfg.OutDir and returns the report. Progress goes to log.
+func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
+	started := time.Now()
+	env, err := newEnv(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer env.close()
+
+	rep := &Report{Config: cfg, Machine: machineInfo(), RedisVersion: env.redisVersion, RedisSource: env.source, Started: started}
+	env.logf("redis %s at %s (%s); %d repetitions per figure", env.redisVersion, env.addr, env.source, cfg.Reps)
+
+	steps := []struct {
+		name string
+		run  func(context.Context, *Env, *Report) error
+	}{
+		{"REFS", measureRefs},
+		{"W1", runW1},
+		{"W2", runW2},
+		{"W3", runW3},
+		{"W4", runW4},
+		{"W6", runW6},
+	}
+	for _, s := range steps {
+		if !cfg.wants(s.name) {
+			continue
+		}
+		t0 := time.Now()
+		env.logf("== %s", s.name)
+		if err := s.run(ctx, env, rep); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		env.logf("== %s done in %v", s.name, time.Since(t0).Round(time.Millisecond))
+	}
+	rep.Elapsed = time.Since(started)
+	rep.evaluate()
+	if err := rep.write(cfg.OutDir); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// plots draws the report's figures as SVG files in dir and returns them
+// with paths relative to the report.
+func (r *Report) plots(dir string) ([]Plot, error) {
+	var out []Plot
+	for _, mk := range []func(string) (Plot, bool, error){
+		r.plotThroughput, r.plotRelease, r.plotClients, r.plotRooms, r.plotBacklog,
+	} {
+		pl, ok, err := mk(dir)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, pl)
+		}
+	}
+	return out, nil
+}
+
+func newPlot(title, x, y string, logX, logY bool) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = x
+	p.Y.Label.Text = y
+	if logX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// addSeries adds a line with points; points with a non-positive or NaN
+// coordinate are left out (log scales).
+func addSeries(p *plot.Plot, i int, name string, xs, ys []float64) error {
+	var pts plotter.XYs
+	for k := range xs {
+		if xs[k] > 0 && ys[k] > 0 && !math.IsNaN(ys[k]) && !math.IsInf(ys[k], 0) {
+			pts = append(pts, plotter.XY{X: xs[k], Y: ys[k]})
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	l, s, err := plotter.NewLinePoints(pts)
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	l.Dashes = plotutil.Dashes(0)
+	s.Color = plotutil.Color(i)
+	s.Shape = plotutil.Shape(i)
+	p.Add(l, s)
+	p.Legend.Add(name, l, s)
+	return nil
+}
+
+// addHLine draws a dashed horizontal reference line across xs.
+func addHLine(p *plot.Plot, i int, name string, lo, hi, y float64) error {
+	if !(y > 0) || !(hi > lo) {
+		return nil
+	}
+	l, err := plotter.NewLine(plotter.XYs{{X: lo, Y: y}, {X: hi, Y: y}})
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
+func save(p *plot.Plot, dir, name, caption string) (Plot, bool, error) {
+	path := filepath.Join(dir, name)
+	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
+		return Plot{}, false, err
+	}
+	return Plot{File: "docs/bench/" + name, Caption: caption}, true, nil
+}
+
+func (r *Report) plotThroughput(dir string) (Plot, bool, error) {
+	if len(r.W1) == 0 {
+		return Plot{}, false, nil
+	}
+	p := newPlot("W1 lock-step: throughput vs subscribers", "subscribers in the room", "messages/s acked by all", true, true)
+	i := 0
+	var xs []float64
+	for _, mode := range []string{ModeGateway, ModeSeparate, ModeProcess} {
+		var mx, my []float64
+		for _, row := range r.W1 {
+			if row.Mode == mode && row.Rate.OK() {
+				mx = append(mx, float64(row.S))
+				my = append(my, row.Rate.Median())
+			}
+		}
+		if len(mx) > 0 {
+			if err := addSeries(p, i, "syncfanout, "+mode, mx, my); err != nil {
+				return Plot{}, false, err
+			}
+			xs = append(xs, mx...)
+		}
+		i++
+	}
+	var fx, fy []float64
+	for _, s := range r.Config.FanoutS {
+		if f := r.Refs.Fanout[s]; f != nil && f.OK() {
+			fx = append(fx, float64(s))
+			fy = append(fy, f.Median())
+		}
+	}
+	if err := addSeries(p, i, "reference: Streams fanout, no barrier", fx, fy); err != nil {
+		return Plot{}, false, err
+	}
+	xs = append(xs, fx...)
+	if len(xs) > 0 {
+		if err := addHLine(p, i+1, "reference: PING rate, one connection", slices.Min(xs), slices.Max(xs), r.Refs.PingRate.Median()); err != nil {
+			return Plot{}, false, err
+		}
+	}
+	return save(p, dir, "w1_throughput.svg", "W1 throughput vs subscribers")
+}
+
+func (r *Report) plotRelease(dir string) (Plot, bool, error) {
+	p := newPlot("W1 release latency (last ack -> next message delivered)", "latency (µs)", "fraction of deliveries ≤ x", true, false)
+	i, any := 0, false
+	var hi float64
+	for _, row := range r.W1 {
+		if len(row.Samples) == 0 || row.Mode == ModeProcess {
+			continue
+		}
+		s := slices.Clone(row.Samples)
+		slices.Sort(s)
+		// A CDF with at most 200 points keeps the SVG small.
+		step := max(1, len(s)/200)
+		var xs, ys []float64
+		for k := 0; k < len(s); k += step {
+			xs = append(xs, micros(s[k]))
+			ys = append(ys, float64(k+1)/float64(len(s)))
+		}
+		xs = append(xs, micros(s[len(s)-1]))
+		ys = append(ys, 1)
+		hi = math.Max(hi, micros(s[len(s)-1]))
+		if err := addSeries(p, i, fmt.Sprintf("%s S=%d", row.Mode, row.S), xs, ys); err != nil {
+			return Plot{}, false, err
+		}
+		i++
+		any = true
+	}
+	if !any {
+		return Plot{}, false, nil
+	}
+	if rtt := r.Refs.RTTMicros(); rtt > 0 {
+		l, err := plotter.NewLine(plotter.XYs{{X: 1.5 * rtt, Y: 0}, {X: 1.5 * rtt, Y: 1}})
+		if err != nil {
+			return Plot{}, false, err
+		}
+		l.Color = color.Black
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		p.Legend.Add("1.5 PING round trips", l)
+	}
+	p.Legend.Top = false
+	return save(p, dir, "w1_release_latency.svg", "W1 release latency distribution")
+}
+
+func (r *Report) plotClients(dir string) (Plot, bool, error) {
+	if len(r.W6Ping) == 0 {
+		return Plot{}, false, nil
+	}
+	p := newPlot("W6 Ping cost vs clients in the system", "clients in the system", "Redis CPU per Ping (µs)", true, false)
+	var xs, ys, ls []float64
+	for _, row := range r.W6Ping {
+		xs = append(xs, float64(row.Clients))
+		ys = append(ys, row.CPU.Median())
+		ls = append(ls, row.P50.Median())
+	}
+	if err := addSeries(p, 0, "Redis CPU per Ping", xs, ys); err != nil {
+		return Plot{}, false, err
+	}
+	if err := addSeries(p, 1, "Ping latency p50 (µs)", xs, ls); err != nil {
+		return Plot{}, false, err
+	}
+	p.Y.Min = 0
+	return save(p, dir, "w6_clients.svg", "W6 cost vs clients in the system")
+}
+
+func (r *Report) plotRooms(dir string) (Plot, bool, error) {
+	if len(r.W6Rooms) == 0 {
+		return Plot{}, false, nil
+	}
+	p := newPlot("W6 cost vs rooms followed by one reader", "rooms followed", "Redis CPU per delivery (µs)", true, false)
+	var xs, ys []float64
+	for _, row := range r.W6Rooms {
+		xs = append(xs, float64(row.Rooms))
+		ys = append(ys, row.CPU.Median())
+	}
+	if err := addSeries(p, 0, "Redis CPU per delivery (send + delivery + ack)", xs, ys); err != nil {
+		return Plot{}, false, err
+	}
+	if len(ys) > 0 {
+		if err := addHLine(p, 1, "target: 2x the cost with 1 room", xs[0], xs[len(xs)-1], 2*ys[0]); err != nil {
+			return Plot{}, false, err
+		}
+	}
+	p.Y.Min = 0
+	return save(p, dir, "w6_rooms.svg", "W6 cost vs rooms followed")
+}
+
+func (r *Report) plotBacklog(dir string) (Plot, bool, error) {
+	if len(r.W6Backlog) == 0 {
+		return Plot{}, false, nil
+	}
+	p := newPlot("W6 release latency vs backlog", "messages in the backlog", "release latency (µs)", true, false)
+	var xs, p50, p99 []float64
+	for _, row := range r.W6Backlog {
+		xs = append(xs, float64(row.Backlog))
+		p50 = append(p50, row.P50.Median())
+		p99 = append(p99, row.P99.Median())
+	}
+	if err := addSeries(p, 0, "p50", xs, p50); err != nil {
+		return Plot{}, false, err
+	}
+	if err := addSeries(p, 1, "p99", xs, p99); err != nil {
+		return Plot{}, false, err
+	}
+	p.Y.Min = 0
+	p.Legend.Top = true
+	return save(p, dir, "w6_backlog.svg", "W6 release latency vs backlog")
+}

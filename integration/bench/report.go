@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Config       Config
+	Machine      Machine
+	RedisVersion string
+	RedisSource  string
+	Started      time.Time
+	Elapsed      time.Duration
+
+	Refs      Refs
+	W1        []*W1Row
+	W2        []*W2Row
+	W3        []*W3Row
+	W4        *W4Result
+	W6Ping    []*W6PingRow
+	W6Rooms   []*W6RoomsRow
+	W6Backlog []*W6BacklogRow
+
+	Targets []Target
+	Plots   []Plot
+}
+
+// Target is one of the figures the project is judged by.
+type Target struct {
+	Name     string
+	Want     string
+	Got      string
+	Original string // what the original library reached on this machine type
+	Pass     bool
+	Where    string // the section explaining it
+}
+
+// Plot is one generated image, referenced from the report.
+type Plot struct {
+	File    string // relative to the report
+	Caption string
+}
+
+func (r *Report) passes() int {
+	n := 0
+	for _, t := range r.Targets {
+		if t.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *Report) w1(mode string, s int) *W1Row {
+	for _, row := range r.W1 {
+		if row.Mode == mode && row.S == s {
+			return row
+		}
+	}
+	return nil
+}
+
+func (r *Report) w2(rooms int) *W2Row {
+	for _, row := range r.W2 {
+		if row.Rooms == rooms {
+			return row
+		}
+	}
+	return nil
+}
+
+// evaluate sets Targets from the measured figures. A target whose workload
+// did not run is reported as a MISS saying so.
+func (r *Report) evaluate() {
+	notRun := func(name, want, orig, where string) Target {
+		return Target{Name: name, Want: want, Got: "not measured", Original: orig, Where: where}
+	}
+	ping := r.Refs.PingRate.Median()
+	rtt := r.Refs.RTTMicros()
+
+	name, want := "W1 S=1 lock-step rate", "≥ 0.7 x PING rate"
+	if row := r.w1(ModeSeparate, 1); row != nil && row.Rate.OK() && ping > 0 {
+		ratio := row.Rate.Median() / ping
+		r.Targets = append(r.Targets, Target{Name: name, Want: want + fmt.Sprintf(" (%s msgs/s)", fInt(0.7*ping)),
+			Got: fmt.Sprintf("%s msgs/s = %s x PING rate", fInt(row.Rate.Median()), f2(ratio)), Original: "3,947 msgs/s", Pass: ratio >= 0.7, Where: "W1"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "3,947 msgs/s", "W1"))
+	}
+
+	name, want = "W1 S=100, one gateway", "≥ 4,400 msgs/s"
+	if row := r.w1(ModeGateway, 100); row != nil && row.Rate.OK() {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: fInt(row.Rate.Median()) + " msgs/s", Original: "110 msgs/s", Pass: row.Rate.Median() >= 4400, Where: "W1"})
+	} else {
+		t := notRun(name, want, "110 msgs/s", "W1")
+		if row != nil && row.NotMeasured != "" {
+			t.Got = "not measured: " + row.NotMeasured
+		}
+		if p := r.w1(ModeProcess, 100); p != nil && p.Rate.OK() {
+			t.Got += fmt.Sprintf(" (one process with q.Join: %s msgs/s)", fInt(p.Rate.Median()))
+		}
+		r.Targets = append(r.Targets, t)
+	}
+
+	name, want = "W2 100 rooms x 2 subscribers", "≥ 40,000 msgs/s"
+	if row := r.w2(100); row != nil && row.Rate.OK() {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: fInt(row.Rate.Median()) + " msgs/s", Original: "13,369 msgs/s", Pass: row.Rate.Median() >= 40000, Where: "W2"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "13,369 msgs/s", "W2"))
+	}
+
+	name, want = "W1 S=1 p50 release latency", "≤ 1.5 round trips"
+	if row := r.w1(ModeSeparate, 1); row != nil && row.P50.OK() && rtt > 0 {
+		rt := row.P50.Median() / rtt
+		r.Targets = append(r.Targets, Target{Name: name, Want: want + fmt.Sprintf(" (%s)", fMicros(1.5*rtt)),
+			Got: fmt.Sprintf("%s = %s round trips", fMicros(row.P50.Median()), f2(rt)), Original: "268 µs (round trip ~71 µs)", Pass: rt <= 1.5, Where: "W1"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "268 µs", "W1"))
+	}
+
+	name, want = "W4 memory per queued 100-byte message", "≤ 170 bytes"
+	if r.W4 != nil && r.W4.QueuedDelta.OK() {
+		got := math.Max(r.W4.QueuedDelta.Median(), r.W4.QueuedUsage.Median())
+		r.Targets = append(r.Targets, Target{Name: name, Want: want,
+			Got:      fmt.Sprintf("%s bytes (used_memory delta %s, MEMORY USAGE %s)", f1(got), f1(r.W4.QueuedDelta.Median()), f1(r.W4.QueuedUsage.Median())),
+			Original: "280 bytes", Pass: got <= 170, Where: "W4"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "280 bytes", "W4"))
+	}
+
+	name, want = "W6 Ping Redis CPU, 10 -> 20,000 clients", "flat within 1.2x"
+	if n := len(r.W6Ping); n >= 2 && r.W6Ping[0].CPU.OK() && r.W6Ping[n-1].CPU.OK() {
+		a, b := r.W6Ping[0], r.W6Ping[n-1]
+		ratio := b.CPU.Median() / a.CPU.Median()
+		r.Targets = append(r.Targets, Target{Name: name, Want: want,
+			Got:      fmt.Sprintf("%s -> %s (%s clients -> %s) = %sx", fMicros(a.CPU.Median()), fMicros(b.CPU.Median()), fInt(float64(a.Clients)), fInt(float64(b.Clients)), f2(ratio)),
+			Original: "18 µs -> 10.8 ms (600x)", Pass: ratio <= 1.2, Where: "W6"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "18 µs -> 10.8 ms", "W6"))
+	}
+
+	name, want = "W6 reader following 10,000 rooms vs 1", "≤ 2x Redis CPU per delivery"
+	if n := len(r.W6Rooms); n >= 2 && r.W6Rooms[0].CPU.OK() && r.W6Rooms[n-1].CPU.OK() {
+		a, b := r.W6Rooms[0], r.W6Rooms[n-1]
+		ratio := b.CPU.Median() / a.CPU.Median()
+		r.Targets = append(r.Targets, Target{Name: name, Want: want,
+			Got:      fmt.Sprintf("%s -> %s (%s rooms -> %s) = %sx", fMicros(a.CPU.Median()), fMicros(b.CPU.Median()), fInt(float64(a.Rooms)), fInt(float64(b.Rooms)), f2(ratio)),
+			Original: "-", Pass: ratio <= 2, Where: "W6"})
+	} else {
+		r.Targets = append(r.Targets, notRun(name, want, "-", "W6"))
+	}
+}
+
+// write renders BENCHMARKS.md and the plots under dir.
+func (r *Report) write(dir string) error {
+	plotDir := filepath.Join(dir, "docs", "bench")
+	if err := os.MkdirAll(plotDir, 0o755); err != nil {
+		return err
+	}
+	plots, err := r.plots(plotDir)
+	if err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	r.Plots = plots
+	var b bytes.Buffer
+	r.markdown(&b)
+	return os.WriteFile(filepath.Join(dir, "BENCHMARKS.md"), b.Bytes(), 0o644)
+}
+
+func (r *Report) plotFor(prefix string) []Plot {
+	var out []Plot
+	for _, p := range r.Plots {
+		if strings.HasPrefix(filepath.Base(p.File), prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *Report) markdown(b *bytes.Buffer) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
+	showPlots := func(prefix string) {
+		for _, pl := range r.plotFor(prefix) {
+			p("![%s](%s)", pl.Caption, pl.File)
+			p("")
+		}
+	}
+	cfg := r.Config
+	ping, rtt := r.Refs.PingRate.Median(), r.Refs.RTTMicros()
+
+	p("# Benchmarks")
+	p("")
+	p("Generated by `make bench` (`go run ./bench` in `integration/`) on %s in %s; every", r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Elapsed.Round(time.Second))
+	p("figure is the median of %d repetitions with the min-max in parentheses. Every", cfg.Reps)
+	p("workload runs against one Redis next to **limit references measured in the same run**")
+	p("(one connection's round-trip rate, plain Redis Streams fanout), so read the ratios:")
+	p("the machine is shared and its absolute figures are noisy. Messages carry a %d-byte", cfg.PayloadBytes)
+	p("payload. Housekeeping (a fixed %d script calls per second per process, whatever the", 16)
+	p("traffic) is off while measuring; nobody times out.")
+	if cfg.Short {
+		p("")
+		p("**Short mode (`-short`): tiny sizes that only prove every workload runs. Do not read the figures.**")
+	}
+	p("")
+	p("## Machine")
+	p("")
+	p("| | |")
+	p("| --- | --- |")
+	p("| CPUs (nproc) | %d |", r.Machine.CPUs)
+	p("| CPU model | %s |", r.Machine.CPUModel)
+	p("| Memory | %.1f GiB |", r.Machine.MemoryGiB)
+	p("| OS/arch | %s |", r.Machine.OS)
+	p("| Go | %s |", r.Machine.Go)
+	p("| Redis | %s (%s) |", r.RedisVersion, r.RedisSource)
+	p("")
+
+	p("## Targets")
+	p("")
+	p("| target | wanted | measured | | original library |")
+	p("| --- | --- | --- | --- | --- |")
+	for _, t := range r.Targets {
+		verdict := "**MISS**"
+		if t.Pass {
+			verdict = "PASS"
+		}
+		p("| %s | %s | %s | %s | %s |", t.Name, t.Want, t.Got, verdict, t.Original)
+	}
+	p("")
+	p("What bounds each figure, and what would move it, is under [Analysis](#analysis).")
+	p("")
+
+	p("## Limit references")
+	p("")
+	p("| reference | figure |")
+	p("| --- | --- |")
+	p("| PING rate, one connection, one at a time | %s /s |", r.Refs.PingRate.Fmt(fInt))
+	p("| PING round trip (median) | %s |", r.Refs.PingRTT.Fmt(fMicros))
+	for _, s := range cfg.FanoutS {
+		if f := r.Refs.Fanout[s]; f != nil {
+			p("| Streams fanout, no barrier: XADD (one producer connection) + XREAD, %d reader(s) with a connection each | %s msgs/s |", s, f.Fmt(fInt))
+		}
+	}
+	p("")
+
+	p("## W1 lock-step, one room")
+	p("")
+	p("S subscribers in one room; a producer keeps %d messages outstanding. **msgs/s**:", cfg.W1Window)
+	p("messages acked by every subscriber, per second. **Release latency**: from the moment")
+	p("the last subscriber calls Ack(k) to each subscriber's Next returning k+1. Modes:")
+	p("(a) `gateway`: one process hosting every subscriber through the gateway worker")
+	p("(`q.NewWorker`); (b) `separate`: each subscriber its own process (its own Queue and")
+	p("connections, `q.Join`); (c) `process`: one process, one Queue, one `q.Join` per subscriber.")
+	p("")
+	p("| mode | S | msgs/s | x PING rate | x Streams fanout | release p50 | p50 in round trips | release p99 |")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, row := range r.W1 {
+		if row.NotMeasured != "" {
+			p("| %s | %d | not measured: %s | | | | | |", row.Mode, row.S, row.NotMeasured)
+			continue
+		}
+		fan := "-"
+		if f := r.Refs.Fanout[row.S]; f != nil && f.OK() {
+			fan = f2(row.Rate.Median() / f.Median())
+		}
+		p("| %s | %d | %s | %s | %s | %s | %s | %s |", row.Mode, row.S, row.Rate.Fmt(fInt), f2(row.Rate.Median()/ping), fan,
+			row.P50.Fmt(fMicros), f2(row.P50.Median()/rtt), row.P99.Fmt(fMicros))
+	}
+	p("")
+	showPlots("w1")
+
+	p("## W2 many rooms")
+	p("")
+	p("R rooms x 2 subscribers, hosted by two processes (one Queue each, a `q.Join` per room);")
+	p("%d producers (a Queue each) sending from %d goroutines each keep %d messages outstanding", w2Producers, w2SendersPerProducer, cfg.W2Window)
+	p("per room. Measured for %v after a %v warm-up.", cfg.W2Dur, cfg.W2Warm)
+	p("")
+	p("| rooms | msgs/s (acked by both) | client deliveries/s | x PING rate |")
+	p("| --- | --- | --- | --- |")
+	for _, row := range r.W2 {
+		p("| %d | %s | %s | %s |", row.Rooms, row.Rate.Fmt(fInt), row.Deliveries.Fmt(fInt), f2(row.Rate.Median()/ping))
+	}
+	p("")
+
+	p("## W3 out-of-band broadcast")
+	p("")
+	p("4 producer goroutines send out-of-band messages (at most 500 outstanding) to one room;")
+	p("msgs/s counts messages received by every subscriber.")
+	p("")
+	p("| mode | subscribers | msgs/s | x Streams fanout |")
+	p("| --- | --- | --- | --- |")
+	for _, row := range r.W3 {
+		fan := "-"
+		if f := r.Refs.Fanout[row.S]; f != nil && f.OK() {
+			fan = f2(row.Rate.Median() / f.Median())
+		}
+		p("| %s | %d | %s | %s |", row.Mode, row.S, row.Rate.Fmt(fInt), fan)
+	}
+	p("")
+
+	p("## W4 memory")
+	p("")
+	if w := r.W4; w != nil {
+		p("%s messages of %d bytes queued behind a member that never acks (its room's pending", fInt(float64(w.N)), w.PayloadBytes)
+		p("lists), and %s retained in the delivery stream of a room without members (no trimming).", fInt(float64(w.N)))
+		p("")
+		p("| | MEMORY USAGE / message | used_memory delta / message |")
+		p("| --- | --- | --- |")
+		p("| queued message | %s bytes | %s bytes |", w.QueuedUsage.Fmt(f1), w.QueuedDelta.Fmt(f1))
+		p("| retained stream entry | %s bytes | %s bytes |", w.StreamUsage.Fmt(f1), w.StreamDelta.Fmt(f1))
+		p("")
+	}
+
+	p("## W5 Redis cost per fully delivered message")
+	p("")
+	p("From `INFO commandstats` and `INFO cpu` deltas over each measured window, divided by the")
+	p("messages acked by every subscriber (W3: received by every subscriber). Top-level commands")
+	p("are the ones clients send (nothing is pipelined, so they are round trips); inner ones run")
+	p("inside the scripts.")
+	p("")
+	p("| workload | top-level commands | of which EVALSHA | of which XREAD | inner commands | Redis CPU |")
+	p("| --- | --- | --- | --- | --- | --- |")
+	costRow := func(name string, c CostFigures) {
+		if !c.CPU.OK() {
+			return
+		}
+		p("| %s | %s | %s | %s | %s | %s |", name, c.Cmds.Fmt(f2), c.Evals.Fmt(f2), c.Reads.Fmt(f2), c.Inner.Fmt(f1), c.CPU.Fmt(fMicros))
+	}
+	for _, row := range r.W1 {
+		costRow(fmt.Sprintf("W1 %s S=%d", row.Mode, row.S), row.Cost)
+	}
+	for _, row := range r.W2 {
+		costRow(fmt.Sprintf("W2 %d rooms x 2", row.Rooms), row.Cost)
+	}
+	for _, row := range r.W3 {
+		costRow(fmt.Sprintf("W3 OOB %s S=%d", row.Mode, row.S), row.Cost)
+	}
+	p("")
+
+	p("## W6 scaling")
+	p("")
+	p("### Ping cost vs clients in the system")
+	p("")
+	p("Clients are in rooms of 10, one room each; %d Pings of random clients per repetition.", cfg.W6PingN)
+	p("")
+	p("| clients | Redis CPU per Ping | top-level commands per Ping | Ping latency p50 |")
+	p("| --- | --- | --- | --- |")
+	for _, row := range r.W6Ping {
+		p("| %s | %s | %s | %s |", fInt(float64(row.Clients)), row.CPU.Fmt(fMicros), row.Cmds.Fmt(f2), row.P50.Fmt(fMicros))
+	}
+	p("")
+	showPlots("w6_clients")
+	p("### Cost vs rooms followed by one reader")
+	p("")
+	p("One process (one Queue) joins every room; a producer in another process sends to a random")
+	p("one and waits until it is delivered and acked, %d times per repetition. The cost covers", cfg.W6Deliveries)
+	p("the send, the delivery and the ack.")
+	p("")
+	p("| rooms followed | Redis CPU per delivery | XREADs per delivery | send -> acked p50 |")
+	p("| --- | --- | --- | --- |")
+	for _, row := range r.W6Rooms {
+		p("| %s | %s | %s | %s |", fInt(float64(row.Rooms)), row.CPU.Fmt(fMicros), row.Reads.Fmt(f2), row.P50.Fmt(fMicros))
+	}
+	p("")
+	showPlots("w6_rooms")
+	p("### Release latency vs backlog")
+	p("")
+	p("One subscriber; the backlog is sent before it joins and the producer keeps it at that size.")
+	p("Repetitions are %d consecutive windows of %d messages on the same backlog.", cfg.Reps, cfg.W6LatN)
+	p("")
+	p("| backlog | release p50 | release p99 | msgs/s |")
+	p("| --- | --- | --- | --- |")
+	for _, row := range r.W6Backlog {
+		p("| %s | %s | %s | %s |", fInt(float64(row.Backlog)), row.P50.Fmt(fMicros), row.P99.Fmt(fMicros), row.Rate.Fmt(fInt))
+	}
+	p("")
+	showPlots("w6_backlog")
+
+	p("## Analysis")
+	p("")
+	b.WriteString(analysis(r))
+}
