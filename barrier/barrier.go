@@ -34,7 +34,7 @@ func (b *Barrier) Layout() *keys.Layout { return b.layout }
 func (b *Barrier) Config() lua.RoomConfig { return b.cfg }
 
 func (b *Barrier) run(ctx context.Context, s *redis.Script, room string, extra ...any) ([]any, error) {
-	v, err := s.Run(ctx, b.rdb, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
+	v, err := lua.Run(ctx, b.rdb, s, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: room %q: %w", room, err)
 	}
@@ -218,7 +218,7 @@ func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int,
 
 // Due returns up to limit rooms of a shard whose earliest deadline passed.
 func (b *Barrier) Due(ctx context.Context, shard, limit int) ([]string, error) {
-	v, err := lua.Due.Run(ctx, b.rdb, []string{b.layout.ShardDue(shard)}, limit).Slice()
+	v, err := lua.Run(ctx, b.rdb, lua.Due, []string{b.layout.ShardDue(shard)}, limit).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: shard %d: %w", shard, err)
 	}

@@ -51,7 +51,7 @@ func ParseEntry(entry string) (Pending, error) {
 
 // Peek lists up to limit pending messages from offset, in release order.
 func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]Pending, error) {
-	v, err := lua.Peek.Run(ctx, b.rdb, b.layout.RoomKeys(room), offset, limit).Slice()
+	v, err := lua.Run(ctx, b.rdb, lua.Peek, b.layout.RoomKeys(room), offset, limit).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: peek room %q: %w", room, err)
 	}
@@ -104,7 +104,7 @@ type State struct {
 
 // State reads a room's state in one atomic step.
 func (b *Barrier) State(ctx context.Context, room string) (State, error) {
-	v, err := lua.State.Run(ctx, b.rdb, b.layout.RoomKeys(room)).Slice()
+	v, err := lua.Run(ctx, b.rdb, lua.State, b.layout.RoomKeys(room)).Slice()
 	if err != nil {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: %w", room, err)
 	}

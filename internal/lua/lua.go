@@ -5,9 +5,11 @@
 package lua
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -72,4 +74,59 @@ func (c RoomConfig) Args(room string, extra ...any) []any {
 		hold = "1"
 	}
 	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, hold}, extra...)
+}
+
+// tryAgainFor bounds how long Run keeps retrying a script that Redis
+// Cluster refused because its slot is moving. A slot migration refuses
+// every room script of the slot's shard from its first MIGRATING until its
+// last SETSLOT NODE (their KEYS always include keys that do not exist, such
+// as empty priority lists, so the source answers ASK and the target
+// TRYAGAIN), so this must cover a whole migration, not a blip.
+const tryAgainFor = 30 * time.Second
+
+// Run runs s like s.Run, but retries, with a backoff of 2ms doubling to
+// 100ms, while Redis Cluster refuses it because its slot is moving:
+// TRYAGAIN, and the ASK, MOVED and CLUSTERDOWN replies that go-redis
+// returns once its MaxRedirects quick attempts are spent. Each of them
+// means the script did not run, so running it again is safe. It stops at
+// ctx's end or after tryAgainFor.
+func Run(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	backoff := 2 * time.Millisecond
+	var deadline time.Time
+	for {
+		cmd := s.Run(ctx, c, keys, args...)
+		if !slotMoving(cmd.Err()) {
+			return cmd
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(tryAgainFor)
+		} else if now.After(deadline) {
+			return cmd
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cmd
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+// slotMoving reports the cluster replies that refuse a command, without
+// running it, while a slot moves or the cluster reconfigures.
+func slotMoving(err error) bool {
+	if err == nil {
+		return false
+	}
+	if redis.IsTryAgainError(err) || redis.IsClusterDownError(err) {
+		return true
+	}
+	if _, ok := redis.IsAskError(err); ok {
+		return true
+	}
+	_, ok := redis.IsMovedError(err)
+	return ok
 }
