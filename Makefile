@@ -33,7 +33,8 @@ test: ensure-redis ## Run all tests with -race in both modules, on standalone an
 	done; \
 	exit $$status
 
-demo: ensure-redis ## Run the demo (examples/demo)
+demo: ## Run the lock-step demo (against $$REDIS_ADDR, else a throwaway redis-server)
+	@if [ -z "$${REDIS_ADDR:-}" ]; then bash scripts/ensure-redis.sh; fi
 	@if [ -d examples/demo ]; then \
 		$(GO) run ./examples/demo; \
 	else \
