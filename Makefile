@@ -33,7 +33,7 @@ test: ensure-redis ## Run all tests with -race in both modules, on standalone an
 	done; \
 	exit $$status
 
-demo: ## Run the lock-step demo (against $$REDIS_ADDR, else a throwaway redis-server)
+demo: ## Run the lock-step demo (against REDIS_ADDR, else a throwaway redis-server)
 	@if [ -z "$${REDIS_ADDR:-}" ]; then bash scripts/ensure-redis.sh; fi
 	@if [ -d examples/demo ]; then \
 		$(GO) run ./examples/demo; \
