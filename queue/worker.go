@@ -950,10 +950,11 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 	return snap, nil
 }
 
-// Close stops the worker: hosted clients leave their rooms (so nobody
-// waits for them), rooms are no longer followed, handlers' context is
-// cancelled and Close waits for every goroutine of the worker (handlers
-// must return once their context ends). Idempotent.
+// Close stops the worker: handlers' context is cancelled, hosted clients
+// leave their rooms (so nobody waits for them), rooms are no longer
+// followed, and Close waits for every goroutine of the worker (handlers
+// must return once their context ends). Acks waiting in Worker.Ack get
+// ErrClosed or a context error. Idempotent.
 func (w *Worker) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -966,6 +967,9 @@ func (w *Worker) Close() error {
 		rooms = append(rooms, r)
 	}
 	w.mu.Unlock()
+	// Handlers, loops and a follow-all room being set up stop now; the
+	// hosted clients leave below on a context of their own.
+	w.cancel()
 
 	type hosted struct{ client, room string }
 	var leave []hosted
@@ -1015,7 +1019,6 @@ func (w *Worker) Close() error {
 	w.spawnMu.Lock()
 	w.stopped = true
 	w.spawnMu.Unlock()
-	w.cancel()
 	w.wg.Wait()
 	w.ackMu.Lock()
 	for room, b := range w.batchers {
