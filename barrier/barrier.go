@@ -138,6 +138,7 @@ type Acked struct {
 	At          time.Time // server time of the ack
 	InFlightAt  time.Time // release time of the acked message
 	Appended    Appended
+	Completed   bool // nobody is missing any more: the acked message is complete
 }
 
 // Ack records client's ack of message seq issued under epoch.
@@ -149,7 +150,7 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err := sferr.FromStatus(str(v, 0)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5)}, nil
+	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Completed: u64(v, 7) == 1}, nil
 }
 
 // BatchAcked describes a batch of acks: Errs holds, in the order of the

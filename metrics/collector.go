@@ -83,7 +83,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe).", "reason")
 	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
 	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
-	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack when it released the next message.")
+	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack.")
 	c.endToEnd = desc("end_to_end_latency_seconds", "Time from enqueue to delivery to a subscriber of this process, out-of-band messages included.")
 	c.rooms = desc("rooms", "Rooms with members, observers, a backlog or a message in flight (whole deployment).")
 	c.backlog = desc("backlog_messages", "Pending messages over all rooms, in-flight ones excluded (whole deployment).")

@@ -40,7 +40,7 @@ type Stats struct {
 	// server's clock against this host's.
 	ReleaseLatency Histogram
 	// BarrierWait: from a message's release to its last ack (server
-	// clock), observed by the Queue that received that ack.
+	// clock), observed by the Queue that sent that ack.
 	BarrierWait Histogram
 	// EndToEnd: from enqueue (server clock) to delivery to a local
 	// subscriber (this host's clock), out-of-band messages included.
@@ -121,9 +121,9 @@ func (s *Stats) observeDelivery(m *Message) {
 }
 
 // observeAck records how long the barrier held the acked message when
-// this ack was the last one missing and released the next message.
+// this ack was the last one missing.
 func (s *Stats) observeAck(res barrier.Acked) {
-	if res.Released > 0 && !res.InFlightAt.IsZero() {
+	if res.Completed && !res.InFlightAt.IsZero() {
 		s.BarrierWait.Observe(res.At.Sub(res.InFlightAt))
 	}
 }

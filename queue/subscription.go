@@ -165,9 +165,23 @@ func (s *Subscription) accept(ev streams.Event) {
 }
 
 // fail ends the subscription after a heartbeat found the client gone.
+// The eviction's event, already read but not yet consumed, says why;
+// without it the heartbeat timeout is the likely reason.
 func (s *Subscription) fail(err error) {
+	s.mu.Lock()
+	reason := ""
+	for _, ev := range s.buf {
+		if ev.Type == streams.Evict {
+			reason = ev.Reason
+		}
+	}
+	s.mu.Unlock()
 	if s.end(err) {
-		s.q.stats.EvictedTimeout.Add(1)
+		if reason == "ack-timeout" {
+			s.q.stats.EvictedAckTimeout.Add(1)
+		} else {
+			s.q.stats.EvictedTimeout.Add(1)
+		}
 	}
 }
 

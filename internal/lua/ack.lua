@@ -7,7 +7,8 @@
 -- Returns: {status, released count, last released seq or false, now ms,
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
---           appended entries {{id, {field, value, ...}}, ...}}
+--           appended entries {{id, {field, value, ...}}, ...},
+--           1 if the ack completed the acked message (nobody is missing) else 0}
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
 --           FORGED (seq never issued), STALE (not the in-flight message).
@@ -35,4 +36,4 @@ end
 local rt = mv[4]
 redis.call('HSETNX', KEYS[K_ACK], c, NOW)
 local n, last = settle()
-return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED}
+return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}

@@ -55,6 +55,9 @@ end
 local TRACK = false
 local PREV = nil
 local APPENDED = {}
+-- COMPLETED says whether this call's release step completed the in-flight
+-- message (its last missing ack arrived, or the last missing member left).
+local COMPLETED = false
 
 local function append(fields)
   if TRACK and not PREV then
@@ -167,6 +170,7 @@ local function release()
     redis.call('HDEL', meta, 'f', 'fs', 'rt', 'ad')
     redis.call('DEL', KEYS[K_ACK])
     st.inflight, st.ad = false, 0
+    COMPLETED = true
     set[#set + 1] = 'lc'
     set[#set + 1] = NOW
   end
