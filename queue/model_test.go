@@ -1,0 +1,976 @@
+package queue_test
+
+// TestModelRandomized runs a random sequence of operations against Redis,
+// through the public API, and against a small reference model of the rules
+// of SEMANTICS.md written in plain Go, and compares what can be observed
+// after every step: the room state, the pending order, the new entries of
+// the delivery stream and what every subscription receives.
+//
+// Clients live in a Queue ("qs") whose heartbeat loop never fires during
+// the test (an hour's interval), so whether a member stays alive is
+// decided by the test alone: the main Queue ("q", ClientTimeout 1s) joins
+// it and pings it. A rare "advance" step stops pinging some members and
+// waits until they are evicted. Which evictions share one script call is
+// up to the timing of housekeeping and heartbeats, so the model replays
+// the evictions in the order the stream shows them; everything else the
+// model predicts on its own.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/syncfanout/syncfanout/internal/keys"
+	"github.com/syncfanout/syncfanout/internal/redistest"
+	"github.com/syncfanout/syncfanout/queue"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+var mdlSeedFlag = flag.Uint64("seed", 0, "seed of TestModelRandomized (0: from the clock; env SYNCFANOUT_SEED works too)")
+
+const (
+	mdlOps           = 2000
+	mdlClientTimeout = time.Second
+	// mdlKeepalive is how stale a member's last ping may get before the
+	// test pings it again: far below mdlClientTimeout, so no member times
+	// out unless an advance step means it to.
+	mdlKeepalive = 200 * time.Millisecond
+	// Advance steps wait about ClientTimeout each: a few per run, at
+	// random points of the sequence.
+	mdlAdvances = 6
+	mdlWait     = 15 * time.Second // bound of every single wait
+)
+
+func mdlSeed(t *testing.T) uint64 {
+	if *mdlSeedFlag != 0 {
+		return *mdlSeedFlag
+	}
+	if v := os.Getenv("SYNCFANOUT_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		require.NoError(t, err, "SYNCFANOUT_SEED=%q", v)
+		return n
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// ---- the reference model ----
+
+type mdlMsg struct {
+	seq      uint64
+	prio     int
+	producer string
+	payload  string
+}
+
+type mdlEvent struct {
+	typ      streams.Type
+	msg      mdlMsg // Message, OutOfBand
+	client   string // Join, Leave, Evict
+	reason   string // Leave, Evict
+	observer bool   // Join
+}
+
+func (e mdlEvent) String() string {
+	switch e.typ {
+	case streams.Message:
+		return fmt.Sprintf("message %d (p%d)", e.msg.seq, e.msg.prio)
+	case streams.OutOfBand:
+		return fmt.Sprintf("oob %d", e.msg.seq)
+	}
+	return fmt.Sprintf("%s %s %s", e.typ, e.client, e.reason)
+}
+
+// mdlRoom is one room of the model.
+type mdlRoom struct {
+	name      string
+	seq       uint64
+	pending   [queue.MaxPriority + 1][]mdlMsg
+	members   map[string]bool // client -> has acked the in-flight message (or joined after its release)
+	observers map[string]bool
+	inflight  uint64 // 0: none
+	stream    []mdlEvent
+	// inbox holds, per client, what its subscription has yet to yield:
+	// deliveries, then possibly the leave or evict that ends it.
+	inbox map[string][]mdlEvent
+}
+
+func newMdlRoom(name string) *mdlRoom {
+	return &mdlRoom{name: name, members: map[string]bool{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}}
+}
+
+func (r *mdlRoom) add(ev mdlEvent) {
+	r.stream = append(r.stream, ev)
+	switch ev.typ {
+	case streams.Message, streams.OutOfBand:
+		for c := range r.members {
+			r.inbox[c] = append(r.inbox[c], ev)
+		}
+		for c := range r.observers {
+			r.inbox[c] = append(r.inbox[c], ev)
+		}
+	case streams.Leave, streams.Evict:
+		r.inbox[ev.client] = append(r.inbox[ev.client], ev)
+	}
+}
+
+func (r *mdlRoom) pendingCount() int {
+	n := 0
+	for _, l := range r.pending {
+		n += len(l)
+	}
+	return n
+}
+
+// order lists the pending messages in release order.
+func (r *mdlRoom) order() []mdlMsg {
+	var out []mdlMsg
+	for _, l := range r.pending {
+		out = append(out, l...)
+	}
+	return out
+}
+
+func (r *mdlRoom) pop() (mdlMsg, bool) {
+	for p, l := range r.pending {
+		if len(l) > 0 {
+			r.pending[p] = l[1:]
+			return l[0], true
+		}
+	}
+	return mdlMsg{}, false
+}
+
+// settle is the release step that ends every state change (rules 2, 6, 8).
+func (r *mdlRoom) settle() {
+	if r.inflight != 0 {
+		for _, acked := range r.members {
+			if !acked {
+				return
+			}
+		}
+		r.inflight = 0
+		for c := range r.members {
+			r.members[c] = false
+		}
+	}
+	if len(r.members) == 0 {
+		// Nobody to wait for: everything goes straight to the stream.
+		for {
+			m, ok := r.pop()
+			if !ok {
+				return
+			}
+			r.add(mdlEvent{typ: streams.Message, msg: m})
+		}
+	}
+	if m, ok := r.pop(); ok {
+		r.add(mdlEvent{typ: streams.Message, msg: m})
+		r.inflight = m.seq
+	}
+}
+
+func (r *mdlRoom) send(prio int, producer, payload string) uint64 {
+	r.seq++
+	r.pending[prio] = append(r.pending[prio], mdlMsg{seq: r.seq, prio: prio, producer: producer, payload: payload})
+	r.settle()
+	return r.seq
+}
+
+func (r *mdlRoom) oob(producer, payload string) uint64 {
+	r.seq++
+	r.add(mdlEvent{typ: streams.OutOfBand, msg: mdlMsg{seq: r.seq, producer: producer, payload: payload}})
+	return r.seq
+}
+
+// join adds a member; one that joins mid-flight does not owe the ack of
+// the in-flight message (rule 5). Joining again changes nothing.
+func (r *mdlRoom) join(c string) {
+	if _, ok := r.members[c]; ok {
+		return
+	}
+	r.members[c] = r.inflight != 0
+	r.add(mdlEvent{typ: streams.Join, client: c})
+	r.settle()
+}
+
+func (r *mdlRoom) observe(c string) {
+	r.observers[c] = true
+	r.add(mdlEvent{typ: streams.Join, client: c, observer: true})
+	r.settle()
+}
+
+func (r *mdlRoom) leave(c string) error {
+	if _, ok := r.members[c]; !ok {
+		return queue.ErrNotMember
+	}
+	delete(r.members, c)
+	r.add(mdlEvent{typ: streams.Leave, client: c, reason: "leave"})
+	r.settle()
+	return nil
+}
+
+// evict removes a member whose heartbeat deadline passed; the caller
+// settles once the evictions of one script call are done.
+func (r *mdlRoom) evict(c string) {
+	delete(r.members, c)
+	r.add(mdlEvent{typ: streams.Evict, client: c, reason: "timeout"})
+}
+
+func (r *mdlRoom) ack(c string, seq uint64) error {
+	if _, ok := r.members[c]; !ok {
+		return queue.ErrNotMember
+	}
+	if seq != r.inflight {
+		return queue.ErrStaleAck
+	}
+	r.members[c] = true
+	r.settle()
+	return nil
+}
+
+func (r *mdlRoom) missing() []string {
+	out := []string{}
+	if r.inflight == 0 {
+		return out
+	}
+	for c, acked := range r.members {
+		if !acked {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func mdlKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// mdlModel is the whole deployment: rooms and each client's room set
+// (what Ping heartbeats).
+type mdlModel struct {
+	rooms       map[string]*mdlRoom
+	clientRooms map[string]map[string]bool
+}
+
+func (m *mdlModel) subscribed(c, room string) {
+	if m.clientRooms[c] == nil {
+		m.clientRooms[c] = map[string]bool{}
+	}
+	m.clientRooms[c][room] = true
+}
+
+func (m *mdlModel) forget(c, room string) { delete(m.clientRooms[c], room) }
+
+// ping returns the rooms Ping reports the client gone from, and whether
+// the client is unknown (in no room at all).
+func (m *mdlModel) ping(c string) (gone []string, unknown bool) {
+	rooms := m.clientRooms[c]
+	if len(rooms) == 0 {
+		return nil, true
+	}
+	for room := range rooms {
+		r := m.rooms[room]
+		if _, ok := r.members[c]; !ok && !r.observers[c] {
+			gone = append(gone, room)
+		}
+	}
+	for _, room := range gone {
+		delete(rooms, room)
+	}
+	sort.Strings(gone)
+	return gone, false
+}
+
+// memberRooms lists the rooms where c is a voting member.
+func (m *mdlModel) memberRooms(c string) []string {
+	var out []string
+	for name, r := range m.rooms {
+		if _, ok := r.members[c]; ok {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ---- the harness ----
+
+type mdlKey struct{ room, client string }
+
+type mdlHarness struct {
+	t       *testing.T
+	b       *redistest.Backend
+	seed    uint64
+	rng     *rand.Rand
+	ctx     context.Context
+	q       *queue.Queue // producer, membership, pings, acks, housekeeping
+	qs      *queue.Queue // hosts the subscriptions; never beats on its own
+	layout  *keys.Layout
+	model   *mdlModel
+	rooms   []string
+	clients []string
+
+	subs     map[mdlKey]*queue.Subscription
+	tokens   map[mdlKey]map[uint64]string // kept after a subscription ends
+	lastPing map[string]time.Time
+	position map[string]string // room -> last stream ID compared
+	compared map[string]int    // room -> model events compared
+
+	op         int
+	trail      []string // the latest operations, for failure reports
+	advanceAt  map[int]bool
+	advanceDue bool // an advance step found nobody to silence: try again
+	advances   int
+	counts     struct{ sent, oob, acked, stale, notMember, invalid, delivered uint64 }
+}
+
+// at prefixes a failure message with what is needed to reproduce it.
+func (h *mdlHarness) at(format string, args ...any) string {
+	return fmt.Sprintf("seed=%d backend=%s op=%d: %s", h.seed, h.b.Name, h.op, fmt.Sprintf(format, args...))
+}
+
+func (h *mdlHarness) note(format string, args ...any) {
+	h.trail = append(h.trail, fmt.Sprintf("#%d ", h.op)+fmt.Sprintf(format, args...))
+	if len(h.trail) > 40 {
+		h.trail = h.trail[1:]
+	}
+}
+
+func TestModelRandomized(t *testing.T) {
+	t.Parallel()
+	seed := mdlSeed(t)
+	t.Logf("seed %d (replay with -seed=%d or SYNCFANOUT_SEED=%d)", seed, seed, seed)
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		h := newMdlHarness(t, b, seed)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("seed %d; the last operations:\n  %s", seed, strings.Join(h.trail, "\n  "))
+			}
+		})
+		h.run()
+	})
+}
+
+func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness {
+	quiet := slog.New(slog.DiscardHandler)
+	h := &mdlHarness{
+		t: t, b: b, seed: seed,
+		rng:       rand.New(rand.NewPCG(seed, 0x5eed)),
+		ctx:       dftCtx(t, 3*time.Minute),
+		layout:    dftLayout(t, b),
+		model:     &mdlModel{rooms: map[string]*mdlRoom{}, clientRooms: map[string]map[string]bool{}},
+		rooms:     []string{"model:a", "model b", "model::c"},
+		clients:   []string{"c0", "c:1", "c::2", "c3", "c4", "c 5"},
+		subs:      map[mdlKey]*queue.Subscription{},
+		tokens:    map[mdlKey]map[uint64]string{},
+		lastPing:  map[string]time.Time{},
+		position:  map[string]string{},
+		compared:  map[string]int{},
+		advanceAt: map[int]bool{},
+	}
+	for len(h.advanceAt) < mdlAdvances {
+		h.advanceAt[50+h.rng.IntN(mdlOps-100)] = true
+	}
+	h.q = dftQueue(t, b, b.Client, queue.Options{ClientTimeout: mdlClientTimeout, StreamMaxLen: -1, Logger: quiet})
+	h.qs = dftQueue(t, b, b.NewClient(t), queue.Options{
+		ClientTimeout: 2 * time.Hour, HeartbeatInterval: time.Hour, DisableHousekeeping: true,
+		StreamMaxLen: -1, Logger: quiet,
+	})
+	for _, room := range h.rooms {
+		h.model.rooms[room] = newMdlRoom(room)
+		h.position[room] = "0-0"
+		// An observer per room sees every delivery of the whole run.
+		obs := "observer@" + room
+		s, err := h.qs.Join(h.ctx, room, queue.AsObserver(), queue.WithClientID(obs))
+		require.NoError(t, err)
+		h.subs[mdlKey{room, obs}] = s
+		h.model.rooms[room].observe(obs)
+		h.model.subscribed(obs, room)
+		h.checkRoom(room)
+	}
+	return h
+}
+
+func (h *mdlHarness) run() {
+	for h.op = 1; h.op <= mdlOps; h.op++ {
+		h.keepalive()
+		touched := h.step()
+		h.drain()
+		for _, room := range touched {
+			h.checkRoom(room)
+		}
+	}
+	h.op = 0
+	// The full history of every room, from the start, against the model's.
+	for _, room := range h.rooms {
+		var got []streams.Event
+		for ev, err := range streams.History(h.ctx, h.b.Client, h.layout.Stream(room), room, streams.Range{}) {
+			require.NoError(h.t, err, h.at("history of %q", room))
+			got = append(got, ev)
+		}
+		want := h.model.rooms[room].stream
+		require.Len(h.t, got, len(want), h.at("history length of %q", room))
+		for i := range want {
+			h.sameEvent(room, i, want[i], got[i])
+		}
+	}
+	// Nothing is left over in any subscription: the next delivery of every
+	// one of them is a last out-of-band message.
+	for _, room := range h.rooms {
+		id, err := h.q.SendOutOfBand(h.ctx, room, []byte("the end"))
+		require.NoError(h.t, err, h.at("final oob"))
+		h.counts.oob++
+		require.Equal(h.t, h.model.rooms[room].oob("", "the end"), id, h.at("final oob ID"))
+	}
+	h.drain()
+	st := h.q.Stats()
+	require.Equal(h.t, h.counts.sent, st.Sent.Load(), h.at("Stats.Sent"))
+	require.Equal(h.t, h.counts.oob, st.OutOfBand.Load(), h.at("Stats.OutOfBand"))
+	require.Equal(h.t, h.counts.acked, st.Acked.Load(), h.at("Stats.Acked"))
+	require.Equal(h.t, h.counts.stale, st.AckStale.Load(), h.at("Stats.AckStale"))
+	require.Equal(h.t, h.counts.notMember, st.AckNotMember.Load(), h.at("Stats.AckNotMember"))
+	require.Equal(h.t, h.counts.invalid, st.AckInvalid.Load(), h.at("Stats.AckInvalid"))
+	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered.Load(), h.at("subscriptions' Stats.Delivered"))
+	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked",
+		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered)
+}
+
+// keepalive pings every member whose last ping is getting old.
+func (h *mdlHarness) keepalive() {
+	for _, c := range h.clients {
+		if len(h.model.memberRooms(c)) > 0 && time.Since(h.lastPing[c]) > mdlKeepalive {
+			h.ping(c)
+		}
+	}
+}
+
+// ping runs Ping on Redis and on the model and compares the outcome.
+func (h *mdlHarness) ping(c string) {
+	h.lastPing[c] = time.Now()
+	err := h.q.Ping(h.ctx, c)
+	gone, unknown := h.model.ping(c)
+	switch {
+	case unknown:
+		require.ErrorIs(h.t, err, queue.ErrUnknownClient, h.at("Ping %s", c))
+	case len(gone) > 0:
+		var ev *queue.EvictedError
+		require.ErrorAs(h.t, err, &ev, h.at("Ping %s", c))
+		require.Equal(h.t, gone, dftSorted(ev.Rooms...), h.at("Ping %s: rooms it is gone from", c))
+	default:
+		require.NoError(h.t, err, h.at("Ping %s", c))
+	}
+}
+
+func (h *mdlHarness) pick(list []string) string { return list[h.rng.IntN(len(list))] }
+
+// step runs one random operation and returns the rooms it may have changed.
+func (h *mdlHarness) step() []string {
+	if h.advanceDue || h.advanceAt[h.op] {
+		if h.advance() {
+			h.advanceDue = false
+			return h.rooms
+		}
+		h.advanceDue = true
+	}
+	for {
+		x := h.rng.Float64()
+		switch {
+		case x < 0.30:
+			return h.opSend()
+		case x < 0.35:
+			return h.opOOB()
+		case x < 0.47:
+			return h.opJoin()
+		case x < 0.55:
+			return h.opLeave()
+		case x < 0.85:
+			if rooms, ok := h.opAck(); ok {
+				return rooms
+			}
+		case x < 0.91:
+			if rooms, ok := h.opStaleAck(); ok {
+				return rooms
+			}
+		case x < 0.93:
+			if rooms, ok := h.opForeignAck(); ok {
+				return rooms
+			}
+		default:
+			c := h.pick(h.clients)
+			h.note("ping %s", c)
+			h.ping(c)
+			return nil
+		}
+	}
+}
+
+func (h *mdlHarness) opSend() []string {
+	room := h.pick(h.rooms)
+	producer := h.pick([]string{"", "p1", "p:2", "p::3"})
+	payload := fmt.Sprintf("%s/%d", room, h.op)
+	opts := []queue.SendOption{queue.Producer(producer)}
+	prio := queue.DefaultPriority
+	if h.rng.IntN(5) > 0 {
+		prio = h.rng.IntN(queue.MaxPriority + 1)
+		opts = append(opts, queue.Priority(prio))
+	}
+	h.note("send %q p%d", room, prio)
+	id, err := h.q.Send(h.ctx, room, []byte(payload), opts...)
+	require.NoError(h.t, err, h.at("Send"))
+	h.counts.sent++
+	require.Equal(h.t, h.model.rooms[room].send(prio, producer, payload), id, h.at("Send ID"))
+	return []string{room}
+}
+
+func (h *mdlHarness) opOOB() []string {
+	room := h.pick(h.rooms)
+	payload := fmt.Sprintf("oob %s/%d", room, h.op)
+	h.note("oob %q", room)
+	id, err := h.q.SendOutOfBand(h.ctx, room, []byte(payload), queue.Producer("oob"))
+	require.NoError(h.t, err, h.at("SendOutOfBand"))
+	h.counts.oob++
+	require.Equal(h.t, h.model.rooms[room].oob("oob", payload), id, h.at("SendOutOfBand ID"))
+	return []string{room}
+}
+
+func (h *mdlHarness) opJoin() []string {
+	room, c := h.pick(h.rooms), h.pick(h.clients)
+	r := h.model.rooms[room]
+	if _, ok := r.members[c]; ok {
+		// Subscribing again is a heartbeat of that room, nothing else.
+		h.note("join %s %q (again)", c, room)
+		require.NoError(h.t, h.q.Subscribe(h.ctx, c, room), h.at("Subscribe again"))
+		h.model.subscribed(c, room)
+		return []string{room}
+	}
+	h.note("join %s %q", c, room)
+	// The subscription first (its Queue sets a deadline of hours), then
+	// Subscribe through the main Queue, which sets the 1s deadline the
+	// test controls with its pings.
+	s, err := h.qs.Join(h.ctx, room, queue.WithClientID(c))
+	require.NoError(h.t, err, h.at("Join"))
+	require.NoError(h.t, h.q.Subscribe(h.ctx, c, room), h.at("Subscribe"))
+	h.subs[mdlKey{room, c}] = s
+	r.join(c)
+	h.model.subscribed(c, room)
+	return []string{room}
+}
+
+func (h *mdlHarness) opLeave() []string {
+	room, c := h.pick(h.rooms), h.pick(h.clients)
+	r := h.model.rooms[room]
+	key := mdlKey{room, c}
+	if _, ok := r.members[c]; ok && h.rng.IntN(2) == 0 {
+		h.note("leave %s %q (Close)", c, room)
+		require.NoError(h.t, h.subs[key].Close(h.ctx), h.at("Subscription.Close"))
+		delete(h.subs, key)
+		require.NoError(h.t, r.leave(c))
+		r.inbox[c] = nil // the subscription is gone with what it had not read
+		h.model.forget(c, room)
+		return []string{room}
+	}
+	h.note("leave %s %q (Unsubscribe)", c, room)
+	err := h.q.Unsubscribe(h.ctx, c, room)
+	if want := r.leave(c); want != nil {
+		require.ErrorIs(h.t, err, want, h.at("Unsubscribe %s from %q", c, room))
+	} else {
+		require.NoError(h.t, err, h.at("Unsubscribe %s from %q", c, room))
+	}
+	h.model.forget(c, room)
+	return []string{room}
+}
+
+// opAck acks the in-flight message of a room for a member holding its
+// token (possibly again).
+func (h *mdlHarness) opAck() ([]string, bool) {
+	room := h.pick(h.rooms)
+	r := h.model.rooms[room]
+	if r.inflight == 0 {
+		return nil, false
+	}
+	var holders []string
+	for _, c := range mdlKeys(r.members) {
+		if _, ok := h.tokens[mdlKey{room, c}][r.inflight]; ok {
+			holders = append(holders, c)
+		}
+	}
+	if len(holders) == 0 {
+		return nil, false
+	}
+	c := h.pick(holders)
+	seq := r.inflight
+	h.note("ack %s %q %d", c, room, seq)
+	err := h.q.Ack(h.ctx, c, h.tokens[mdlKey{room, c}][seq])
+	require.NoError(h.t, err, h.at("Ack of the in-flight message %d by %s", seq, c))
+	require.NoError(h.t, r.ack(c, seq))
+	h.counts.acked++
+	return []string{room}, true
+}
+
+// opStaleAck acks, with a real token, a message that is not in flight.
+func (h *mdlHarness) opStaleAck() ([]string, bool) {
+	room := h.pick(h.rooms)
+	r := h.model.rooms[room]
+	type held struct {
+		c   string
+		seq uint64
+	}
+	var old []held
+	for _, c := range h.clients {
+		for seq := range h.tokens[mdlKey{room, c}] {
+			if seq != r.inflight {
+				old = append(old, held{c, seq})
+			}
+		}
+	}
+	if len(old) == 0 {
+		return nil, false
+	}
+	slices.SortFunc(old, func(a, b held) int {
+		if a.c != b.c {
+			return strings.Compare(a.c, b.c)
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	x := old[h.rng.IntN(len(old))]
+	h.note("stale ack %s %q %d", x.c, room, x.seq)
+	err := h.q.Ack(h.ctx, x.c, h.tokens[mdlKey{room, x.c}][x.seq])
+	want := r.ack(x.c, x.seq)
+	require.ErrorIs(h.t, err, want, h.at("Ack of message %d by %s (in flight: %d)", x.seq, x.c, r.inflight))
+	if errors.Is(want, queue.ErrStaleAck) {
+		h.counts.stale++
+	} else {
+		h.counts.notMember++
+	}
+	return []string{room}, true
+}
+
+// opForeignAck presents someone else's token.
+func (h *mdlHarness) opForeignAck() ([]string, bool) {
+	room := h.pick(h.rooms)
+	owner := h.pick(h.clients)
+	toks := h.tokens[mdlKey{room, owner}]
+	if len(toks) == 0 {
+		return nil, false
+	}
+	seqs := make([]uint64, 0, len(toks))
+	for seq := range toks {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	tok := toks[seqs[h.rng.IntN(len(seqs))]]
+	other := h.pick(h.clients)
+	if other == owner {
+		return nil, false
+	}
+	h.note("foreign ack %s with %s's token in %q", other, owner, room)
+	require.ErrorIs(h.t, h.q.Ack(h.ctx, other, tok), queue.ErrInvalidToken, h.at("Ack with another client's token"))
+	h.counts.invalid++
+	return []string{room}, true
+}
+
+// advance stops pinging some members and waits until every one of them is
+// evicted from all its rooms, while the others are kept alive.
+func (h *mdlHarness) advance() bool {
+	var alive []string
+	for _, c := range h.clients {
+		if len(h.model.memberRooms(c)) > 0 {
+			alive = append(alive, c)
+		}
+	}
+	if len(alive) == 0 {
+		return false
+	}
+	h.advances++
+	victims := map[string]bool{}
+	for len(victims) == 0 {
+		for _, c := range alive {
+			if h.rng.IntN(2) == 0 {
+				victims[c] = true
+			}
+		}
+	}
+	var survivors []string
+	for _, c := range alive {
+		if !victims[c] {
+			survivors = append(survivors, c)
+		}
+	}
+	h.note("advance: %v go silent, %v stay", mdlKeys(victims), survivors)
+	// Ping the survivors once in step with the model (it may report rooms
+	// they were evicted from earlier), then keep them alive in the
+	// background while the victims run out of time.
+	for _, c := range survivors {
+		h.ping(c)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var pingErr error
+	wg.Go(func() {
+		tick := time.NewTicker(mdlKeepalive)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for _, c := range survivors {
+				if err := h.q.Ping(h.ctx, c); err != nil {
+					pingErr = fmt.Errorf("Ping %s: %w", c, err)
+					return
+				}
+			}
+		}
+	})
+	// Each victim's subscriptions yield what was released before its
+	// eviction, then the eviction.
+	got := map[mdlKey][]*queue.Message{}
+	wctx, cancel := context.WithTimeout(h.ctx, mdlWait)
+	for _, c := range mdlKeys(victims) {
+		for _, room := range h.model.memberRooms(c) {
+			key := mdlKey{room, c}
+			got[key] = nil
+			for {
+				m, err := h.subs[key].Next(wctx)
+				if err != nil {
+					require.ErrorIs(h.t, err, queue.ErrEvicted, h.at("victim %s in %q", c, room))
+					break
+				}
+				got[key] = append(got[key], m)
+			}
+		}
+	}
+	cancel()
+	close(stop)
+	wg.Wait()
+	require.NoError(h.t, pingErr, h.at("a member the test kept alive was evicted"))
+
+	// Replay the evictions as the streams show them: a run of evict events
+	// is one script's reap, followed by that script's release step.
+	for _, room := range h.rooms {
+		r := h.model.rooms[room]
+		evs := h.readStream(room)
+		for i := 0; i < len(evs); {
+			if evs[i].Type != streams.Evict {
+				require.Failf(h.t, "unexpected event", h.at("room %q: %+v while members time out; the model expected %v", room, evs[i], h.pendingModel(room)))
+			}
+			for ; i < len(evs) && evs[i].Type == streams.Evict; i++ {
+				c := evs[i].ClientID
+				require.True(h.t, victims[c], h.at("room %q: %s evicted, but it was kept alive", room, c))
+				_, member := r.members[c]
+				require.True(h.t, member, h.at("room %q: %s evicted while not a member", room, c))
+				r.evict(c)
+			}
+			before := len(r.stream)
+			r.settle()
+			i += len(r.stream) - before
+		}
+		h.compareNew(room, evs)
+	}
+	for key, msgs := range got {
+		delete(h.subs, key)
+		r := h.model.rooms[key.room]
+		want := r.inbox[key.client]
+		require.NotEmpty(h.t, want, h.at("%v", key))
+		require.Equal(h.t, streams.Evict, want[len(want)-1].typ, h.at("%v ends with its eviction", key))
+		require.Len(h.t, msgs, len(want)-1, h.at("deliveries to %v before its eviction", key))
+		for i, m := range msgs {
+			h.sameDelivery(key, want[i], m)
+		}
+		r.inbox[key.client] = nil
+	}
+	return true
+}
+
+// drain reads, from every subscription, what the model says it must have
+// received by now, and nothing else.
+func (h *mdlHarness) drain() {
+	keys := make([]mdlKey, 0, len(h.subs))
+	for k := range h.subs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b mdlKey) int {
+		return strings.Compare(a.room+"\x00"+a.client, b.room+"\x00"+b.client)
+	})
+	for _, key := range keys {
+		r := h.model.rooms[key.room]
+		for _, want := range r.inbox[key.client] {
+			ctx, cancel := context.WithTimeout(h.ctx, mdlWait)
+			m, err := h.subs[key].Next(ctx)
+			cancel()
+			switch want.typ {
+			case streams.Evict:
+				require.ErrorIs(h.t, err, queue.ErrEvicted, h.at("%v: want its eviction", key))
+				delete(h.subs, key)
+			case streams.Leave:
+				require.ErrorIs(h.t, err, queue.ErrNotMember, h.at("%v: want its removal", key))
+				delete(h.subs, key)
+			default:
+				require.NoError(h.t, err, h.at("%v: want %v", key, want))
+				h.sameDelivery(key, want, m)
+			}
+		}
+		r.inbox[key.client] = nil
+	}
+}
+
+func (h *mdlHarness) sameDelivery(key mdlKey, want mdlEvent, m *queue.Message) {
+	h.counts.delivered++
+	got := mdlEvent{typ: streams.Message, msg: mdlMsg{seq: m.ID, prio: m.Priority, producer: m.Producer, payload: string(m.Data())}}
+	if m.OutOfBand {
+		got.typ = streams.OutOfBand
+	}
+	if got != want {
+		require.Equal(h.t, want, got, h.at("%v: delivery", key))
+	}
+	observer := h.model.rooms[key.room].observers[key.client]
+	if want.typ != streams.Message || observer {
+		require.Empty(h.t, m.AckToken, h.at("%v: out-of-band messages and observers carry no token", key))
+		return
+	}
+	require.NotEmpty(h.t, m.AckToken, h.at("%v: token of %d", key, m.ID))
+	if h.tokens[key] == nil {
+		h.tokens[key] = map[uint64]string{}
+	}
+	h.tokens[key][m.ID] = m.AckToken
+}
+
+// readStream returns the room's stream entries after the last one compared.
+func (h *mdlHarness) readStream(room string) []streams.Event {
+	msgs, err := h.b.Client.XRange(h.ctx, h.layout.Stream(room), "("+h.position[room], "+").Result()
+	require.NoError(h.t, err, h.at("XRANGE %q", room))
+	out := make([]streams.Event, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := streams.Decode(room, m)
+		require.NoError(h.t, err, h.at("room %q: entry %s", room, m.ID))
+		out = append(out, ev)
+	}
+	return out
+}
+
+// compareNew checks the stream entries read since the last comparison
+// against the events the model added since then.
+func (h *mdlHarness) compareNew(room string, got []streams.Event) {
+	want := h.model.rooms[room].stream[h.compared[room]:]
+	if len(got) != len(want) {
+		require.Failf(h.t, "stream differs", h.at("room %q: stream has %d new entries %v, the model %d: %v",
+			room, len(got), mdlDescribe(got), len(want), want))
+	}
+	for i := range want {
+		h.sameEvent(room, h.compared[room]+i, want[i], got[i])
+	}
+	h.compared[room] += len(want)
+	if len(got) > 0 {
+		h.position[room] = got[len(got)-1].ID
+	}
+}
+
+func mdlDescribe(evs []streams.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		switch ev.Type {
+		case streams.Message, streams.OutOfBand:
+			out[i] = fmt.Sprintf("%s %d", ev.Type, ev.MessageID)
+		default:
+			out[i] = fmt.Sprintf("%s %s %s", ev.Type, ev.ClientID, ev.Reason)
+		}
+	}
+	return out
+}
+
+// mdlFromStream is what the model would have written for a stream event.
+func mdlFromStream(ev streams.Event) mdlEvent {
+	out := mdlEvent{typ: ev.Type}
+	switch ev.Type {
+	case streams.Message, streams.OutOfBand:
+		payload, _ := strings.CutPrefix(string(ev.Payload), "r")
+		out.msg = mdlMsg{seq: ev.MessageID, prio: ev.Priority, producer: ev.Producer, payload: payload}
+		if len(ev.Payload) == 0 || ev.Payload[0] != 'r' {
+			out.msg.payload = "(not a []byte payload) " + string(ev.Payload)
+		}
+	default:
+		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
+	}
+	return out
+}
+
+func (h *mdlHarness) sameEvent(room string, i int, want mdlEvent, got streams.Event) {
+	if g := mdlFromStream(got); g != want {
+		require.Equal(h.t, want, g, h.at("room %q stream entry %d (%s)", room, i, got.ID))
+	}
+}
+
+func (h *mdlHarness) pendingModel(room string) string {
+	r := h.model.rooms[room]
+	return fmt.Sprintf("members %v, in flight %d, pending %d", r.members, r.inflight, r.pendingCount())
+}
+
+// mdlView is what the tests compare of a room after each step.
+type mdlView struct {
+	LastSeq    uint64
+	Pending    int
+	ByPriority [queue.MaxPriority + 1]int
+	InFlight   uint64
+	Members    []string
+	Missing    []string
+	Observers  []string
+	Peek       []mdlMsg // in release order
+}
+
+func (r *mdlRoom) view() mdlView {
+	v := mdlView{
+		LastSeq: r.seq, Pending: r.pendingCount(), InFlight: r.inflight,
+		Members: mdlKeys(r.members), Missing: r.missing(), Observers: mdlKeys(r.observers),
+		Peek: r.order(),
+	}
+	for p, l := range r.pending {
+		v.ByPriority[p] = len(l)
+	}
+	return v
+}
+
+// checkRoom compares the observable state of a room with the model's:
+// RoomState, Peek and the stream entries added since the last check.
+func (h *mdlHarness) checkRoom(room string) {
+	st, err := h.q.RoomState(h.ctx, room)
+	require.NoError(h.t, err, h.at("RoomState %q", room))
+	got := mdlView{
+		LastSeq: st.LastSeq, Pending: st.Pending, ByPriority: st.ByPriority, InFlight: dftInFlight(st),
+		Members: dftMemberIDs(st), Missing: dftSorted(st.Missing...), Observers: []string{},
+	}
+	for _, o := range st.Observers {
+		got.Observers = append(got.Observers, o.ClientID)
+	}
+	sort.Strings(got.Observers)
+	pend, err := h.q.Peek(h.ctx, room, 0, 10000)
+	require.NoError(h.t, err, h.at("Peek %q", room))
+	for _, p := range pend {
+		got.Peek = append(got.Peek, mdlMsg{seq: p.ID, prio: p.Priority, producer: p.Producer, payload: string(p.Data())})
+	}
+	want := h.model.rooms[room].view()
+	if !reflect.DeepEqual(want, got) {
+		require.Equal(h.t, want, got, h.at("room %q", room))
+	}
+	h.compareNew(room, h.readStream(room))
+}
