@@ -162,6 +162,7 @@ type BatchAcked struct {
 	At          time.Time
 	InFlightAt  time.Time
 	Appended    Appended
+	Completed   bool // nobody is missing any more: the acked message is complete
 }
 
 // AckBatch records, in one script call, the acks of several clients for
@@ -177,12 +178,15 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	if err != nil {
 		return BatchAcked{}, err
 	}
-	if len(v) != 7+len(clients) {
-		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements, want %d", room, len(v), 7+len(clients))
+	if len(v) != 8+len(clients) {
+		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements, want %d", room, len(v), 8+len(clients))
 	}
-	res := BatchAcked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Errs: make([]error, len(clients))}
+	res := BatchAcked{
+		Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4),
+		Appended: appended(v, 5), Completed: u64(v, 7) == 1, Errs: make([]error, len(clients)),
+	}
 	for i, c := range clients {
-		if err := sferr.FromStatus(str(v, 7+i)); err != nil {
+		if err := sferr.FromStatus(str(v, 8+i)); err != nil {
 			res.Errs[i] = fmt.Errorf("%w: client=%q room=%q seq=%d", err, c, room, seq)
 		}
 	}

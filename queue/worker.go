@@ -434,7 +434,7 @@ func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 		w.q.stats.Acked.Add(1)
 		r.done <- nil
 	}
-	w.q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt})
+	w.q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
 	w.q.stats.Released.Add(uint64(res.Released))
 	w.q.router.direct(room, res.Appended)
 }

@@ -9,6 +9,7 @@
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
+--           1 if the batch completed the acked message (nobody is missing) else 0,
 --           status of each client in ARGV order...}
 --   status: OK, or EPOCH (tokens from before a reset: every client gets
 --           EPOCH and nothing changes).
@@ -17,7 +18,7 @@
 --           issued), STALE (not the in-flight message).
 local mv = redis.call('HMGET', KEYS[K_META], 'ep', 'seq', 'f', 'rt')
 if mv[1] ~= ARGV[6] then
-  local res = {'EPOCH', 0, false, NOW, false, false, {}}
+  local res = {'EPOCH', 0, false, NOW, false, false, {}, 0}
   for i = 8, #ARGV do res[#res + 1] = 'EPOCH' end
   return res
 end
@@ -47,6 +48,6 @@ for i = 8, #ARGV do
   statuses[#statuses + 1] = status
 end
 local n, last = settle()
-local res = {'OK', n, last or false, NOW, mv[4] or false, PREV or false, APPENDED}
+local res = {'OK', n, last or false, NOW, mv[4] or false, PREV or false, APPENDED, COMPLETED and 1 or 0}
 for i = 1, #statuses do res[#res + 1] = statuses[i] end
 return res
