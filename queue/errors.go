@@ -44,6 +44,11 @@ var (
 	// ErrShardMismatch: Options.NumShards differs from the value the
 	// deployment stored on first use.
 	ErrShardMismatch = sferr.ErrShardMismatch
+	// ErrNotReplicated: with Options.WaitReplicas, the change was applied
+	// by the master but fewer replicas than asked acknowledged it within
+	// WaitTimeout: a failover may still lose it. Retrying a Send may
+	// enqueue the message twice; retrying an ack or a join is harmless.
+	ErrNotReplicated = sferr.ErrNotReplicated
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches

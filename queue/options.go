@@ -62,6 +62,16 @@ type Options struct {
 	// messages in flight; see docs/security.md. Each at least 16 bytes;
 	// they need AckSecret.
 	PreviousAckSecrets [][]byte
+	// WaitReplicas, when positive, makes every state change wait until
+	// this many replicas of the master that ran it acknowledged it (Redis
+	// WAIT, on the same connection), or WaitTimeout passed; the call then
+	// returns ErrNotReplicated. Replication is asynchronous otherwise: a
+	// failover can lose the last writes (see docs/security.md). It needs a
+	// *redis.Client or *redis.ClusterClient. Default 0: no waiting.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT (default 1s); it must be below the
+	// client's ReadTimeout.
+	WaitTimeout time.Duration
 	// Logger receives background errors (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -92,6 +102,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.WaitReplicas > 0 && o.WaitTimeout == 0 {
+		o.WaitTimeout = time.Second
 	}
 	return o
 }
@@ -128,6 +141,10 @@ func (o Options) validate() error {
 		return bad("AckSecret is %d bytes, want at least 16", len(o.AckSecret))
 	case len(o.PreviousAckSecrets) > 0 && o.AckSecret == nil:
 		return bad("PreviousAckSecrets without AckSecret")
+	case o.WaitReplicas < 0:
+		return bad("WaitReplicas=%d, want 0 (off) or positive", o.WaitReplicas)
+	case o.WaitTimeout < 0 || (o.WaitReplicas > 0 && o.WaitTimeout < time.Millisecond):
+		return bad("WaitTimeout=%v, want at least 1ms", o.WaitTimeout)
 	}
 	for i, p := range o.PreviousAckSecrets {
 		if len(p) < 16 {

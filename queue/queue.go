@@ -57,6 +57,11 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if err := checkShards(ctx, rdb, layout); err != nil {
 		return nil, err
 	}
+	if opts.WaitReplicas > 0 {
+		if rdb, err = newWaitClient(rdb, opts.WaitReplicas, opts.WaitTimeout); err != nil {
+			return nil, err
+		}
+	}
 	maxLen := opts.StreamMaxLen
 	if maxLen < 0 {
 		maxLen = 0

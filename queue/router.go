@@ -248,7 +248,7 @@ func (r *router) close() {
 // reads, so readers never take connections from the caller's pool. Clients
 // of other kinds are used as they are.
 func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient, bool) {
-	switch c := rdb.(type) {
+	switch c := unwrapClient(rdb).(type) {
 	case *redis.Client:
 		o := *c.Options()
 		o.PoolSize = size

@@ -28,6 +28,7 @@ var (
 	ErrRoomReset       = errors.New("syncfanout: room state was reset (epoch changed)")
 	ErrShardMismatch   = errors.New("syncfanout: NumShards differs from the value stored in Redis")
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
+	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 )
 
 // Status codes returned by the Lua scripts as the first element of their
