@@ -148,10 +148,15 @@ func (l *Layout) Wake(shard int, readerID string) string {
 	return l.base(shard) + "wake:" + readerID
 }
 
+// globalTag is the hash tag of the deployment-wide keys. It must not depend
+// on NumShards (shard tags do): a process configured with another shard
+// count has to find the same config hash, or the mismatch goes unnoticed.
+const globalTag = "global"
+
 // Config returns the HASH holding settings every client must agree on
 // (NumShards), and ClientSeq the counter behind CreateClientID.
-func (l *Layout) Config() string    { return l.base(0) + "config" }
-func (l *Layout) ClientSeq() string { return l.base(0) + "clientseq" }
+func (l *Layout) Config() string    { return l.prefix + ":{" + globalTag + "}:config" }
+func (l *Layout) ClientSeq() string { return l.prefix + ":{" + globalTag + "}:clientseq" }
 
 // ValidatePrefix checks a key prefix.
 func ValidatePrefix(p string) error {
