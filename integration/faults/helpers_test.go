@@ -236,15 +236,17 @@ type member struct {
 	sub    *queue.Subscription
 	rec    *recorder
 	hold   atomic.Bool // when set, messages are received but not acked
-	got    chan *queue.Message
-	err    chan error // the error that ended it
+	mu     sync.Mutex
+	got    []*queue.Message // received, not yet taken by next
+	ready  chan struct{}    // signalled when got grows
+	err    chan error       // the error that ended it
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func startMember(t *testing.T, name string, sub *queue.Subscription, rec *recorder) *member {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{name: name, sub: sub, rec: rec, got: make(chan *queue.Message, 100000), err: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
+	m := &member{name: name, sub: sub, rec: rec, ready: make(chan struct{}, 1), err: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		for {
@@ -254,7 +256,13 @@ func startMember(t *testing.T, name string, sub *queue.Subscription, rec *record
 				return
 			}
 			rec.received(name, msg)
-			m.got <- msg
+			m.mu.Lock()
+			m.got = append(m.got, msg)
+			m.mu.Unlock()
+			select {
+			case m.ready <- struct{}{}:
+			default:
+			}
 			if m.hold.Load() || msg.OutOfBand {
 				continue
 			}
@@ -280,32 +288,48 @@ func (m *member) stop() {
 	<-m.done
 }
 
+func (m *member) take() *queue.Message {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.got) == 0 {
+		return nil
+	}
+	msg := m.got[0]
+	m.got = m.got[1:]
+	return msg
+}
+
 // next waits for the member's next message.
 func (m *member) next(ctx context.Context, t *testing.T) *queue.Message {
 	t.Helper()
-	select {
-	case msg := <-m.got:
-		return msg
-	case err := <-m.err:
-		t.Fatalf("member %s ended: %v", m.name, err)
-	case <-ctx.Done():
-		t.Fatalf("member %s: no message: %v", m.name, ctx.Err())
+	for {
+		if msg := m.take(); msg != nil {
+			return msg
+		}
+		select {
+		case <-m.ready:
+		case err := <-m.err:
+			if msg := m.take(); msg != nil {
+				m.err <- err
+				return msg
+			}
+			t.Fatalf("member %s ended: %v", m.name, err)
+		case <-ctx.Done():
+			t.Fatalf("member %s: no message: %v", m.name, ctx.Err())
+		}
 	}
-	return nil
 }
 
-// ended waits until the member's subscription ends and returns why.
+// ended waits until the member's subscription ends and returns why; the
+// messages it received before are dropped.
 func (m *member) ended(ctx context.Context, t *testing.T) error {
 	t.Helper()
-	for {
-		select {
-		case <-m.got:
-		case err := <-m.err:
-			return err
-		case <-ctx.Done():
-			t.Fatalf("member %s did not end: %v", m.name, ctx.Err())
-			return nil
-		}
+	select {
+	case err := <-m.err:
+		return err
+	case <-ctx.Done():
+		t.Fatalf("member %s did not end: %v", m.name, ctx.Err())
+		return nil
 	}
 }
 
