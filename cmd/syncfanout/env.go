@@ -119,7 +119,7 @@ func redact(raw string) string {
 
 // queue returns a Queue that runs no housekeeping. It refuses to start a
 // deployment: unless create is set (send), the prefix must already hold
-// one with --shards shards.
+// one. Without --shards it uses the deployment's stored shard count.
 func (e *env) queue(ctx context.Context, create bool) (*queue.Queue, error) {
 	if e.q != nil {
 		return e.q, nil
@@ -134,16 +134,20 @@ func (e *env) queue(ctx context.Context, create bool) (*queue.Queue, error) {
 	}
 	cctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	if !create {
-		stored, err := rdb.HGet(cctx, layout.Config(), "numShards").Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil, &cliError{code: exitNotFound, msg: fmt.Sprintf("no syncfanout deployment under prefix %q with %d shards (check --prefix and --shards)", e.g.prefix, e.g.shards)}
-		case err != nil:
-			return nil, fmt.Errorf("reading the deployment's settings: %w", err)
-		case stored != strconv.Itoa(e.g.shards):
+	stored, err := rdb.HGet(cctx, layout.Config(), "numShards").Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		if !create {
+			return nil, &cliError{code: exitNotFound, msg: fmt.Sprintf("no syncfanout deployment under prefix %q (check --prefix)", e.g.prefix)}
+		}
+	case err != nil:
+		return nil, fmt.Errorf("reading the deployment's settings: %w", err)
+	case stored != strconv.Itoa(e.g.shards):
+		n, err := strconv.Atoi(stored)
+		if e.g.shardsSet || err != nil {
 			return nil, usageErr("the deployment under prefix %q has %s shards, not %d: use --shards %s", e.g.prefix, stored, e.g.shards, stored)
 		}
+		e.g.shards = n
 	}
 	q, err := queue.New(cctx, rdb, queue.Options{
 		Prefix:    e.g.prefix,

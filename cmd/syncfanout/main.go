@@ -90,7 +90,7 @@ type globals struct {
 	prefix    string
 	timeout   time.Duration
 	shards    int
-	shardsSet bool
+	shardsSet bool // --shards was given: it must match the deployment's
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -102,7 +102,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.BoolVar(&g.cluster, "cluster", false, "treat a single --redis seed as a Redis Cluster")
 	fs.StringVar(&g.prefix, "prefix", "syncfanout", "key prefix of the deployment (queue.Options.Prefix)")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "time allowed to reach Redis and for each command's reads")
-	fs.IntVar(&g.shards, "shards", 16, "NumShards of the deployment (queue.Options.NumShards)")
+	fs.IntVar(&g.shards, "shards", 16, "NumShards of the deployment (queue.Options.NumShards); when not given, the value the deployment stored")
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -165,6 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	fs.Visit(func(f *flag.Flag) { g.shardsSet = g.shardsSet || f.Name == "shards" })
 	if len(pos) != cmd.nargs {
 		fmt.Fprintf(stderr, "syncfanout %s: want %s, got %d argument(s)\n", cmd.name, plural(cmd.nargs, cmd.args), len(pos))
 		fmt.Fprintf(stderr, "run 'syncfanout %s --help' for usage\n", cmd.name)

@@ -254,6 +254,18 @@ func testErrors(t *testing.T, bin string) {
 		fails(exitUsage, "err_bad_priority.golden", "send", "--priority", "12", "lobby", "x")
 		fails(exitUsage, "err_bad_json.golden", "send", "--json", "lobby", "{nope")
 		fails(exitUsage, "err_shards.golden", "--shards", "0", "rooms")
+		fails(exitUsage, "err_shards_mismatch.golden", "--shards", "8", "rooms")
+
+		// Without --shards the deployment's own shard count is used.
+		four := b.Prefix + "four"
+		q4, err := queue.New(ctx, b.Client, queue.Options{Prefix: four, NumShards: 4, HoldWhenEmpty: true})
+		require.NoError(t, err)
+		defer q4.Close()
+		_, err = q4.Send(ctx, "r", "x")
+		require.NoError(t, err)
+		r4 := cli{bin: bin, prefix: four, url: c.url}.run(ctx, t, "peek", "--format", "json", "r")
+		require.Equal(t, 0, r4.code, r4.stderr)
+		require.Contains(t, r4.stdout, `"data":"x"`)
 		fails(exitUsage, "err_unknown_command.golden", "frobnicate")
 		r := c.run(ctx, t, "state", "--bogus", "lobby")
 		require.Equal(t, exitUsage, r.code)
