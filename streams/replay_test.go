@@ -361,6 +361,38 @@ func TestTail(t *testing.T) {
 		stop()
 		<-done
 
+		// A room without a stream yet: "now" is its very beginning.
+		freshCtx, stopFresh := context.WithCancel(ctx)
+		defer stopFresh()
+		fresh := make(chan streams.Event, 16)
+		freshDone := make(chan struct{})
+		go func() {
+			defer close(freshDone)
+			for ev, err := range bd.q.Tail(freshCtx, "fresh", "$") {
+				if err == nil {
+					select {
+					case fresh <- ev:
+					case <-freshCtx.Done():
+						return
+					}
+				}
+			}
+		}()
+	waitFresh:
+		for i := 0; ; i++ {
+			bd.sendAll(ctx, t, "fresh", fmt.Sprint("f", i))
+			select {
+			case ev := <-fresh:
+				require.Regexp(t, `^f\d+$`, payloads(t, []streams.Event{ev})[0])
+				break waitFresh
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal("no event from the tail of a new room")
+			}
+		}
+		stopFresh()
+		<-freshDone
+
 		// Invalid rooms are reported, not read.
 		for _, err := range bd.q.Tail(ctx, "bad{room}", "") {
 			require.ErrorIs(t, err, queue.ErrInvalidRoom)

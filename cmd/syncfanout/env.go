@@ -90,18 +90,26 @@ func newClient(g globals) (redis.UniversalClient, string, error) {
 	}
 	where := strings.Join(addrs, ",")
 	first := seeds[0]
+	// A server that accepts connections but does not answer must fail
+	// within --timeout too: reads honour the commands' deadlines.
 	if len(seeds) == 1 && !g.cluster {
 		first.DialTimeout = g.timeout
+		first.ReadTimeout = g.timeout
+		first.WriteTimeout = g.timeout
+		first.ContextTimeoutEnabled = true
 		first.MaxRetries = 1
 		return redis.NewClient(first), where, nil
 	}
 	return redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:       addrs,
-		Username:    first.Username,
-		Password:    first.Password,
-		TLSConfig:   first.TLSConfig,
-		DialTimeout: g.timeout,
-		MaxRetries:  1,
+		Addrs:                 addrs,
+		Username:              first.Username,
+		Password:              first.Password,
+		TLSConfig:             first.TLSConfig,
+		DialTimeout:           g.timeout,
+		ReadTimeout:           g.timeout,
+		WriteTimeout:          g.timeout,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            1,
 	}), "cluster " + where, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -279,6 +280,12 @@ func testErrors(t *testing.T, bin string) {
 		require.Less(t, time.Since(began), 30*time.Second)
 		golden(t, "err_unreachable.golden", r.stderr)
 
+		// A server that accepts connections and never answers fails the same way.
+		silent := silentServer(t)
+		r = cli{bin: bin, prefix: b.Prefix, url: "redis://" + silent}.run(ctx, t, "--timeout", "1s", "state", "lobby")
+		require.Equal(t, exitUnreachable, r.code, r.stderr)
+		require.Contains(t, r.stderr, "cannot reach Redis at "+silent+" within 1s")
+
 		// Every command explains itself with an example.
 		for _, name := range []string{"rooms", "state", "peek", "tail", "replay", "send"} {
 			r := c.run(ctx, t, name, "--help")
@@ -330,6 +337,32 @@ func dump(ctx context.Context, t *testing.T, b *redistest.Backend) map[string]st
 	}))
 	require.NotEmpty(t, out)
 	return out
+}
+
+// silentServer accepts TCP connections and never answers.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return ln.Addr().String()
 }
 
 func testTail(t *testing.T, bin string) {
