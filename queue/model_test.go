@@ -330,17 +330,20 @@ type mdlHarness struct {
 	rooms   []string
 	clients []string
 
-	subs     map[mdlKey]*queue.Subscription
-	tokens   map[mdlKey]map[uint64]string // kept after a subscription ends
-	lastPing map[string]time.Time
-	position map[string]string // room -> last stream ID compared
-	compared map[string]int    // room -> model events compared
+	subs   map[mdlKey]*queue.Subscription
+	tokens map[mdlKey]map[uint64]string // kept after a subscription ends
+	// refreshed is when the test last set a member's deadline in a room
+	// (by Subscribe or Ping), taken before the call: a lower bound.
+	refreshed map[mdlKey]time.Time
+	position  map[string]string // room -> last stream ID compared
+	compared  map[string]int    // room -> model events compared
 
 	op         int
 	trail      []string // the latest operations, for failure reports
 	advanceAt  map[int]bool
 	advanceDue bool // an advance step found nobody to silence: try again
 	advances   int
+	maxGap     time.Duration // longest time a member went without a ping
 	counts     struct{ sent, oob, acked, stale, notMember, invalid, delivered uint64 }
 }
 
@@ -364,7 +367,8 @@ func TestModelRandomized(t *testing.T) {
 		h := newMdlHarness(t, b, seed)
 		t.Cleanup(func() {
 			if t.Failed() {
-				t.Logf("seed %d; the last operations:\n  %s", seed, strings.Join(h.trail, "\n  "))
+				t.Logf("seed %d; longest gap between pings %v (ClientTimeout %v); the last operations:\n  %s",
+					seed, h.maxGap, mdlClientTimeout, strings.Join(h.trail, "\n  "))
 			}
 		})
 		h.run()
@@ -383,7 +387,7 @@ func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness 
 		clients:   []string{"c0", "c:1", "c::2", "c3", "c4", "c 5"},
 		subs:      map[mdlKey]*queue.Subscription{},
 		tokens:    map[mdlKey]map[uint64]string{},
-		lastPing:  map[string]time.Time{},
+		refreshed: map[mdlKey]time.Time{},
 		position:  map[string]string{},
 		compared:  map[string]int{},
 		advanceAt: map[int]bool{},
@@ -451,14 +455,27 @@ func (h *mdlHarness) run() {
 	require.Equal(h.t, h.counts.notMember, st.AckNotMember.Load(), h.at("Stats.AckNotMember"))
 	require.Equal(h.t, h.counts.invalid, st.AckInvalid.Load(), h.at("Stats.AckInvalid"))
 	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered.Load(), h.at("subscriptions' Stats.Delivered"))
-	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked",
-		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered)
+	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked; longest gap between pings %v",
+		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, h.maxGap.Round(time.Millisecond))
 }
 
 // keepalive pings every member whose last ping is getting old.
 func (h *mdlHarness) keepalive() {
 	for _, c := range h.clients {
-		if len(h.model.memberRooms(c)) > 0 && time.Since(h.lastPing[c]) > mdlKeepalive {
+		if len(h.model.memberRooms(c)) == 0 {
+			continue
+		}
+		var oldest time.Time
+		for _, room := range h.model.memberRooms(c) {
+			if at := h.refreshed[mdlKey{room, c}]; oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+		if gap := time.Since(oldest); gap > mdlKeepalive {
+			// A gap near ClientTimeout means the machine stalled the test
+			// long enough for a member to time out unplanned: the failure
+			// report says so.
+			h.maxGap = max(h.maxGap, gap)
 			h.ping(c)
 		}
 	}
@@ -466,7 +483,10 @@ func (h *mdlHarness) keepalive() {
 
 // ping runs Ping on Redis and on the model and compares the outcome.
 func (h *mdlHarness) ping(c string) {
-	h.lastPing[c] = time.Now()
+	at := time.Now()
+	for _, room := range h.model.memberRooms(c) {
+		h.refreshed[mdlKey{room, c}] = at
+	}
 	err := h.q.Ping(h.ctx, c)
 	gone, unknown := h.model.ping(c)
 	switch {
@@ -559,6 +579,7 @@ func (h *mdlHarness) opJoin() []string {
 	if _, ok := r.members[c]; ok {
 		// Subscribing again is a heartbeat of that room, nothing else.
 		h.note("join %s %q (again)", c, room)
+		h.refreshed[mdlKey{room, c}] = time.Now()
 		require.NoError(h.t, h.q.Subscribe(h.ctx, c, room), h.at("Subscribe again"))
 		h.model.subscribed(c, room)
 		return []string{room}
@@ -569,6 +590,7 @@ func (h *mdlHarness) opJoin() []string {
 	// test controls with its pings.
 	s, err := h.qs.Join(h.ctx, room, queue.WithClientID(c))
 	require.NoError(h.t, err, h.at("Join"))
+	h.refreshed[mdlKey{room, c}] = time.Now()
 	require.NoError(h.t, h.q.Subscribe(h.ctx, c, room), h.at("Subscribe"))
 	h.subs[mdlKey{room, c}] = s
 	r.join(c)
@@ -726,6 +748,7 @@ func (h *mdlHarness) advance() bool {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var pingErr error
+	pinged := make(map[string]time.Time, len(survivors)) // when the goroutine last pinged each
 	wg.Go(func() {
 		tick := time.NewTicker(mdlKeepalive)
 		defer tick.Stop()
@@ -736,10 +759,12 @@ func (h *mdlHarness) advance() bool {
 			case <-tick.C:
 			}
 			for _, c := range survivors {
+				at := time.Now()
 				if err := h.q.Ping(h.ctx, c); err != nil {
 					pingErr = fmt.Errorf("Ping %s: %w", c, err)
 					return
 				}
+				pinged[c] = at
 			}
 		}
 	})
@@ -765,6 +790,11 @@ func (h *mdlHarness) advance() bool {
 	close(stop)
 	wg.Wait()
 	require.NoError(h.t, pingErr, h.at("a member the test kept alive was evicted"))
+	for c, at := range pinged {
+		for _, room := range h.model.memberRooms(c) {
+			h.refreshed[mdlKey{room, c}] = at
+		}
+	}
 
 	// Replay the evictions as the streams show them: a run of evict events
 	// is one script's reap, followed by that script's release step.
