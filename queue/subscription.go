@@ -294,6 +294,14 @@ func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] 
 // Close leaves the room (releasing the barrier if the room waited only for
 // this member) and ends the subscription. Idempotent.
 func (s *Subscription) Close(ctx context.Context) error {
+	// A done context changes nothing, as for every call: the subscription
+	// stays open, so a later Close still leaves the room.
+	s.mu.Lock()
+	open := s.err == nil
+	s.mu.Unlock()
+	if err := ctx.Err(); err != nil && open {
+		return err
+	}
 	return s.leave(ctx)
 }
 
