@@ -792,9 +792,11 @@ func (w *Worker) heartbeatLoop() {
 	}
 }
 
-// heartbeat beats once for every hosted client, one script call per room.
-// A client the room no longer knows is left to the room's leave or evict
-// entry, which the reader delivers: that entry says which it was.
+// heartbeat beats once for every hosted client, one script call per room,
+// a few rooms at a time so that a round over many rooms stays well within
+// ClientTimeout. A client the room no longer knows is left to the room's
+// leave or evict entry, which the reader delivers: that entry says which
+// it was.
 func (w *Worker) heartbeat(ctx context.Context) {
 	w.mu.Lock()
 	rooms := make([]*workerRoom, 0, len(w.rooms))
@@ -802,22 +804,40 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		rooms = append(rooms, r)
 	}
 	w.mu.Unlock()
+	work := make(chan *workerRoom)
+	var wg sync.WaitGroup
+	for range min(len(rooms), heartbeatParallel) {
+		wg.Go(func() {
+			for r := range work {
+				w.heartbeatRoom(ctx, r)
+			}
+		})
+	}
 	for _, r := range rooms {
-		r.mu.Lock()
-		ids := make([]string, 0, len(r.clients))
-		for id, c := range r.clients {
-			if c.start != "" {
-				ids = append(ids, id)
-			}
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+}
+
+// heartbeatParallel bounds the heartbeat calls a worker has out at once.
+const heartbeatParallel = 16
+
+func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) {
+	r.mu.Lock()
+	ids := make([]string, 0, len(r.clients))
+	for id, c := range r.clients {
+		if c.start != "" {
+			ids = append(ids, id)
 		}
-		r.mu.Unlock()
-		for len(ids) > 0 {
-			n := min(len(ids), maxAckBatch)
-			if _, err := w.q.barrier.Heartbeat(ctx, r.name, ids[:n]); err != nil && ctx.Err() == nil {
-				w.log.Warn("syncfanout: worker heartbeat", "room", r.name, "err", err)
-			}
-			ids = ids[n:]
+	}
+	r.mu.Unlock()
+	for len(ids) > 0 {
+		n := min(len(ids), maxAckBatch)
+		if _, err := w.q.barrier.Heartbeat(ctx, r.name, ids[:n]); err != nil && ctx.Err() == nil {
+			w.log.Warn("syncfanout: worker heartbeat", "room", r.name, "err", err)
 		}
+		ids = ids[n:]
 	}
 }
 

@@ -58,7 +58,8 @@ func wkNamedClient(t *testing.T, b *redistest.Backend, name string) redis.Univer
 }
 
 // wkBlockedReads counts, over every master, the connections named name
-// that are blocked (flags b) in XREAD.
+// that wait for deliveries: blocked (flags b) in XREAD, or in pub/sub mode
+// (flags P), should a reader wait for notifications instead.
 func wkBlockedReads(ctx context.Context, b *redistest.Backend, name string) (int, error) {
 	n := 0
 	err := b.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
@@ -72,7 +73,8 @@ func wkBlockedReads(ctx context.Context, b *redistest.Backend, name string) (int
 				k, v, _ := strings.Cut(kv, "=")
 				f[k] = v
 			}
-			if f["name"] == name && f["cmd"] == "xread" && strings.Contains(f["flags"], "b") {
+			blocked := f["cmd"] == "xread" && strings.Contains(f["flags"], "b")
+			if f["name"] == name && (blocked || strings.Contains(f["flags"], "P")) {
 				n++
 			}
 		}
@@ -328,7 +330,9 @@ func TestWorkerReaderConnectionsPerShard(t *testing.T) {
 		defer cancel()
 		const numClients, numRooms, shards = 10000, 1000, 16
 		rdb := wkNamedClient(t, b, b.Prefix)
-		q := wkQueue(t, rdb, b.Prefix, queue.Options{NumShards: shards})
+		// Liveness is not what this test is about, and subscribing 10,000
+		// clients takes a while on a loaded machine.
+		q := wkQueue(t, rdb, b.Prefix, queue.Options{NumShards: shards, ClientTimeout: time.Minute})
 		w, err := q.NewWorker(queue.WorkerOptions{AutoHeartbeat: true, HandleMessage: func(context.Context, string, *queue.Message) error { return nil }})
 		require.NoError(t, err)
 		defer w.Close()
@@ -729,12 +733,13 @@ func TestWorkerRoomsComeAndGo(t *testing.T) {
 		defer w.Close()
 		require.NoError(t, w.Subscribe(ctx, "reader", "stream"))
 
+		// Between every 30 messages, a round of the other rooms of the
+		// shard joining and leaving the reader.
 		churnCtx, stopChurn := context.WithCancel(ctx)
+		rounds := make(chan struct{})
 		churned := make(chan error, 1)
 		go func() {
-			var rounds int
-			defer func() { t.Logf("%s: %d subscribe/unsubscribe rounds", b.Name, rounds) }()
-			for ; churnCtx.Err() == nil; rounds++ {
+			for churnCtx.Err() == nil {
 				for i, r := range sameShard {
 					c := fmt.Sprintf("churn-%d", i)
 					if err := w.Subscribe(churnCtx, c, r); err != nil {
@@ -746,10 +751,23 @@ func TestWorkerRoomsComeAndGo(t *testing.T) {
 						return
 					}
 				}
+				select {
+				case rounds <- struct{}{}:
+				case <-churnCtx.Done():
+				}
 			}
 			churned <- nil
 		}()
 		for i := range n {
+			if i%30 == 0 {
+				select {
+				case <-rounds:
+				case err := <-churned:
+					t.Fatalf("churn: %v", err)
+				case <-ctx.Done():
+					t.Fatal("no churn round")
+				}
+			}
 			_, err := q.SendOutOfBand(ctx, "stream", i)
 			require.NoError(t, err)
 		}
@@ -767,7 +785,12 @@ func TestWorkerRoomsComeAndGo(t *testing.T) {
 		}
 		_, err = q.SendOutOfBand(ctx, "stream", n)
 		require.NoError(t, err)
-		require.Equal(t, n, <-got, "nothing repeated before the last message")
+		select {
+		case v := <-got:
+			require.Equal(t, n, v, "nothing repeated before the last message")
+		case <-ctx.Done():
+			t.Fatal("the last message was not delivered")
+		}
 	})
 }
 
