@@ -743,6 +743,10 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 			msg("t", "", "id", "7"),
 			msg("\xff\xfe", "\x00\x01"),
 			// Forged-looking: the shape of a message event, wrong inside.
+			// (An entry forged in every detail by someone who can write to
+			// Redis cannot be told from the scripts' own: stream entries
+			// are not signed. What is checked is that no entry the scripts
+			// could not have written gets through.)
 			msg("t", "m"),
 			msg("t", "m", "id", "abc", "pr", "0", "et", now, "d", "rhello"),
 			msg("t", "m", "id", "0", "pr", "0", "et", now, "d", "rhello"),
