@@ -28,8 +28,9 @@ func TestNumShardsMismatch(t *testing.T) {
 		wkQueue(t, b.Client, b.Prefix, queue.Options{NumShards: 16})
 		_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 8, Logger: wkLogger})
 		require.ErrorIs(t, err, queue.ErrShardMismatch)
-		_, err = queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: wkLogger}) // the default, 16
+		same, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: wkLogger}) // the default, 16
 		require.NoError(t, err)
+		require.NoError(t, same.Close())
 	})
 }
 
