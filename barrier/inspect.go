@@ -59,7 +59,7 @@ func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]P
 	for i := 0; i+1 < len(v); i += 2 {
 		p, err := ParseEntry(str(v, i+1))
 		if err != nil {
-			return out, fmt.Errorf("room %q: %w", room, err)
+			continue // not written by send.lua; the release step drops it too
 		}
 		p.Priority = int(u64(v, i))
 		out = append(out, p)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 )
@@ -42,6 +43,61 @@ func TestLockStepSmoke(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, ma.ID, mc.ID)
 			require.NoError(t, mc.Ack(ctx))
+		}
+	})
+}
+
+// TestGarbageInPendingListIsDropped: an entry pushed into a priority list
+// by something other than Send must neither fail the scripts halfway (Redis
+// keeps a failed script's earlier writes) nor block the room.
+func TestGarbageInPendingListIsDropped(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix})
+		require.NoError(t, err)
+		defer q.Close()
+		sub, err := q.Join(ctx, "room")
+		require.NoError(t, err)
+		first, err := q.Send(ctx, "room", "first")
+		require.NoError(t, err)
+		layout, err := keys.New(b.Prefix, 16)
+		require.NoError(t, err)
+		list := layout.RoomKeys("room")[keys.KQueue0-1] // priority 0: popped before anything else
+		for _, junk := range []string{"junk", "1:2:999:x", "", "::::"} {
+			require.NoError(t, b.Client.RPush(ctx, list, junk).Err())
+		}
+		second, err := q.Send(ctx, "room", "second")
+		require.NoError(t, err)
+		peeked, err := q.Peek(ctx, "room", 0, 10)
+		require.NoError(t, err)
+		require.Len(t, peeked, 1, "Peek skips entries it cannot read")
+		require.Equal(t, second, peeked[0].ID)
+
+		for _, want := range []uint64{first, second} {
+			m, err := sub.Next(ctx)
+			require.NoError(t, err)
+			require.Equal(t, want, m.ID)
+			require.NoError(t, m.Ack(ctx))
+		}
+		st, err := q.RoomState(ctx, "room")
+		require.NoError(t, err)
+		require.Zero(t, st.Pending)
+		require.Zero(t, b.Client.LLen(ctx, list).Val())
+
+		// The counters stayed right: later sends are released as usual.
+		third, err := q.Send(ctx, "room", "third")
+		require.NoError(t, err)
+		fourth, err := q.Send(ctx, "room", "fourth")
+		require.NoError(t, err)
+		st, err = q.RoomState(ctx, "room")
+		require.NoError(t, err)
+		require.Equal(t, 1, st.Pending)
+		for _, want := range []uint64{third, fourth} {
+			m, err := sub.Next(ctx)
+			require.NoError(t, err)
+			require.Equal(t, want, m.ID)
+			require.NoError(t, m.Ack(ctx))
 		}
 	})
 }

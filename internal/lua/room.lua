@@ -140,9 +140,13 @@ end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
 -- the length prefix lets producers contain any character.
+-- An entry not in that form (written by something else than send.lua)
+-- returns nil: it is dropped and counted, never an error halfway through a
+-- script, since Redis does not roll back a script's earlier writes.
 local function release_entry(m, p)
   local seq, enq, plen, at = string.match(m, '^(%d+):(%d+):(%d+):()')
   plen = tonumber(plen)
+  if not seq or at + plen - 1 > #m then return nil end
   local producer = string.sub(m, at, at + plen - 1)
   local payload = string.sub(m, at + plen)
   local id = append({'t', 'm', 'id', seq, 'p', producer, 'pr', p, 'et', enq, 'd', payload})
@@ -178,6 +182,7 @@ local function release()
   if st.pend > 0 and not (st.nmem == 0 and st.hold) then
     local want = 1
     if st.nmem == 0 then want = DRAIN_BATCH end
+    local bad = 0
     while n < want do
       local ms, p = pop(want - n)
       if not ms then
@@ -187,28 +192,34 @@ local function release()
       end
       for _, m in ipairs(ms) do
         local seq, id = release_entry(m, p)
-        last = seq
-        n = n + 1
-        if st.nmem > 0 then
-          set[#set + 1] = 'f'
-          set[#set + 1] = seq
-          set[#set + 1] = 'fs'
-          set[#set + 1] = id
-          set[#set + 1] = 'rt'
-          set[#set + 1] = NOW
-          st.inflight = true
-          if ACKTIMEOUT > 0 then
-            st.ad = NOW + ACKTIMEOUT
-            set[#set + 1] = 'ad'
-            set[#set + 1] = st.ad
+        if not seq then
+          bad = bad + 1
+        else
+          last = seq
+          n = n + 1
+          if st.nmem > 0 then
+            set[#set + 1] = 'f'
+            set[#set + 1] = seq
+            set[#set + 1] = 'fs'
+            set[#set + 1] = id
+            set[#set + 1] = 'rt'
+            set[#set + 1] = NOW
+            st.inflight = true
+            if ACKTIMEOUT > 0 then
+              st.ad = NOW + ACKTIMEOUT
+              set[#set + 1] = 'ad'
+              set[#set + 1] = st.ad
+            end
           end
         end
       end
     end
-    st.pend = st.pend - n
+    -- Foreign entries were never counted in pend: only released ones are.
+    st.pend = math.max(st.pend - n, 0)
     set[#set + 1] = 'pend'
     set[#set + 1] = st.pend
     if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
+    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'invalid', bad) end
   end
   if #set > 2 then redis.call(unpack(set)) end
   return n, last, st
