@@ -236,12 +236,12 @@ func (r *router) close() {
 	var wg sync.WaitGroup
 	for _, rd := range readers {
 		wg.Add(1)
-		go func() { defer wg.Done(); rd.Close() }()
-	}
-	if owns && client != nil {
-		_ = client.Close() // unblocks the readers' XREADs
+		go func() { defer wg.Done(); rd.Close() }() // closes its own connection
 	}
 	wg.Wait()
+	if owns && client != nil {
+		_ = client.Close()
+	}
 }
 
 // dedicatedClient returns a client whose connections are kept for blocking

@@ -1,6 +1,7 @@
 // Package streams owns the per-room delivery streams: the event codec,
-// the blocking reader that follows many rooms of one shard on a single
-// connection, and history reads for replay.
+// the reader that follows many rooms of one shard on a single pub/sub
+// connection (notifications published by the scripts, gaps filled from the
+// streams), and history reads for replay.
 //
 // Every delivered message, out-of-band message, join, leave and eviction of
 // a room is one stream entry, appended by the same Lua script that changed

@@ -1,12 +1,18 @@
 package streams
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Handler receives, in stream order per room, every entry a Reader reads.
@@ -16,10 +22,11 @@ type Handler func(room string, ev Event, err error)
 
 // ReaderOptions configure a Reader.
 type ReaderOptions struct {
-	// Block is how long one XREAD waits before it is sent again (default 5s).
-	// It bounds how long a dead connection can go unnoticed, not latency.
+	// Block is how long the reader waits for a notification before it
+	// checks its connection with a PING (default 5s). It bounds how long a
+	// dead connection can go unnoticed (two periods), not latency.
 	Block time.Duration
-	// Count caps the entries one XREAD returns per stream (default 256).
+	// Count caps the entries one catch-up XRANGE returns (default 256).
 	Count int64
 	// OnError is told of Redis errors; the reader then backs off and resumes
 	// every room from its last ID.
@@ -40,33 +47,57 @@ type Position struct {
 	Last   string
 }
 
-// Reader follows the streams of many rooms of one shard with a single
-// blocking XREAD on its own connection. All the streams and its wake
-// stream share the shard's hash tag, so on Redis Cluster the XREAD never
-// crosses slots.
+// Reader follows the streams of many rooms of one shard.
+//
+// Every script that appends to a room's stream also publishes the entry
+// (with the ID it follows) on the sharded pub/sub channel named like the
+// stream key, which carries the shard's hash tag. The reader holds one
+// pub/sub connection with a channel per followed room, so a delivery costs
+// Redis one push whatever the number of rooms followed, where a blocking
+// XREAD naming every room cost O(rooms) per wake-up. The streams stay the
+// source of truth: a room is read with XRANGE from its last ID when its
+// subscription is confirmed (the join point to the subscription), when a
+// notification does not follow the last entry read (a gap), and after any
+// connection error, so nothing is skipped and nothing is read twice.
 type Reader struct {
-	rdb     redis.UniversalClient
-	wakeKey string
-	handle  Handler
-	opts    ReaderOptions
+	rdb    redis.UniversalClient
+	handle Handler
+	opts   ReaderOptions
 
-	mu      sync.Mutex
-	rooms   map[string]*follow // by stream key
-	changed chan struct{}      // a room was followed while no XREAD was out
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closed  bool
+	mu       sync.Mutex
+	rooms    map[string]*follow // by stream key
+	ps       *redis.PubSub      // nil until the first subscription
+	live     *redis.PubSub      // ps once a subscription was sent on it (its connection is dialled by then)
+	ops      []subOp            // (un)subscriptions for the control goroutine, in order
+	opsReady chan struct{}
+	changed  chan struct{} // a room was followed, or the connection must be replaced
+	broken   bool          // a subscription failed: replace the connection
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closed   bool
 }
 
 type follow struct {
 	room string
 	last string
 	refs int
+	// pending: the room must be read with XRANGE before notifications are
+	// trusted (set when followed and after errors); subscribed: its
+	// subscription was confirmed on the current connection.
+	pending, subscribed bool
+}
+
+type subOp struct {
+	subscribe bool
+	key       string
 }
 
 // NewReader starts a reader. rdb should be a client whose connections are
-// reserved for blocking reads: each XREAD holds one for up to Block.
+// reserved for the reader (catch-up reads go through its pool; the pub/sub
+// connection is its own). wakeKey is not used any more: subscriptions need
+// no wake-up; it is kept so that callers compile.
 func NewReader(rdb redis.UniversalClient, wakeKey string, h Handler, opts ReaderOptions) *Reader {
+	_ = wakeKey
 	if opts.Block <= 0 {
 		opts.Block = 5 * time.Second
 	}
@@ -75,44 +106,39 @@ func NewReader(rdb redis.UniversalClient, wakeKey string, h Handler, opts Reader
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Reader{
-		rdb: rdb, wakeKey: wakeKey, handle: h, opts: opts,
-		rooms:   map[string]*follow{},
-		changed: make(chan struct{}, 1),
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		rdb: rdb, handle: h, opts: opts,
+		rooms:    map[string]*follow{},
+		opsReady: make(chan struct{}, 1),
+		changed:  make(chan struct{}, 1),
+		cancel:   cancel,
+		done:     make(chan struct{}),
 	}
-	go r.loop(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.loop(ctx) }()
+	go func() { defer wg.Done(); r.control(ctx) }()
+	go func() { wg.Wait(); close(r.done) }()
 	return r
 }
 
 // Follow adds a room, reading its stream after the ID from (the caller's
 // join point). A room already followed keeps its position: it is behind or
 // at from, and the caller filters what it already has. Each Follow needs
-// one Unfollow.
+// one Unfollow. The subscription is sent in the background; entries
+// appended before it takes effect are read from the stream once it does.
 func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed {
-		r.mu.Unlock()
 		return errors.New("syncfanout: reader closed")
 	}
-	f, ok := r.rooms[streamKey]
-	if ok {
+	if f, ok := r.rooms[streamKey]; ok {
 		f.refs++
-		r.mu.Unlock()
 		return nil
 	}
-	r.rooms[streamKey] = &follow{room: room, last: from, refs: 1}
-	r.mu.Unlock()
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
-	// Interrupt a blocked XREAD so the next one names the new stream.
-	pipe := r.rdb.Pipeline()
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.wakeKey, MaxLen: 1, Values: []any{"w", 1}})
-	pipe.PExpire(ctx, r.wakeKey, 24*time.Hour)
-	_, err := pipe.Exec(ctx)
-	return err
+	r.rooms[streamKey] = &follow{room: room, last: from, refs: 1, pending: true}
+	r.enqueueLocked(subOp{subscribe: true, key: streamKey})
+	return nil
 }
 
 // Unfollow drops one reference to a room; at zero the room is no longer read.
@@ -123,7 +149,21 @@ func (r *Reader) Unfollow(streamKey string) {
 		f.refs--
 		if f.refs <= 0 {
 			delete(r.rooms, streamKey)
+			if !r.closed {
+				r.enqueueLocked(subOp{key: streamKey})
+			}
 		}
+	}
+}
+
+// enqueueLocked hands a (un)subscription to the control goroutine. Ops are
+// queued under r.mu in the order the rooms map changes, and sent in that
+// order, so a quick Unfollow then Follow of a room ends subscribed.
+func (r *Reader) enqueueLocked(op subOp) {
+	r.ops = append(r.ops, op)
+	select {
+	case r.opsReady <- struct{}{}:
+	default:
 	}
 }
 
@@ -145,8 +185,8 @@ func (r *Reader) Len() int {
 	return len(r.rooms)
 }
 
-// Close stops the reader and waits for its goroutine. The caller closes
-// rdb, which unblocks an XREAD in progress.
+// Close stops the reader, closes its pub/sub connection and waits for its
+// goroutines.
 func (r *Reader) Close() {
 	r.mu.Lock()
 	if r.closed {
@@ -155,8 +195,13 @@ func (r *Reader) Close() {
 		return
 	}
 	r.closed = true
+	ps := r.ps
+	r.ps = nil
 	r.mu.Unlock()
 	r.cancel()
+	if ps != nil {
+		_ = ps.Close() // unblocks a receive in progress
+	}
 	<-r.done
 }
 
@@ -166,112 +211,396 @@ func (r *Reader) stopping() bool {
 	return r.closed
 }
 
+func (r *Reader) signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// control sends the queued (un)subscriptions, batching consecutive ones of
+// the same kind into one command.
+func (r *Reader) control(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.opsReady:
+		}
+		r.mu.Lock()
+		ops := r.ops
+		r.ops = nil
+		ps := r.ps
+		if ps == nil && len(ops) > 0 && !r.closed {
+			// No I/O: the connection is dialled by the first command, which
+			// names a channel, so Redis Cluster routes it to the slot's node.
+			ps = r.rdb.SSubscribe(ctx)
+			r.ps = ps
+		}
+		r.mu.Unlock()
+		if ps == nil {
+			continue // closed
+		}
+		for i := 0; i < len(ops); {
+			j := i
+			var keys []string
+			for j < len(ops) && ops[j].subscribe == ops[i].subscribe {
+				keys = append(keys, ops[j].key)
+				j++
+			}
+			var err error
+			if ops[i].subscribe {
+				err = ps.SSubscribe(ctx, keys...)
+				r.mu.Lock()
+				if r.ps == ps {
+					r.live = ps
+				}
+				r.mu.Unlock()
+			} else {
+				err = ps.SUnsubscribe(ctx, keys...)
+			}
+			if err != nil && ctx.Err() == nil {
+				r.report(fmt.Errorf("syncfanout: reader subscriptions: %w", err))
+				r.mu.Lock()
+				if r.ps == ps {
+					r.broken = true
+				}
+				r.mu.Unlock()
+			}
+			i = j
+		}
+		r.signal(r.changed)
+	}
+}
+
+func (r *Reader) report(err error) {
+	if r.opts.OnError != nil {
+		r.opts.OnError(err)
+	}
+}
+
+// loop receives notifications and confirmations, and reads rooms from
+// their streams when they need it.
 func (r *Reader) loop(ctx context.Context) {
-	defer close(r.done)
-	wakeID := "0-0"
 	backoff := 50 * time.Millisecond
-	recheck := false // an error happened: OnReconnect runs before the next read
+	recheck := false // an error happened: OnReconnect runs before rooms are read again
+	pinged := false  // a PING is out and nothing arrived since
+	fail := func(err error) bool {
+		if ctx.Err() != nil || r.stopping() {
+			return false
+		}
+		if errors.Is(err, redis.ErrClosed) {
+			// The client was closed under the reader: nothing can be read
+			// any more; wait for Close.
+			<-ctx.Done()
+			return false
+		}
+		r.report(err)
+		recheck = true
+		r.resetConn()
+		if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+			// A slot may have moved: route the next connection by fresh state.
+			cc.ReloadState(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+		return true
+	}
 	for {
 		if ctx.Err() != nil {
 			return
 		}
-		r.mu.Lock()
-		n := len(r.rooms)
-		streams := make([]string, 0, 2*n+2)
-		ids := make([]string, 0, n+1)
-		var positions []Position
-		for key, f := range r.rooms {
-			streams = append(streams, key)
-			ids = append(ids, f.last)
-			if recheck {
-				positions = append(positions, Position{Room: f.room, Stream: key, Last: f.last})
-			}
+		ps, due, ok := r.prepare(ctx)
+		if !ok {
+			return
 		}
-		r.mu.Unlock()
-		if recheck && n > 0 && r.opts.OnReconnect != nil {
-			if err := r.opts.OnReconnect(ctx, positions); err != nil {
-				if ctx.Err() != nil || r.stopping() {
-					return
+		if len(due) > 0 {
+			if recheck && r.opts.OnReconnect != nil {
+				if err := r.opts.OnReconnect(ctx, r.positions()); err != nil {
+					if !fail(err) {
+						return
+					}
+					continue
 				}
-				if r.opts.OnError != nil {
-					r.opts.OnError(err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 2*time.Second)
-				continue
 			}
 			recheck = false
-			continue // the hook may have unfollowed rooms
+			if err := r.catchUp(ctx, due); err != nil {
+				if !fail(err) {
+					return
+				}
+				continue
+			}
 		}
-		recheck = false
-		if n == 0 {
+		if ps == nil {
 			select {
 			case <-ctx.Done():
 				return
 			case <-r.changed:
-				continue
 			}
-		}
-		streams = append(streams, r.wakeKey)
-		ids = append(ids, wakeID)
-		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{
-			Streams: append(streams, ids...),
-			Count:   r.opts.Count,
-			Block:   r.opts.Block,
-		}).Result()
-		if err != nil {
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			if ctx.Err() != nil || r.stopping() {
-				return
-			}
-			if r.opts.OnError != nil {
-				r.opts.OnError(err)
-			}
-			recheck = true
-			// No busy loop while Redis is unreachable; positions are kept,
-			// so every room resumes where it stopped.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
-		for _, s := range res {
-			if s.Stream == r.wakeKey {
-				if len(s.Messages) > 0 {
-					wakeID = s.Messages[len(s.Messages)-1].ID
+		msg, err := ps.ReceiveTimeout(ctx, r.opts.Block)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				if !pinged {
+					pinged = true
+					if err := ps.Ping(ctx); err == nil {
+						continue
+					}
 				}
-				continue
+				err = errors.New("syncfanout: reader: no answer to PING")
 			}
+			pinged = false
+			if !fail(err) {
+				return
+			}
+			continue
+		}
+		pinged = false
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Subscription:
 			r.mu.Lock()
-			f, ok := r.rooms[s.Stream]
-			var room string
-			if ok {
-				room = f.room
-				if len(s.Messages) > 0 {
-					f.last = s.Messages[len(s.Messages)-1].ID
-				}
+			f, followed := r.rooms[m.Channel]
+			if followed && m.Kind == "ssubscribe" {
+				f.subscribed = true
 			}
 			r.mu.Unlock()
-			if !ok {
-				continue
-			}
-			for _, m := range s.Messages {
-				ev, err := Decode(room, m)
-				if err != nil {
-					ev = Event{ID: m.ID, Room: room}
+			if followed && m.Kind == "sunsubscribe" {
+				// Not asked for (or asked for just before a new Follow): Redis
+				// Cluster unsubscribes a moved slot's channels. Subscribe
+				// everything again on a connection to the slot's new owner.
+				if !fail(fmt.Errorf("syncfanout: reader: Redis unsubscribed %s", m.Channel)) {
+					return
 				}
-				r.handle(room, ev, err)
+			}
+		case *redis.Message:
+			if err := r.notified(ctx, m.Channel, m.Payload); err != nil {
+				if !fail(err) {
+					return
+				}
 			}
 		}
 	}
+}
+
+// prepare replaces a broken connection, and returns the current one (nil
+// until a subscription was sent on it) and the rooms to read from their
+// streams.
+func (r *Reader) prepare(ctx context.Context) (*redis.PubSub, []string, bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, nil, false
+	}
+	var resubscribe []string
+	if r.broken && len(r.rooms) > 0 {
+		old := r.ps
+		r.ps = r.rdb.SSubscribe(ctx)
+		r.broken = false
+		for key, f := range r.rooms {
+			f.pending, f.subscribed = true, false
+			resubscribe = append(resubscribe, key)
+		}
+		if old != nil {
+			defer func() { _ = old.Close() }()
+		}
+	}
+	ps := r.ps
+	var due []string
+	for key, f := range r.rooms {
+		if f.pending && f.subscribed {
+			due = append(due, key)
+		}
+	}
+	live := r.live == ps
+	r.mu.Unlock()
+	if len(resubscribe) > 0 {
+		// The first command on the new connection names a channel, so that
+		// Redis Cluster routes it to the slot's node.
+		if err := ps.SSubscribe(ctx, resubscribe...); err != nil && ctx.Err() == nil {
+			r.report(fmt.Errorf("syncfanout: reader subscriptions: %w", err))
+		}
+		r.mu.Lock()
+		if r.ps == ps {
+			r.live = ps
+		}
+		r.mu.Unlock()
+		live = true
+	}
+	if !live {
+		ps = nil // not dialled yet: receiving would dial it without a channel to route by
+	}
+	return ps, due, true
+}
+
+// resetConn marks every room for a read from its stream once subscribed
+// again on a new connection.
+func (r *Reader) resetConn() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.broken = true
+	for _, f := range r.rooms {
+		f.pending, f.subscribed = true, false
+	}
+}
+
+func (r *Reader) positions() []Position {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Position, 0, len(r.rooms))
+	for key, f := range r.rooms {
+		out = append(out, Position{Room: f.room, Stream: key, Last: f.last})
+	}
+	return out
+}
+
+// catchUp reads rooms from their streams after their last IDs, then trusts
+// their notifications again.
+func (r *Reader) catchUp(ctx context.Context, keys []string) error {
+	for _, key := range keys {
+		if err := r.readStream(ctx, key); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		if f, ok := r.rooms[key]; ok && f.subscribed {
+			f.pending = false
+		}
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// readStream delivers every entry of a followed room's stream after its
+// last ID.
+func (r *Reader) readStream(ctx context.Context, key string) error {
+	for {
+		r.mu.Lock()
+		f, ok := r.rooms[key]
+		var room, last string
+		if ok {
+			room, last = f.room, f.last
+		}
+		r.mu.Unlock()
+		if !ok {
+			return nil
+		}
+		msgs, err := r.rdb.XRangeN(ctx, key, "("+last, "+", r.opts.Count).Result()
+		if err != nil {
+			return fmt.Errorf("syncfanout: reading %s: %w", key, err)
+		}
+		for _, m := range msgs {
+			r.deliver(key, room, m)
+		}
+		if int64(len(msgs)) < r.opts.Count {
+			return nil
+		}
+	}
+}
+
+// deliver hands an entry to the handler and advances the room's position,
+// unless the room was unfollowed or the entry was already read.
+func (r *Reader) deliver(key, room string, m redis.XMessage) {
+	r.mu.Lock()
+	f, ok := r.rooms[key]
+	if !ok || CompareIDs(m.ID, f.last) <= 0 {
+		r.mu.Unlock()
+		return
+	}
+	f.last = m.ID
+	r.mu.Unlock()
+	ev, err := Decode(room, m)
+	if err != nil {
+		ev = Event{ID: m.ID, Room: room}
+	}
+	r.handle(room, ev, err)
+}
+
+// notified handles a published entry: delivered when it follows the last
+// entry read, otherwise the room is read from its stream.
+func (r *Reader) notified(ctx context.Context, key, payload string) error {
+	r.mu.Lock()
+	f, ok := r.rooms[key]
+	var room, last string
+	var trusted bool
+	if ok {
+		room, last, trusted = f.room, f.last, !f.pending
+	}
+	r.mu.Unlock()
+	if !ok || !trusted {
+		return nil // unfollowed, or a stream read is due and will include it
+	}
+	prev, m, err := decodeNotification(payload)
+	if err == nil && CompareIDs(m.ID, last) <= 0 {
+		return nil
+	}
+	if err != nil || prev != last {
+		// Something came in between (an entry written by other means, a
+		// lost notification) or the notification is unreadable: the stream
+		// says what happened.
+		return r.readStream(ctx, key)
+	}
+	r.deliver(key, room, m)
+	return nil
+}
+
+// decodeNotification reads what room.lua publishes: cmsgpack of the
+// previous entry's ID, the entry's ID and its flat field list.
+func decodeNotification(payload string) (prev string, m redis.XMessage, err error) {
+	dec := msgpack.NewDecoder(bytes.NewReader([]byte(payload)))
+	if prev, err = dec.DecodeString(); err != nil {
+		return "", m, err
+	}
+	if m.ID, err = dec.DecodeString(); err != nil {
+		return "", m, err
+	}
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return "", m, err
+	}
+	if n < 0 || n%2 != 0 {
+		return "", m, fmt.Errorf("odd field list of %d", n)
+	}
+	m.Values = make(map[string]any, n/2)
+	for i := 0; i < n; i += 2 {
+		k, err := scalar(dec)
+		if err != nil {
+			return "", m, err
+		}
+		v, err := scalar(dec)
+		if err != nil {
+			return "", m, err
+		}
+		m.Values[k] = v
+	}
+	return prev, m, nil
+}
+
+// scalar reads a string or a number as the text XADD stored for it.
+func scalar(dec *msgpack.Decoder) (string, error) {
+	v, err := dec.DecodeInterfaceLoose()
+	if err != nil {
+		return "", err
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case []byte:
+		return string(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return strconv.FormatInt(int64(x), 10), nil
+		}
+		return strconv.FormatFloat(x, 'g', 17, 64), nil
+	}
+	return "", fmt.Errorf("unexpected %T in a notification", v)
 }

@@ -59,11 +59,20 @@ local APPENDED = {}
 -- message (its last missing ack arrived, or the last missing member left).
 local COMPLETED = false
 
+-- LAST is the stream's newest ID before the next append of this call.
+local LAST = nil
+
+-- append adds an event to the room's stream and publishes it, with the ID
+-- it follows, on the shard channel named like the stream key (same hash
+-- tag, so the same slot): readers wait on these notifications instead of
+-- naming every followed stream in a blocking XREAD, and read the stream
+-- when a notification does not follow what they read last.
 local function append(fields)
-  if TRACK and not PREV then
+  if not LAST then
     local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
-    PREV = last[1] and last[1][1] or '0-0'
+    LAST = last[1] and last[1][1] or '0-0'
   end
+  if TRACK and not PREV then PREV = LAST end
   local args = {'XADD', KEYS[K_STREAM]}
   if MAXLEN > 0 then
     args[#args + 1] = 'MAXLEN'
@@ -73,6 +82,8 @@ local function append(fields)
   args[#args + 1] = '*'
   for i = 1, #fields do args[#args + 1] = fields[i] end
   local id = redis.call(unpack(args))
+  redis.call('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
+  LAST = id
   if TRACK then APPENDED[#APPENDED + 1] = {id, fields} end
   if MAXAGE > 0 then
     redis.call('XTRIM', KEYS[K_STREAM], 'MINID', '~', string.format('%d', NOW - MAXAGE))
