@@ -193,6 +193,7 @@ func (e *Env) cleanup(ctx context.Context, prefix string) error {
 type Snapshot struct {
 	At         time.Time
 	CPUMicros  float64          // used_cpu_sys + used_cpu_user
+	SysMicros  float64          // used_cpu_sys: the kernel's part (sockets, mostly)
 	UsedMemory int64            // used_memory
 	Calls      map[string]int64 // commandstats calls by command (top-level and in scripts)
 	Sent       map[string]int64 // commands sent by workload connections, by name
@@ -209,6 +210,7 @@ func (e *Env) snapshot(ctx context.Context) (Snapshot, error) {
 	sys, _ := strconv.ParseFloat(infoField(info, "used_cpu_sys"), 64)
 	user, _ := strconv.ParseFloat(infoField(info, "used_cpu_user"), 64)
 	s.CPUMicros = (sys + user) * 1e6
+	s.SysMicros = sys * 1e6
 	s.UsedMemory, _ = strconv.ParseInt(infoField(info, "used_memory"), 10, 64)
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimSpace(line)
@@ -240,6 +242,7 @@ var handshake = map[string]bool{"hello": true, "client": true, "auth": true, "se
 // Cost is the Redis-side cost of a measured window.
 type Cost struct {
 	CPUMicros  float64
+	SysMicros  float64
 	TopLevel   int64            // commands sent by clients
 	RoundTrips int64            // socket writes by clients (a pipeline is one)
 	Inner      int64            // commands run inside scripts
@@ -247,7 +250,7 @@ type Cost struct {
 }
 
 func costBetween(a, b Snapshot) Cost {
-	c := Cost{CPUMicros: b.CPUMicros - a.CPUMicros, RoundTrips: b.Writes - a.Writes, ByCommand: map[string]int64{}}
+	c := Cost{CPUMicros: b.CPUMicros - a.CPUMicros, SysMicros: b.SysMicros - a.SysMicros, RoundTrips: b.Writes - a.Writes, ByCommand: map[string]int64{}}
 	var sent int64
 	for name, n := range b.Sent {
 		d := n - a.Sent[name]

@@ -15,6 +15,7 @@ import (
 type Refs struct {
 	PingRate Figure // PINGs per second on one connection, one at a time
 	PingRTT  Figure // median PING round trip, µs
+	PingCPU  Figure // Redis CPU per PING, µs: the floor of one round trip's server cost
 	// Fanout[S]: messages per second that reach all S readers when a
 	// producer XADDs (one at a time) and each reader XREADs on its own
 	// connection: Redis Streams fanout with no barrier.
@@ -28,13 +29,23 @@ func measureRefs(ctx context.Context, env *Env, rep *Report) error {
 	r := &rep.Refs
 	r.Fanout = map[int]*Figure{}
 	for i := 0; i < env.cfg.Reps; i++ {
+		s0, err := env.snapshot(ctx)
+		if err != nil {
+			return err
+		}
 		rate, p50, err := pingLoop(ctx, env, env.cfg.PingN)
 		if err != nil {
 			return err
 		}
+		s1, err := env.snapshot(ctx)
+		if err != nil {
+			return err
+		}
+		cpu := costBetween(s0, s1).CPUMicros / float64(env.cfg.PingN)
 		r.PingRate.Add(rate)
 		r.PingRTT.Add(micros(p50))
-		env.logf("ref PING: %s/s, p50 %s", fInt(rate), fMicros(micros(p50)))
+		r.PingCPU.Add(cpu)
+		env.logf("ref PING: %s/s, p50 %s, %s Redis CPU per PING", fInt(rate), fMicros(micros(p50)), fMicros(cpu))
 	}
 	for _, s := range env.cfg.FanoutS {
 		fig := &Figure{}

@@ -18,6 +18,7 @@ import (
 // CostFigures are the per-message Redis costs of a workload.
 type CostFigures struct {
 	CPU   Figure // Redis CPU µs per message
+	Sys   Figure // of which in the kernel
 	Cmds  Figure // top-level commands per message
 	RTs   Figure // round trips (socket writes) per message
 	Inner Figure // commands run inside scripts per message
@@ -28,6 +29,7 @@ type CostFigures struct {
 func (c *CostFigures) add(cost Cost, msgs int) {
 	n := float64(msgs)
 	c.CPU.Add(cost.CPUMicros / n)
+	c.Sys.Add(cost.SysMicros / n)
 	c.Cmds.Add(float64(cost.TopLevel) / n)
 	c.RTs.Add(float64(cost.RoundTrips) / n)
 	c.Inner.Add(float64(cost.Inner) / n)
@@ -54,10 +56,6 @@ func runW1(ctx context.Context, env *Env, rep *Report) error {
 			for i := 0; i < env.cfg.Reps; i++ {
 				spec := lockstepSpec{Mode: mode, S: s, N: env.cfg.W1Msgs(s), Window: env.cfg.W1Window, Producers: 2}
 				res, err := runLockstep(ctx, env, spec)
-				if errors.Is(err, errNoWorker) {
-					row.NotMeasured = err.Error()
-					break
-				}
 				if err != nil {
 					return fmt.Errorf("W1 %s S=%d: %w", mode, s, err)
 				}
