@@ -96,10 +96,15 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.Layout) error {
 	key := layout.Config()
 	want := strconv.Itoa(layout.NumShards())
-	if err := rdb.HSetNX(ctx, key, "numShards", want).Err(); err != nil {
-		return fmt.Errorf("syncfanout: reading the deployment's NumShards: %w", err)
-	}
+	// Read first: a Queue on an existing deployment writes nothing, so a
+	// Redis user without write permissions (the CLI's) can open one.
 	got, err := rdb.HGet(ctx, key, "numShards").Result()
+	if errors.Is(err, redis.Nil) {
+		if err := rdb.HSetNX(ctx, key, "numShards", want).Err(); err != nil {
+			return fmt.Errorf("syncfanout: storing the deployment's NumShards: %w", err)
+		}
+		got, err = rdb.HGet(ctx, key, "numShards").Result()
+	}
 	if err != nil {
 		return fmt.Errorf("syncfanout: reading the deployment's NumShards: %w", err)
 	}

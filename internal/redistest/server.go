@@ -161,6 +161,11 @@ var usedPorts struct {
 	m map[int]bool
 }
 
+// FreePort returns a free loopback port that no other server of this test
+// binary was given, for an extra listener such as a redis-server tls-port
+// (ServerOptions.Args).
+func FreePort() (int, error) { return pickPort(false) }
+
 // pickPort returns a free loopback port below Linux's ephemeral range
 // (32768+), where no outgoing connection can take it; for a cluster node its
 // bus port (port+10000) is free as well.
