@@ -64,6 +64,18 @@ func libraryWorkload(ctx context.Context, t *testing.T, rdb redis.UniversalClien
 	require.NoError(t, err)
 	defer silent.Close()
 	require.NoError(t, silent.Subscribe(ctx, "silent-client", other))
+	// A follow-all worker finds the rooms with members itself.
+	followed := make(chan struct{}, 1)
+	all, err := q.NewWorker(queue.WorkerOptions{FollowAll: true, DiscoveryInterval: 20 * time.Millisecond,
+		HandleMessage: func(context.Context, string, *queue.Message) error {
+			select {
+			case followed <- struct{}{}:
+			default:
+			}
+			return nil
+		}})
+	require.NoError(t, err)
+	defer all.Close()
 
 	for i := range 3 {
 		_, err := q.Send(ctx, room, payload(0, i, i), queue.Priority(i), queue.Producer("acl"))
@@ -103,6 +115,30 @@ func libraryWorkload(ctx context.Context, t *testing.T, rdb redis.UniversalClien
 			}
 		case <-ctx.Done():
 			t.Fatal("the worker's client did not ack")
+		}
+	}
+	// The follow-all worker delivers what is released once it found the
+	// room: release more until it did.
+	for done := false; !done; {
+		_, err := q.Send(ctx, room, []byte("for the follow-all worker"))
+		require.NoError(t, err)
+		m, err := member.Next(ctx)
+		require.NoError(t, err)
+		require.NoError(t, m.Ack(ctx))
+		_, err = observer.Next(ctx)
+		require.NoError(t, err)
+		select {
+		case err := <-acked:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("the worker's client did not ack")
+		}
+		select {
+		case <-followed:
+			done = true
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("the follow-all worker delivered nothing")
 		}
 	}
 	select {
