@@ -14,12 +14,15 @@ type Config struct {
 	Only   []string // workloads to run; empty: all
 	OutDir string   // BENCHMARKS.md goes here, plots under docs/bench/
 
+	CPUProfile string // when set, a CPU profile of the workloads (not the references) goes here
+
 	PayloadBytes int // the body of every message
 
 	PingN    int             // PINGs per repetition of the round-trip reference
 	FanoutS  []int           // subscriber counts of the plain-streams reference
 	FanoutN  func(s int) int // messages per repetition of the plain-streams reference
 	W1S      []int           // subscriber counts of W1
+	W1Modes  []string        // how W1's subscribers are hosted (default: all modes)
 	W1Msgs   func(s int) int
 	W1Window int // messages kept outstanding by the W1 producer
 	W2Rooms  []int
@@ -30,12 +33,13 @@ type Config struct {
 	W3N      int
 	W4N      int
 
-	W6Clients    []int // clients in the system for the Ping cost curve
-	W6PingN      int   // Pings per repetition
-	W6Rooms      []int // rooms followed by one reader
-	W6Deliveries int   // deliveries per repetition
-	W6Backlog    []int // backlog sizes for the release latency curve
-	W6LatN       int   // messages consumed per repetition at each backlog
+	W6Parts      []string // parts of W6 to run: clients, rooms, backlog (default all)
+	W6Clients    []int    // clients in the system for the Ping cost curve
+	W6PingN      int      // Pings per repetition
+	W6Rooms      []int    // rooms followed by one reader
+	W6Deliveries int      // deliveries per repetition
+	W6Backlog    []int    // backlog sizes for the release latency curve
+	W6LatN       int      // messages consumed per repetition at each backlog
 }
 
 // FullConfig is the configuration of make bench.
@@ -99,6 +103,10 @@ func ShortConfig() Config {
 		W6Backlog:    []int{10, 200},
 		W6LatN:       40,
 	}
+}
+
+func (c Config) wantsW6(part string) bool {
+	return len(c.W6Parts) == 0 || slices.Contains(c.W6Parts, part)
 }
 
 func (c Config) wants(step string) bool {

@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,6 +30,10 @@ func main() {
 	out := flag.String("out", "", "directory receiving BENCHMARKS.md and docs/bench/ (default: the repository root, or a temporary directory with -short)")
 	reps := flag.Int("reps", 0, "repetitions per figure (default 3)")
 	only := flag.String("only", "", "comma-separated workloads to run (refs are always measured), e.g. W1,W4")
+	w1Modes := flag.String("w1-modes", "", "comma-separated W1 modes to run (gateway,separate,process; default all)")
+	w1S := flag.String("w1-s", "", "comma-separated W1 subscriber counts (default 1,10,100)")
+	w6Parts := flag.String("w6-parts", "", "comma-separated parts of W6 to run (clients,rooms,backlog; default all)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process during the workloads (not the references) to this file")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -42,6 +48,24 @@ func main() {
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(strings.ToUpper(*only), ",")
+	}
+	if *w1Modes != "" {
+		cfg.W1Modes = strings.Split(*w1Modes, ",")
+	}
+	if *w1S != "" {
+		cfg.W1S = nil
+		for _, v := range strings.Split(*w1S, ",") {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: -w1-s: bad count %q\n", v)
+				os.Exit(2)
+			}
+			cfg.W1S = append(cfg.W1S, n)
+		}
+	}
+	cfg.CPUProfile = *cpuProfile
+	if *w6Parts != "" {
+		cfg.W6Parts = strings.Split(*w6Parts, ",")
 	}
 	cfg.OutDir = *out
 	if cfg.OutDir == "" {
@@ -108,9 +132,22 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		{"W4", runW4},
 		{"W6", runW6},
 	}
+	profiling := false
 	for _, s := range steps {
 		if !cfg.wants(s.name) {
 			continue
+		}
+		if s.name != "REFS" && cfg.CPUProfile != "" && !profiling {
+			f, err := os.Create(cfg.CPUProfile)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return nil, err
+			}
+			defer pprof.StopCPUProfile()
+			profiling = true
 		}
 		t0 := time.Now()
 		env.logf("== %s", s.name)

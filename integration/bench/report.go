@@ -241,6 +241,7 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	p("| --- | --- |")
 	p("| PING rate, one connection, one at a time | %s /s |", r.Refs.PingRate.Fmt(fInt))
 	p("| PING round trip (median) | %s |", r.Refs.PingRTT.Fmt(fMicros))
+	p("| Redis CPU per PING (the server's cost of one round trip) | %s |", r.Refs.PingCPU.Fmt(fMicros))
 	for _, s := range cfg.FanoutS {
 		if f := r.Refs.Fanout[s]; f != nil {
 			p("| Streams fanout, no barrier: XADD (one producer connection) + XREAD, %d reader(s) with a connection each | %s msgs/s |", s, f.Fmt(fInt))
@@ -314,6 +315,9 @@ func (r *Report) markdown(b *bytes.Buffer) {
 		p("| queued message | %s bytes | %s bytes |", w.QueuedUsage.Fmt(f1), w.QueuedDelta.Fmt(f1))
 		p("| retained stream entry | %s bytes | %s bytes |", w.StreamUsage.Fmt(f1), w.StreamDelta.Fmt(f1))
 		p("")
+		p("Redis CPU per send while filling them: %s when the send only enqueues (the barrier is", w.QueuedCPU.Fmt(fMicros))
+		p("held), %s when it releases the message into the stream at once.", w.ReleasedCPU.Fmt(fMicros))
+		p("")
 	}
 
 	p("## W5 Redis cost per fully delivered message")
@@ -323,13 +327,13 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	p("are the ones clients send (nothing is pipelined, so they are round trips); inner ones run")
 	p("inside the scripts.")
 	p("")
-	p("| workload | top-level commands | of which EVALSHA | of which XREAD | inner commands | Redis CPU |")
-	p("| --- | --- | --- | --- | --- | --- |")
+	p("| workload | top-level commands | round trips | of which EVALSHA | of which XREAD | inner commands | Redis CPU | of which kernel |")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	costRow := func(name string, c CostFigures) {
 		if !c.CPU.OK() {
 			return
 		}
-		p("| %s | %s | %s | %s | %s | %s |", name, c.Cmds.Fmt(f2), c.Evals.Fmt(f2), c.Reads.Fmt(f2), c.Inner.Fmt(f1), c.CPU.Fmt(fMicros))
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |", name, c.Cmds.Fmt(f2), c.RTs.Fmt(f2), c.Evals.Fmt(f2), c.Reads.Fmt(f2), c.Inner.Fmt(f1), c.CPU.Fmt(fMicros), c.Sys.Fmt(fMicros))
 	}
 	for _, row := range r.W1 {
 		costRow(fmt.Sprintf("W1 %s S=%d", row.Mode, row.S), row.Cost)

@@ -49,7 +49,11 @@ type W1Row struct {
 }
 
 func runW1(ctx context.Context, env *Env, rep *Report) error {
-	for _, mode := range []string{ModeGateway, ModeSeparate, ModeProcess} {
+	modes := env.cfg.W1Modes
+	if len(modes) == 0 {
+		modes = []string{ModeGateway, ModeSeparate, ModeProcess}
+	}
+	for _, mode := range modes {
 		for _, s := range env.cfg.W1S {
 			row := &W1Row{Mode: mode, S: s}
 			rep.W1 = append(rep.W1, row)
@@ -64,9 +68,9 @@ func runW1(ctx context.Context, env *Env, rep *Report) error {
 				row.P99.Add(micros(res.Release.Quantile(0.99)))
 				row.Cost.add(res.Cost, res.Msgs)
 				row.Samples = append(row.Samples, res.Release...)
-				env.logf("W1 %s S=%d: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg, %.2f cmds/msg",
+				env.logf("W1 %s S=%d: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg (%.0f%% kernel), %.2f cmds/msg",
 					mode, s, fInt(res.Rate), fMicros(micros(res.Release.Quantile(0.5))), fMicros(micros(res.Release.Quantile(0.99))),
-					fMicros(res.Cost.CPUMicros/float64(res.Msgs)), float64(res.Cost.TopLevel)/float64(res.Msgs))
+					fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs))
 			}
 		}
 	}
@@ -278,6 +282,8 @@ type W4Result struct {
 	QueuedDelta  Figure // used_memory delta / messages
 	StreamUsage  Figure // MEMORY USAGE of the stream / entries
 	StreamDelta  Figure // used_memory delta / entries
+	QueuedCPU    Figure // Redis CPU µs per send that only enqueues (the barrier is held)
+	ReleasedCPU  Figure // Redis CPU µs per send released at once into the stream (no members)
 	N            int
 	PayloadBytes int
 }
@@ -352,6 +358,7 @@ func w4Once(ctx context.Context, env *Env, res *W4Result) (err error) {
 		lists += u
 	}
 	res.QueuedUsage.Add(float64(lists) / float64(n))
+	res.QueuedCPU.Add(costBetween(s0, s1).CPUMicros / float64(n))
 	res.QueuedDelta.Add(float64(s1.UsedMemory-s0.UsedMemory) / float64(n))
 	env.logf("W4 queued: MEMORY USAGE %.1f B/msg, used_memory delta %.1f B/msg", float64(lists)/float64(n), float64(s1.UsedMemory-s0.UsedMemory)/float64(n))
 
@@ -389,6 +396,7 @@ func w4Once(ctx context.Context, env *Env, res *W4Result) (err error) {
 		return err
 	}
 	res.StreamUsage.Add(float64(usage) / float64(entries))
+	res.ReleasedCPU.Add(costBetween(s2, s3).CPUMicros / float64(n))
 	res.StreamDelta.Add(float64(s3.UsedMemory-s2.UsedMemory) / float64(n))
 	env.logf("W4 stream: %d entries, MEMORY USAGE %.1f B/entry, used_memory delta %.1f B/entry", entries, float64(usage)/float64(entries), float64(s3.UsedMemory-s2.UsedMemory)/float64(n))
 	return nil
@@ -427,6 +435,9 @@ func sendBurst(ctx context.Context, env *Env, opts queue.Options, room string, p
 	return nil
 }
 
+// w6ClientsPerRoom is the room size of the Ping workload.
+var w6ClientsPerRoom = 10
+
 // W6 results.
 type W6PingRow struct {
 	Clients int
@@ -449,80 +460,103 @@ type W6BacklogRow struct {
 }
 
 func runW6(ctx context.Context, env *Env, rep *Report) error {
-	if err := w6Ping(ctx, env, rep); err != nil {
-		return fmt.Errorf("clients: %w", err)
+	if env.cfg.wantsW6("clients") {
+		if err := w6Ping(ctx, env, rep); err != nil {
+			return fmt.Errorf("clients: %w", err)
+		}
 	}
-	if err := w6Rooms(ctx, env, rep); err != nil {
-		return fmt.Errorf("rooms followed: %w", err)
+	if env.cfg.wantsW6("rooms") {
+		if err := w6Rooms(ctx, env, rep); err != nil {
+			return fmt.Errorf("rooms followed: %w", err)
+		}
 	}
-	if err := w6Backlog(ctx, env, rep); err != nil {
-		return fmt.Errorf("backlog: %w", err)
+	if env.cfg.wantsW6("backlog") {
+		if err := w6Backlog(ctx, env, rep); err != nil {
+			return fmt.Errorf("backlog: %w", err)
+		}
 	}
 	return nil
 }
 
-// w6Ping grows the number of clients in the system (10 per room, each in
-// one room) and measures what one Ping costs Redis at each size.
+// w6Ping measures what one Ping costs Redis with 10 .. 20,000 clients in
+// the system. Each size is a deployment of its own (its own key prefix:
+// clients in rooms of 10, one room each), all in the same server; the
+// Pings of the sizes are interleaved in short rounds, so that the load of
+// the (shared) machine drifting during the run weighs on every size alike.
 func w6Ping(ctx context.Context, env *Env, rep *Report) (err error) {
-	prefix := newPrefix("w6p")
-	defer func() {
-		if cerr := env.cleanup(context.WithoutCancel(ctx), prefix); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
-	defer env.closeClients()
-	q, err := queue.New(ctx, env.client(40), queueOptions(prefix))
-	if err != nil {
-		return err
+	type system struct {
+		q       *queue.Queue
+		clients []string
+		row     *W6PingRow
+		cpu     []float64 // per repetition
+		cmds    []int64
+		lat     []Latencies
 	}
-	defer q.Close()
-	var clients []string
-	var mu sync.Mutex
+	var systems []*system
+	defer env.closeClients()
 	for _, level := range env.cfg.W6Clients {
-		have := len(clients)
-		err := forEachConcurrently(ctx, level-have, 32, func(i int) error {
+		prefix := newPrefix("w6p")
+		defer func() {
+			if cerr := env.cleanup(context.WithoutCancel(ctx), prefix); err == nil && cerr != nil {
+				err = cerr
+			}
+		}()
+		q, err := queue.New(ctx, env.client(40), queueOptions(prefix))
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		sys := &system{q: q, clients: make([]string, level), row: &W6PingRow{Clients: level},
+			cpu: make([]float64, env.cfg.Reps), cmds: make([]int64, env.cfg.Reps), lat: make([]Latencies, env.cfg.Reps)}
+		err = forEachConcurrently(ctx, level, 32, func(i int) error {
 			id, err := q.CreateClientID(ctx)
 			if err != nil {
 				return err
 			}
-			if err := q.Subscribe(ctx, id, fmt.Sprintf("room-%d", (have+i)/10)); err != nil {
-				return err
-			}
-			mu.Lock()
-			clients = append(clients, id)
-			mu.Unlock()
-			return nil
+			sys.clients[i] = id
+			return q.Subscribe(ctx, id, fmt.Sprintf("room-%d", i/w6ClientsPerRoom))
 		})
 		if err != nil {
 			return err
 		}
-		row := &W6PingRow{Clients: level}
-		rep.W6Ping = append(rep.W6Ping, row)
-		for i := 0; i < env.cfg.Reps; i++ {
-			s0, err := env.snapshot(ctx)
-			if err != nil {
-				return err
-			}
-			lat := make(Latencies, env.cfg.W6PingN)
-			for j := range lat {
-				id := clients[rand.IntN(len(clients))]
-				t := time.Now()
-				if err := q.Ping(ctx, id); err != nil {
-					return fmt.Errorf("Ping: %w", err)
+		systems = append(systems, sys)
+		rep.W6Ping = append(rep.W6Ping, sys.row)
+	}
+	const rounds = 10
+	per := max(1, env.cfg.W6PingN/rounds)
+	for i := 0; i < env.cfg.Reps; i++ {
+		for range rounds {
+			for _, sys := range systems {
+				s0, err := env.snapshot(ctx)
+				if err != nil {
+					return err
 				}
-				lat[j] = time.Since(t)
+				for range per {
+					id := sys.clients[rand.IntN(len(sys.clients))]
+					t := time.Now()
+					if err := sys.q.Ping(ctx, id); err != nil {
+						return fmt.Errorf("Ping: %w", err)
+					}
+					sys.lat[i] = append(sys.lat[i], time.Since(t))
+				}
+				s1, err := env.snapshot(ctx)
+				if err != nil {
+					return err
+				}
+				c := costBetween(s0, s1)
+				sys.cpu[i] += c.CPUMicros
+				sys.cmds[i] += c.TopLevel
 			}
-			s1, err := env.snapshot(ctx)
-			if err != nil {
-				return err
-			}
-			c := costBetween(s0, s1)
-			n := float64(len(lat))
-			row.CPU.Add(c.CPUMicros / n)
-			row.Cmds.Add(float64(c.TopLevel) / n)
-			row.P50.Add(micros(lat.Quantile(0.5)))
 		}
-		env.logf("W6 Ping with %d clients: %s Redis CPU, %.2f cmds, p50 %s", level, fMicros(row.CPU.Median()), row.Cmds.Median(), fMicros(row.P50.Median()))
+	}
+	for _, sys := range systems {
+		for i := range env.cfg.Reps {
+			n := float64(len(sys.lat[i]))
+			sys.row.CPU.Add(sys.cpu[i] / n)
+			sys.row.Cmds.Add(float64(sys.cmds[i]) / n)
+			sys.row.P50.Add(micros(sys.lat[i].Quantile(0.5)))
+		}
+		env.logf("W6 Ping with %d clients: %s Redis CPU, %.2f cmds, p50 %s", sys.row.Clients, sys.row.CPU.Fmt(fMicros), sys.row.Cmds.Median(), fMicros(sys.row.P50.Median()))
 	}
 	return nil
 }
