@@ -100,6 +100,10 @@ type Joined struct {
 	From    string // read the room's stream after this ID
 	Epoch   string
 	At      time.Time
+	// Owed is, for a member that was already in the room and has not acked
+	// the in-flight message, that message's entry (before From): deliver it
+	// again, or the room waits for an ack that never comes.
+	Owed []redis.XMessage
 }
 
 // Join adds client as a voting member, or as an observer.
@@ -116,7 +120,7 @@ func (b *Barrier) Join(ctx context.Context, room, client string, observer bool) 
 	if st != sferr.StatusOK && st != sferr.StatusAlready {
 		return Joined{}, sferr.FromStatus(st)
 	}
-	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3)}, nil
+	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3), Owed: appended(v, 4).Entries}, nil
 }
 
 // Leave removes client from the room; ErrNotMember if it was not there.

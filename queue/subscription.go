@@ -72,6 +72,7 @@ func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Sub
 	}
 	s.mu.Lock()
 	s.last, s.epoch = j.From, j.Epoch
+	s.buf = append(s.buf, owedEvents(q, room, j.Owed)...) // it precedes From
 	for _, ev := range s.early {
 		s.accept(ev)
 	}

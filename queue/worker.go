@@ -246,6 +246,9 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		return err
 	}
 	c.start, c.epoch = j.From, j.Epoch
+	for _, ev := range owedEvents(w.q, room, j.Owed) {
+		r.deliverMessage(c, ev) // it precedes the client's start
+	}
 	early := c.early
 	c.early = nil
 	for _, ev := range early {

@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/syncfanout/syncfanout/queue"
 )
@@ -31,14 +33,18 @@ const (
 	childRoom    = "SYNCFANOUT_FAULT_ROOM"
 	childTimeout = "SYNCFANOUT_FAULT_TIMEOUT" // ClientTimeout, a time.Duration
 	childAcks    = "SYNCFANOUT_FAULT_ACKS"
+	childMode    = "SYNCFANOUT_FAULT_MODE"    // "subscriber" (default), "gateway" or "endclient"
+	childClients = "SYNCFANOUT_FAULT_CLIENTS" // gateway and endclient: comma-separated client IDs
 )
 
 func runChild() int {
 	// The parent holds our stdin: when it goes away, so do we.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		os.Exit(3)
-	}()
+	if os.Getenv(childMode) != "endclient" {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			os.Exit(3)
+		}()
+	}
 	fail := func(err error) int {
 		fmt.Printf("error %v\n", err)
 		return 2
@@ -59,6 +65,12 @@ func runChild() int {
 		return fail(err)
 	}
 	ctx := context.Background()
+	switch os.Getenv(childMode) {
+	case "gateway":
+		return runGateway(ctx, rdb, timeout, acks)
+	case "endclient":
+		return runEndClient(ctx, rdb, timeout)
+	}
 	q, err := queue.New(ctx, rdb, queue.Options{
 		Prefix:        os.Getenv(childPrefix),
 		ClientTimeout: timeout,
@@ -67,7 +79,11 @@ func runChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	sub, err := q.Join(ctx, os.Getenv(childRoom))
+	var jopts []queue.JoinOption
+	if id := os.Getenv(childClients); id != "" {
+		jopts = append(jopts, queue.WithClientID(id))
+	}
+	sub, err := q.Join(ctx, os.Getenv(childRoom), jopts...)
 	if err != nil {
 		return fail(err)
 	}
@@ -89,6 +105,89 @@ func runChild() int {
 	}
 }
 
+// runGateway is a gateway process: a Worker hosting the clients of
+// childClients in the room, beating for them; each client acks its first
+// acks deliveries and holds the next one ("holding <client> <id>").
+func runGateway(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration, acks int) int {
+	q, err := queue.New(ctx, rdb, queue.Options{
+		Prefix:        os.Getenv(childPrefix),
+		ClientTimeout: timeout,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		fmt.Printf("error %v\n", err)
+		return 2
+	}
+	var mu sync.Mutex
+	left := map[string]int{}
+	var w *queue.Worker
+	w, err = q.NewWorker(queue.WorkerOptions{
+		AutoHeartbeat: true,
+		HandleMessage: func(ctx context.Context, client string, m *queue.Message) error {
+			mu.Lock()
+			hold := acks >= 0 && left[client] >= acks
+			left[client]++
+			mu.Unlock()
+			if hold {
+				fmt.Printf("holding %s %d\n", client, m.ID)
+				return nil
+			}
+			if err := w.Ack(ctx, client, m.AckToken); err != nil {
+				fmt.Printf("error ack %s %d: %v\n", client, m.ID, err)
+				return err
+			}
+			fmt.Printf("acked %s %d\n", client, m.ID)
+			return nil
+		},
+	})
+	if err != nil {
+		fmt.Printf("error %v\n", err)
+		return 2
+	}
+	for _, c := range strings.Split(os.Getenv(childClients), ",") {
+		if err := w.Subscribe(ctx, c, os.Getenv(childRoom)); err != nil {
+			fmt.Printf("error %v\n", err)
+			return 2
+		}
+	}
+	fmt.Println("ready")
+	select {} // killed by the parent
+}
+
+// runEndClient is the end client of a gateway: it pings for its client ID
+// (the heartbeat a gateway relays) and acks the tokens the parent writes
+// on its stdin, one a line, answering "acked <token prefix>".
+func runEndClient(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) int {
+	q, err := queue.New(ctx, rdb, queue.Options{
+		Prefix:              os.Getenv(childPrefix),
+		ClientTimeout:       timeout,
+		DisableHousekeeping: true,
+		Logger:              slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		fmt.Printf("error %v\n", err)
+		return 2
+	}
+	client := os.Getenv(childClients)
+	go func() {
+		for {
+			_ = q.Ping(ctx, client)
+			time.Sleep(timeout / 5) // the heartbeat period
+		}
+	}()
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if err := q.Ack(ctx, client, sc.Text()); err != nil {
+			fmt.Printf("error %v\n", err)
+			continue
+		}
+		fmt.Println("acked")
+	}
+	os.Exit(3) // stdin closed: the parent is gone
+	return 3
+}
+
 // child is a running child subscriber.
 type child struct {
 	cmd   *exec.Cmd
@@ -98,7 +197,7 @@ type child struct {
 
 // startChild starts a child subscriber of room on backend addrs; it is
 // killed at cleanup if the test did not kill it.
-func startChild(t *testing.T, addrs []string, cluster bool, prefix, room string, timeout time.Duration, acks int) *child {
+func startChild(t *testing.T, addrs []string, cluster bool, prefix, room string, timeout time.Duration, acks int, env ...string) *child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -118,6 +217,7 @@ func startChild(t *testing.T, addrs []string, cluster bool, prefix, room string,
 		childTimeout+"="+timeout.String(),
 		childAcks+"="+strconv.Itoa(acks),
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -174,4 +274,11 @@ func (c *child) kill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.cmd.Wait()
+}
+
+// send writes one line to the child's stdin.
+func (c *child) send(t *testing.T, line string) {
+	t.Helper()
+	_, err := io.WriteString(c.stdin, line+"\n")
+	require.NoError(t, err)
 }

@@ -93,3 +93,115 @@ func TestSubscriberKilled(t *testing.T) {
 		m2.stop()
 	})
 }
+
+// TestEndClientKilled is F1 through a gateway: the end client of a worker
+// client (a child process that relays the client's pings and acks the
+// tokens the gateway hands it) is killed -9 between a delivery and its
+// ack. The gateway (this process) gets HandleClientTimeout exactly once,
+// the room resumes within ClientTimeout plus one housekeeping interval, and
+// the members that stayed receive everything once, in order, in lock-step.
+func TestEndClientKilled(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		const room = "endclient-room"
+		const clientTimeout = 2 * time.Second
+		const housekeeping = 250 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: clientTimeout, HousekeepingInterval: housekeeping})
+		rec := newRecorder()
+		s1, err := q.Join(ctx, room)
+		require.NoError(t, err)
+		s2, err := q.Join(ctx, room)
+		require.NoError(t, err)
+		client, err := q.CreateClientID(ctx)
+		require.NoError(t, err)
+		end := startChild(t, b.Addrs, b.Name == redistest.NameCluster, b.Prefix, room, clientTimeout, 0,
+			childMode+"=endclient", childClients+"="+client)
+		end.expect(ctx, t, "ready")
+
+		// The gateway hands the first three deliveries' tokens to the end
+		// client and keeps the fourth.
+		delivered := make(chan uint64, 10)
+		timeouts := make(chan string, 10)
+		w, err := q.NewWorker(queue.WorkerOptions{
+			HandleMessage: func(_ context.Context, c string, m *queue.Message) error {
+				if len(delivered) < 3 {
+					end.send(t, m.AckToken)
+				}
+				delivered <- m.ID
+				return nil
+			},
+			HandleClientTimeout: func(_ context.Context, c, r string) error {
+				timeouts <- c + " " + r
+				return nil
+			},
+		})
+		require.NoError(t, err)
+		defer w.Close()
+		require.NoError(t, w.Subscribe(ctx, client, room))
+		m1 := startMember(t, "s1", s1, rec)
+		m2 := startMember(t, "s2", s2, rec)
+		var sent []uint64
+		for i := range 6 {
+			id, err := q.Send(ctx, room, payload(0, i, queue.DefaultPriority))
+			require.NoError(t, err)
+			sent = append(sent, id)
+		}
+		for i := range 4 {
+			select {
+			case id := <-delivered:
+				require.Equal(t, sent[i], id)
+			case <-ctx.Done():
+				t.Fatal("the gateway's client got nothing")
+			}
+			if i < 3 {
+				end.expect(ctx, t, "acked")
+			}
+		}
+		for i := range 4 {
+			require.Equal(t, sent[i], m1.next(ctx, t).ID)
+			require.Equal(t, sent[i], m2.next(ctx, t).ID)
+		}
+		end.kill(t)
+		killed := time.Now()
+		select {
+		case got := <-timeouts:
+			require.Equal(t, client+" "+room, got)
+		case <-ctx.Done():
+			t.Fatal("no HandleClientTimeout")
+		}
+		told := time.Since(killed)
+		require.Equal(t, sent[4], m1.next(ctx, t).ID)
+		resumed := time.Since(killed)
+		require.Equal(t, sent[4], m2.next(ctx, t).ID)
+		require.Equal(t, sent[5], m1.next(ctx, t).ID)
+		require.Equal(t, sent[5], m2.next(ctx, t).ID)
+		require.LessOrEqual(t, resumed, clientTimeout+housekeeping*11/10+time.Second)
+
+		// Exactly once: one callback, one eviction in the stream, however
+		// many processes ran housekeeping.
+		require.Equal(t, uint64(1), w.Metrics().ClientTimeouts)
+		select {
+		case got := <-timeouts:
+			t.Fatalf("a second HandleClientTimeout: %s", got)
+		default:
+		}
+		evictions := 0
+		for ev, err := range q.History(ctx, room, streams.Range{}) {
+			require.NoError(t, err)
+			if ev.Type == streams.Evict {
+				require.Equal(t, client, ev.ClientID)
+				evictions++
+			}
+		}
+		require.Equal(t, 1, evictions)
+		rp, problems := rec.check([]string{"s1", "s2"}, sent)
+		require.Empty(t, problems)
+		require.Equal(t, report{Messages: len(sent)}, rp)
+		t.Logf("F1 %s (gateway): HandleClientTimeout once, %v after kill -9 of the end client; room resumed after %v; %s",
+			b.Name, told.Round(time.Millisecond), resumed.Round(time.Millisecond), rp)
+		m1.stop()
+		m2.stop()
+	})
+}

@@ -4,17 +4,27 @@
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 client ID; 7 role ("m" member, "o" observer);
 --       8 heartbeat timeout ms.
--- Returns: {"OK" | "ALREADY", stream ID to read after, epoch, now ms}
+-- Returns: {"OK" | "ALREADY", stream ID to read after, epoch, now ms, "",
+--           owed entries}
 --   ALREADY: the client was already in the room (its heartbeat is refreshed
---   and it keeps its role); the stream ID is then the newest entry.
+--   and it keeps its role); the stream ID is then the newest entry, and
+--   when it is a member that has not acked the in-flight message, the owed
+--   entries hold that message's stream entry ({{id, {field, value...}}},
+--   else empty): the process subscribing it again (a restarted gateway, say)
+--   must deliver it, since nothing else will and the room waits for the ack.
 local ep = epoch()
 reap()
 local c, role = ARGV[6], ARGV[7]
 local deadline = NOW + tonumber(ARGV[8])
 local status, from
+local owed = {}
 if redis.call('ZSCORE', KEYS[K_MEM], c) then
   redis.call('ZADD', KEYS[K_MEM], deadline, c)
   status = 'ALREADY'
+  local fs = redis.call('HGET', KEYS[K_META], 'fs')
+  if fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+    owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
+  end
 elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
   redis.call('ZADD', KEYS[K_OBS], deadline, c)
   status = 'ALREADY'
@@ -40,4 +50,4 @@ else
 end
 redis.call('HSET', KEYS[K_SEEN], c, NOW)
 settle()
-return {status, from, ep, NOW}
+return {status, from, ep, NOW, '', owed}
