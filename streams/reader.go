@@ -128,16 +128,32 @@ func NewReader(rdb redis.UniversalClient, wakeKey string, h Handler, opts Reader
 // appended before it takes effect are read from the stream once it does.
 func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return errors.New("syncfanout: reader closed")
 	}
-	if f, ok := r.rooms[streamKey]; ok {
-		f.refs++
+	f, ok := r.rooms[streamKey]
+	if !ok {
+		r.rooms[streamKey] = &follow{room: room, last: from, refs: 1, pending: true}
+		r.enqueueLocked(subOp{subscribe: true, key: streamKey})
+		r.mu.Unlock()
 		return nil
 	}
-	r.rooms[streamKey] = &follow{room: room, last: from, refs: 1, pending: true}
-	r.enqueueLocked(subOp{subscribe: true, key: streamKey})
+	f.refs++
+	// Two joins of a room not followed yet can reach here in the other
+	// order than their join points: the earlier joiner then needs what lies
+	// between. Read again from its point; consumers drop what they have.
+	var live *redis.PubSub
+	if CompareIDs(from, f.last) < 0 {
+		f.last, f.pending = from, true
+		live = r.live
+	}
+	r.mu.Unlock()
+	if live != nil {
+		// Wakes the loop out of its wait for a notification, so the room
+		// is read now rather than at the next notification.
+		_ = live.Ping(ctx)
+	}
 	return nil
 }
 
