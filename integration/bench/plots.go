@@ -74,6 +74,29 @@ func addSeries(p *plot.Plot, i int, name string, xs, ys []float64) error {
 	return nil
 }
 
+// addLine adds a line without point markers (dense series: CDFs).
+func addLine(p *plot.Plot, i int, name string, xs, ys []float64) error {
+	var pts plotter.XYs
+	for k := range xs {
+		if xs[k] > 0 && !math.IsNaN(ys[k]) {
+			pts = append(pts, plotter.XY{X: xs[k], Y: ys[k]})
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	l, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	l.Dashes = plotutil.Dashes(i % 3)
+	l.Width = vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
 // addHLine draws a dashed horizontal reference line across xs.
 func addHLine(p *plot.Plot, i int, name string, lo, hi, y float64) error {
 	if !(y > 0) || !(hi > lo) {
@@ -132,6 +155,8 @@ func (r *Report) plotThroughput(dir string) (Plot, bool, error) {
 		return Plot{}, false, err
 	}
 	xs = append(xs, fx...)
+	// Room above the highest line for the legend.
+	p.Y.Max = 6 * r.Refs.PingRate.Median()
 	if len(xs) > 0 {
 		if err := addHLine(p, i+1, "reference: PING rate, one connection", slices.Min(xs), slices.Max(xs), r.Refs.PingRate.Median()); err != nil {
 			return Plot{}, false, err
@@ -160,7 +185,7 @@ func (r *Report) plotRelease(dir string) (Plot, bool, error) {
 		xs = append(xs, micros(s[len(s)-1]))
 		ys = append(ys, 1)
 		hi = math.Max(hi, micros(s[len(s)-1]))
-		if err := addSeries(p, i, fmt.Sprintf("%s S=%d", row.Mode, row.S), xs, ys); err != nil {
+		if err := addLine(p, i, fmt.Sprintf("%s S=%d", row.Mode, row.S), xs, ys); err != nil {
 			return Plot{}, false, err
 		}
 		i++
@@ -200,7 +225,14 @@ func (r *Report) plotClients(dir string) (Plot, bool, error) {
 	if err := addSeries(p, 1, "Ping latency p50 (µs)", xs, ls); err != nil {
 		return Plot{}, false, err
 	}
+	if len(ys) > 0 {
+		if err := addHLine(p, 2, "target: 1.2x the CPU with the fewest clients", xs[0], xs[len(xs)-1], 1.2*ys[0]); err != nil {
+			return Plot{}, false, err
+		}
+		p.Y.Max = 1.3 * max(slices.Max(ls), 1.2*ys[0])
+	}
 	p.Y.Min = 0
+	p.Legend.Top = false
 	return save(p, dir, "w6_clients.svg", "W6 cost vs clients in the system")
 }
 
@@ -221,8 +253,10 @@ func (r *Report) plotRooms(dir string) (Plot, bool, error) {
 		if err := addHLine(p, 1, "target: 2x the cost with 1 room", xs[0], xs[len(xs)-1], 2*ys[0]); err != nil {
 			return Plot{}, false, err
 		}
+		p.Y.Max = max(2.5*ys[0], 1.1*slices.Max(ys))
 	}
 	p.Y.Min = 0
+	p.Legend.Top = false
 	return save(p, dir, "w6_rooms.svg", "W6 cost vs rooms followed")
 }
 
