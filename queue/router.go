@@ -95,8 +95,7 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	}
 	rd, ok := r.readers[shard]
 	if !ok {
-		wake := r.q.layout.Wake(shard, randomID())
-		rd = streams.NewReader(r.readerClient, wake, r.dispatch, streams.ReaderOptions{
+		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
 			OnError:     func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
 			OnReconnect: r.checkReset,
 		})
@@ -169,22 +168,39 @@ func (r *router) heartbeat(ctx context.Context) {
 		byRoom[room] = append([]*Subscription(nil), list...)
 	}
 	r.mu.Unlock()
-	for room, list := range byRoom {
-		ids := make([]string, len(list))
-		for i, s := range list {
-			ids[i] = s.clientID
-		}
-		alive, err := r.q.barrier.Heartbeat(ctx, room, ids)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.q.opts.Logger.Warn("syncfanout: heartbeat", "room", room, "err", err)
+	// Rooms beat in parallel: one after the other, a process with many
+	// rooms could take longer than ClientTimeout to get round them.
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(len(byRoom), heartbeatParallel) {
+		wg.Go(func() {
+			for room := range work {
+				r.heartbeatRoom(ctx, room, byRoom[room])
 			}
-			continue
+		})
+	}
+	for room := range byRoom {
+		work <- room
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (r *router) heartbeatRoom(ctx context.Context, room string, list []*Subscription) {
+	ids := make([]string, len(list))
+	for i, s := range list {
+		ids[i] = s.clientID
+	}
+	alive, err := r.q.barrier.Heartbeat(ctx, room, ids)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.q.opts.Logger.Warn("syncfanout: heartbeat", "room", room, "err", err)
 		}
-		for i, ok := range alive {
-			if !ok && list[i].joined() {
-				r.lost(ctx, list[i])
-			}
+		return
+	}
+	for i, ok := range alive {
+		if !ok && list[i].joined() {
+			r.lost(ctx, list[i])
 		}
 	}
 }
@@ -261,15 +277,6 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 		return redis.NewClusterClient(&o), true
 	}
 	return rdb, false
-}
-
-func randomID() string {
-	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 12)
-	for i := range b {
-		b[i] = letters[rand.IntN(len(letters))]
-	}
-	return string(b)
 }
 
 // housekeeping evicts silent members of any room, in any process's name:

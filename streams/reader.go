@@ -94,10 +94,8 @@ type subOp struct {
 
 // NewReader starts a reader. rdb should be a client whose connections are
 // reserved for the reader (catch-up reads go through its pool; the pub/sub
-// connection is its own). wakeKey is not used any more: subscriptions need
-// no wake-up; it is kept so that callers compile.
-func NewReader(rdb redis.UniversalClient, wakeKey string, h Handler, opts ReaderOptions) *Reader {
-	_ = wakeKey
+// connection is its own).
+func NewReader(rdb redis.UniversalClient, h Handler, opts ReaderOptions) *Reader {
 	if opts.Block <= 0 {
 		opts.Block = 5 * time.Second
 	}

@@ -30,7 +30,7 @@ func TestReaderFollowFromAnEarlierPoint(t *testing.T) {
 		require.Len(t, ids, 3)
 
 		got := make(chan string, 16)
-		rd := streams.NewReader(b.NewClient(t), "", func(_ string, ev streams.Event, err error) {
+		rd := streams.NewReader(b.NewClient(t), func(_ string, ev streams.Event, err error) {
 			require.NoError(t, err)
 			got <- ev.ID
 		}, streams.ReaderOptions{Block: time.Minute}) // a rewind must not wait for the block to end

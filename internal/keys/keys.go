@@ -142,12 +142,6 @@ func (l *Layout) Client(clientID string) string {
 	return l.base(l.ShardOf(clientID)) + "c:" + clientID
 }
 
-// Wake returns a private stream in a shard's slot that a reader adds to
-// its blocking XREAD, so that following a new room can interrupt the block.
-func (l *Layout) Wake(shard int, readerID string) string {
-	return l.base(shard) + "wake:" + readerID
-}
-
 // globalTag is the hash tag of the deployment-wide keys. It must not depend
 // on NumShards (shard tags do): a process configured with another shard
 // count has to find the same config hash, or the mismatch goes unnoticed.

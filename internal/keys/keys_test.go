@@ -57,7 +57,7 @@ func roomKeysInOneSlot(t testing.TB, l *Layout, room string) {
 		}
 	}
 	shard := l.ShardOf(room)
-	for _, k := range []string{l.ShardRooms(shard), l.ShardDue(shard), l.ShardStats(shard), l.Wake(shard, "r1")} {
+	for _, k := range []string{l.ShardRooms(shard), l.ShardDue(shard), l.ShardStats(shard)} {
 		if Slot(k) != want {
 			t.Fatalf("shard key %q in slot %d, want %d", k, Slot(k), want)
 		}
