@@ -12,11 +12,15 @@ MODULES := . integration
 # -v shows every subtest (standalone and cluster) and its result.
 TEST_FLAGS ?= -race -count=1 -timeout 14m -v
 FUZZTIME ?= 5s
+# make test runs every fuzz target this long (the seed corpora always run
+# with the unit tests).
+TEST_FUZZTIME ?= 3s
+SOAK_DURATION ?= 5m
 BENCH_ARGS ?=
 BENCH_SHORT_ARGS ?= -short
 
 .DEFAULT_GOAL := help
-.PHONY: help ensure-redis test demo bench bench-short lint tidy fuzz-smoke
+.PHONY: help ensure-redis test demo bench bench-short lint tidy fuzz-smoke soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,13 +28,14 @@ help: ## List the targets
 ensure-redis: ## Install redis-server and redis-cli if missing (apt-get, as root; no service started)
 	@bash scripts/ensure-redis.sh
 
-test: ensure-redis ## Run all tests with -race in both modules, on standalone and cluster Redis
+test: ensure-redis ## Run all tests with -race in both modules, on standalone and cluster Redis, then each fuzz target for TEST_FUZZTIME
 	@set -o pipefail; status=0; \
 	for m in $(MODULES); do \
 		echo "==> go test $(TEST_FLAGS) ./... in $$m"; \
 		(cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) \
 			| awk '!/^=== (RUN|PAUSE|CONT) / { print; fflush() }' || status=1; \
 	done; \
+	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz-smoke.sh || status=1; \
 	exit $$status
 
 demo: ## Run the lock-step demo (against REDIS_ADDR, else a throwaway redis-server)
@@ -67,3 +72,6 @@ tidy: ## Run go mod tidy in both modules
 
 fuzz-smoke: ## Run every Fuzz* target for FUZZTIME (default 5s) each
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz-smoke.sh
+
+soak: ensure-redis ## Mixed workload with random faults for SOAK_DURATION (default 5m); prints lost/duplicated/out-of-order/violations (not in CI)
+	cd integration && $(GO) test -tags soak -race -count=1 -timeout 0 -run '^TestSoak$$' -v ./faults -args -duration $(SOAK_DURATION)

@@ -320,6 +320,27 @@ func (m *member) next(ctx context.Context, t *testing.T) *queue.Message {
 	}
 }
 
+// tryNext is next without failing the test: the message, or why none came.
+func (m *member) tryNext(ctx context.Context) (*queue.Message, error) {
+	for {
+		if msg := m.take(); msg != nil {
+			return msg, nil
+		}
+		select {
+		case <-m.ready:
+		case err := <-m.err:
+			if msg := m.take(); msg != nil {
+				m.err <- err
+				return msg, nil
+			}
+			m.err <- err
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // ended waits until the member's subscription ends and returns why; the
 // messages it received before are dropped.
 func (m *member) ended(ctx context.Context, t *testing.T) error {
