@@ -81,8 +81,10 @@ func (s *Subscription) resetError(c roomCheck) error {
 }
 
 // checkReset is the readers' OnReconnect hook: the subscriptions of rooms
-// that were reset end with ErrRoomReset (which unfollows them) before the
-// reader reads again, so nothing written after the reset reaches them.
+// that were reset end with ErrRoomReset (which unfollows them), and the
+// workers' clients there are dropped and reported to HandleClientTimeout,
+// before the reader reads again, so nothing written after the reset
+// reaches them.
 func (r *router) checkReset(ctx context.Context, positions []streams.Position) error {
 	rooms := make([]string, len(positions))
 	for i, p := range positions {
@@ -107,8 +109,43 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 				s.reset(err)
 			}
 		}
+		r.mu.Lock()
+		sinks := append([]roomSink(nil), r.sinks[p.Room]...)
+		r.mu.Unlock()
+		for _, s := range sinks {
+			if wr, ok := s.(*workerRoom); ok {
+				if n := wr.reset(c, behind); n > 0 {
+					r.q.stats.Reset.Add(uint64(n))
+					r.q.opts.Logger.Warn("syncfanout: room reset", "room", p.Room, "worker clients", n)
+				}
+			}
+		}
 	}
 	return nil
+}
+
+// reset drops the clients of a worker room that Redis no longer knows
+// (joined under another epoch, or whose stream ends before what was read)
+// and reports each once to HandleClientTimeout, as for an eviction: the
+// gateway tells its end client, which subscribes again. A follow-all room
+// takes the new epoch for the members it finds from now on.
+func (r *workerRoom) reset(c roomCheck, behind bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	behind = behind || (r.last != "" && (c.last == "" || streams.CompareIDs(c.last, r.last) < 0))
+	n := 0
+	for _, cl := range r.clients {
+		if cl.start == "" || cl.gone || (cl.epoch == c.epoch && !behind) {
+			continue
+		}
+		r.drop(cl)
+		r.enqueue(cl, delivery{timeout: true})
+		n++
+	}
+	if r.w.opts.FollowAll {
+		r.epoch = c.epoch
+	}
+	return n
 }
 
 // reset ends s with a room reset; the subscription is not counted as evicted.

@@ -33,7 +33,9 @@ type WorkerOptions struct {
 	// the worker delivers for is evicted from a room (heartbeat or ack
 	// timeout), after the messages delivered to it before the eviction.
 	// The room's evict event is the source, so it is called whichever
-	// process evicted the client.
+	// process evicted the client. It is also called, once, when Redis lost
+	// the client's membership (a restart without data: the room's epoch
+	// changed, see ErrRoomReset); the client must subscribe again.
 	HandleClientTimeout func(ctx context.Context, clientID, room string) error
 	// Logger receives handler failures and background errors (default: the
 	// Queue's).

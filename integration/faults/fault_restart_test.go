@@ -207,6 +207,21 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 	b, err := q.Join(ctx, room)
 	require.NoError(t, err)
 	subs := map[string]*queue.Subscription{"a": a, "b": b}
+	// A gateway's client in the room too: its worker acks every delivery.
+	timeouts := make(chan string, 10)
+	gotByWorker := make(chan uint64, 100)
+	var w *queue.Worker
+	w, err = q.NewWorker(queue.WorkerOptions{
+		AutoHeartbeat: true,
+		HandleMessage: func(ctx context.Context, c string, m *queue.Message) error {
+			gotByWorker <- m.ID
+			return w.Ack(ctx, c, m.AckToken)
+		},
+		HandleClientTimeout: func(_ context.Context, c, r string) error { timeouts <- c + " " + r; return nil },
+	})
+	require.NoError(t, err)
+	defer w.Close()
+	require.NoError(t, w.Subscribe(ctx, "gateway-client", room))
 	for i := range 3 {
 		_, err := q.Send(ctx, room, payload(0, i, queue.DefaultPriority))
 		require.NoError(t, err)
@@ -240,7 +255,17 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 		err := retry(ctx, func() error { return m.Ack(ctx) })
 		require.ErrorIs(t, err, queue.ErrRoomReset, "an ack token from before the reset")
 	}
-	require.GreaterOrEqual(t, q.Stats().Reset.Load(), uint64(2))
+	// The gateway is told through HandleClientTimeout, once.
+	select {
+	case got := <-timeouts:
+		require.Equal(t, "gateway-client "+room, got)
+	case <-ctx.Done():
+		t.Fatal("the worker's client was not reported")
+	}
+	require.GreaterOrEqual(t, q.Stats().Reset.Load(), uint64(3))
+	for len(gotByWorker) > 0 {
+		<-gotByWorker
+	}
 
 	// Subscribing again gives normal service.
 	rec = newRecorder()
@@ -249,6 +274,7 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 	b2, err := q.Join(ctx, room)
 	require.NoError(t, err)
 	subs = map[string]*queue.Subscription{"a": a2, "b": b2}
+	require.NoError(t, w.Subscribe(ctx, "gateway-client", room))
 	var sent []uint64
 	for i := range 5 {
 		id, err := q.Send(ctx, room, payload(1, i, queue.DefaultPriority))
@@ -258,9 +284,22 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 	for range 5 {
 		lockstepRound(ctx, t, rec, subs, true)
 	}
+	for _, id := range sent {
+		select {
+		case got := <-gotByWorker:
+			require.Equal(t, id, got, "the gateway's client after subscribing again")
+		case <-ctx.Done():
+			t.Fatal("the gateway's client got nothing after subscribing again")
+		}
+	}
+	select {
+	case got := <-timeouts:
+		t.Fatalf("a second HandleClientTimeout: %s", got)
+	default:
+	}
 	rp, problems := rec.check([]string{"a", "b"}, sent)
 	require.Empty(t, problems)
-	t.Logf("F2 %s: both subscriptions ended with ErrRoomReset %v after the restart; after subscribing again %s",
+	t.Logf("F2 %s: both subscriptions ended with ErrRoomReset %v after the restart, the worker's client was reported once; after subscribing again %s",
 		tg.name, noticed.Round(time.Millisecond), rp)
 	require.NoError(t, a2.Close(ctx))
 	require.NoError(t, b2.Close(ctx))
