@@ -85,6 +85,9 @@ type follow struct {
 	// trusted (set when followed and after errors); subscribed: its
 	// subscription was confirmed on the current connection.
 	pending, subscribed bool
+	// rewinds counts Follows that moved last back, so that a read already
+	// under way does not mark the room read past the new point.
+	rewinds int
 }
 
 type subOp struct {
@@ -144,6 +147,7 @@ func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error
 	var live *redis.PubSub
 	if CompareIDs(from, f.last) < 0 {
 		f.last, f.pending = from, true
+		f.rewinds++
 		live = r.live
 	}
 	r.mu.Unlock()
@@ -478,11 +482,17 @@ func (r *Reader) positions() []Position {
 // their notifications again.
 func (r *Reader) catchUp(ctx context.Context, keys []string) error {
 	for _, key := range keys {
+		r.mu.Lock()
+		var rewinds int
+		if f, ok := r.rooms[key]; ok {
+			rewinds = f.rewinds
+		}
+		r.mu.Unlock()
 		if err := r.readStream(ctx, key); err != nil {
 			return err
 		}
 		r.mu.Lock()
-		if f, ok := r.rooms[key]; ok && f.subscribed {
+		if f, ok := r.rooms[key]; ok && f.subscribed && f.rewinds == rewinds {
 			f.pending = false
 		}
 		r.mu.Unlock()
