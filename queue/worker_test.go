@@ -552,6 +552,13 @@ func TestWorkerHandlerFailuresContained(t *testing.T) {
 			require.NoError(t, err)
 		}
 		require.NoError(t, wkLockStepRoom(ctx, q, w, "room", clients, in["room"], msgs, nil))
+		// The handlers record a delivery before they fail, so the last
+		// failures may still be on their way into the counters.
+		want := uint64(msgs + 1)
+		require.NoError(t, wkWaitFor(ctx, "the handler failures to be counted", func() (bool, error) {
+			m := w.Metrics()
+			return m.HandlerErrors >= want && m.HandlerPanics >= want, nil
+		}))
 		m := w.Metrics()
 		require.Equal(t, uint64(msgs+1), m.HandlerErrors)
 		require.Equal(t, uint64(msgs+1), m.HandlerPanics)
