@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -64,18 +65,21 @@ func isNoSuchKey(err error) bool {
 }
 
 // resetError returns the ErrRoomReset for s given what Redis holds now, or
-// nil when s can go on.
-func (s *Subscription) resetError(c roomCheck) error {
+// nil when s can go on. read is a stream position known to have been read
+// before c was: the stream cannot end before it unless history was lost.
+// (A subscription's own position can move past c while c is checked,
+// through entries handed over by this process's acks, so it is no proof.)
+func (s *Subscription) resetError(c roomCheck, read string) error {
 	s.mu.Lock()
-	epoch, last := s.epoch, s.last
+	epoch := s.epoch
 	s.mu.Unlock()
 	switch {
 	case epoch == "":
 		return nil // still joining: the join reads the current epoch
 	case c.epoch != epoch:
 		return fmt.Errorf("%w: room %q: epoch %s, now %q", sferr.ErrRoomReset, s.room, epoch, c.epoch)
-	case c.last == "" || (last != "" && streams.CompareIDs(c.last, last) < 0):
-		return fmt.Errorf("%w: room %q: its stream ends at %q, before %s already read", sferr.ErrRoomReset, s.room, c.last, last)
+	case c.last == "" || (read != "" && streams.CompareIDs(c.last, read) < 0):
+		return fmt.Errorf("%w: room %q: its stream ends at %q, before %s already read", sferr.ErrRoomReset, s.room, c.last, read)
 	}
 	return nil
 }
@@ -94,6 +98,9 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 	if err != nil {
 		return err
 	}
+	if err := r.confirmChecks(ctx, positions, checks); err != nil {
+		return err
+	}
 	for _, p := range positions {
 		c := checks[p.Room]
 		r.mu.Lock()
@@ -101,11 +108,7 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 		r.mu.Unlock()
 		behind := c.last == "" || streams.CompareIDs(c.last, p.Last) < 0
 		for _, s := range subs {
-			err := s.resetError(c)
-			if err == nil && behind {
-				err = fmt.Errorf("%w: room %q: its stream ends at %q, before %s already read", sferr.ErrRoomReset, p.Room, c.last, p.Last)
-			}
-			if err != nil {
+			if err := s.resetError(c, p.Last); err != nil {
 				s.reset(err)
 			}
 		}
@@ -116,7 +119,8 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 			if wr, ok := s.(*workerRoom); ok {
 				if n := wr.reset(c, behind); n > 0 {
 					r.q.stats.Reset.Add(uint64(n))
-					r.q.opts.Logger.Warn("syncfanout: room reset", "room", p.Room, "worker clients", n)
+					r.q.opts.Logger.Warn("syncfanout: room reset", "room", p.Room, "worker clients", n,
+						"epoch", c.epoch, "stream last", c.last, "read up to", p.Last)
 				}
 			}
 		}
@@ -132,7 +136,9 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 func (r *workerRoom) reset(c roomCheck, behind bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	behind = behind || (r.last != "" && (c.last == "" || streams.CompareIDs(c.last, r.last) < 0))
+	// behind compares with the reader's position, read before c; the
+	// room's own position may have moved past c since, through entries
+	// this process's acks handed over, which proves nothing.
 	n := 0
 	for _, cl := range r.clients {
 		if cl.start == "" || cl.gone || (cl.epoch == c.epoch && !behind) {
@@ -159,12 +165,58 @@ func (s *Subscription) reset(err error) {
 // lost ends s after a heartbeat found its client gone from the room: a
 // reset when the room's state was replaced, an eviction otherwise.
 func (r *router) lost(ctx context.Context, s *Subscription) {
+	s.mu.Lock()
+	read := s.last // taken before the check, so the stream must reach it
+	s.mu.Unlock()
 	checks, err := r.readRooms(ctx, []string{s.room})
 	if err == nil {
-		if rerr := s.resetError(checks[s.room]); rerr != nil {
+		if rerr := s.resetError(checks[s.room], read); rerr != nil {
 			s.reset(rerr)
 			return
 		}
 	}
 	s.fail(&sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}})
 }
+
+// confirmChecks reads again, after a pause and a refresh of the cluster's
+// slot map, the rooms whose first answer looks like a reset (no state, no
+// stream, or a stream ending before what was read). While a slot moves
+// between masters, a node can answer for a room it does not hold yet, and
+// one such answer must not drop every subscriber of the room. A real reset
+// (a restart without persistence) answers the same twice; a room whose
+// answers differ is left for the reader's next reconnect check.
+func (r *router) confirmChecks(ctx context.Context, positions []streams.Position, checks map[string]roomCheck) error {
+	var suspect []string
+	for _, p := range positions {
+		c := checks[p.Room]
+		if c.epoch == "" || c.last == "" || (p.Last != "" && streams.CompareIDs(c.last, p.Last) < 0) {
+			suspect = append(suspect, p.Room)
+		}
+	}
+	if len(suspect) == 0 {
+		return nil
+	}
+	t := time.NewTimer(confirmResetAfter)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	case <-t.C:
+	}
+	if cc, ok := r.q.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
+	}
+	again, err := r.readRooms(ctx, suspect)
+	if err != nil {
+		return err
+	}
+	for _, room := range suspect {
+		if again[room] != checks[room] {
+			return fmt.Errorf("syncfanout: room %q answered %+v then %+v after a reconnect: checking again later", room, checks[room], again[room])
+		}
+	}
+	return nil
+}
+
+// confirmResetAfter is the pause before a suspected reset is read again.
+const confirmResetAfter = 500 * time.Millisecond
