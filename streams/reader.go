@@ -88,6 +88,8 @@ type follow struct {
 	// rewinds counts Follows that moved last back, so that a read already
 	// under way does not mark the room read past the new point.
 	rewinds int
+	// unconfirmed counts sweeps that found the subscription unconfirmed.
+	unconfirmed int
 }
 
 type subOp struct {
@@ -328,9 +330,19 @@ func (r *Reader) loop(ctx context.Context) {
 		backoff = min(backoff*2, 2*time.Second)
 		return true
 	}
+	lastSweep := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(lastSweep) >= r.opts.Block {
+			lastSweep = time.Now()
+			if err := r.sweep(); err != nil {
+				if !fail(err) {
+					return
+				}
+				continue
+			}
 		}
 		ps, due, ok := r.prepare(ctx)
 		if !ok {
@@ -455,6 +467,29 @@ func (r *Reader) prepare(ctx context.Context) (*redis.PubSub, []string, bool) {
 		ps = nil // not dialled yet: receiving would dial it without a channel to route by
 	}
 	return ps, due, true
+}
+
+// sweep is the safety net under the notifications: every Block it has
+// every room read from its stream (nothing is delivered twice: positions
+// only move forward), so a notification lost in a way the reader could not
+// see (a slot moving under a subscription, a subscription Redis refused)
+// delays a delivery by at most Block instead of stalling the room. A
+// subscription still unconfirmed after two sweeps replaces the connection.
+func (r *Reader) sweep() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, f := range r.rooms {
+		f.pending = true
+		if f.subscribed {
+			f.unconfirmed = 0
+			continue
+		}
+		f.unconfirmed++
+		if f.unconfirmed >= 2 {
+			return fmt.Errorf("syncfanout: reader: subscription to %s not confirmed", key)
+		}
+	}
+	return nil
 }
 
 // resetConn marks every room for a read from its stream once subscribed
