@@ -190,13 +190,8 @@ func stateCmd() *command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.withTimeout(ctx)
-			defer cancel()
-			st, err := q.RoomState(ctx, room)
+			st, err := e.roomState(ctx, q, room)
 			if err != nil {
-				return err
-			}
-			if err := knownRoom(st); err != nil {
 				return err
 			}
 			s := stateView(st)
@@ -400,15 +395,12 @@ func peekCmd() *command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := e.withTimeout(ctx)
-			defer cancel()
-			st, err := q.RoomState(ctx, room)
+			st, err := e.roomState(ctx, q, room)
 			if err != nil {
 				return err
 			}
-			if err := knownRoom(st); err != nil {
-				return err
-			}
+			ctx, cancel := e.withTimeout(ctx)
+			defer cancel()
 			msgs, err := q.Peek(ctx, room, offset, n)
 			if err != nil {
 				return err
@@ -500,13 +492,7 @@ func replayCmd() *command {
 			if err != nil {
 				return err
 			}
-			sctx, cancel := e.withTimeout(ctx)
-			st, err := q.RoomState(sctx, room)
-			cancel()
-			if err != nil {
-				return err
-			}
-			if err := knownRoom(st); err != nil {
+			if _, err := e.roomState(ctx, q, room); err != nil {
 				return err
 			}
 			out := bufio.NewWriter(e.stdout)
@@ -563,13 +549,11 @@ func tailCmd() *command {
 			if err != nil {
 				return err
 			}
-			sctx, cancel := e.withTimeout(ctx)
-			st, err := q.RoomState(sctx, room)
-			cancel()
-			if err != nil {
-				return err
-			}
-			if knownRoom(st) != nil {
+			if _, err := e.roomState(ctx, q, room); err != nil {
+				var ce *cliError
+				if !errors.As(err, &ce) || ce.code != exitNotFound {
+					return err
+				}
 				fmt.Fprintf(e.stderr, "syncfanout tail: room %q has no history yet; waiting for it\n", room)
 			}
 			p := &eventPrinter{w: e.stdout, format: f}

@@ -185,6 +185,18 @@ func roomArg(room string) error {
 }
 
 // knownRoom fails with exitNotFound when Redis holds nothing of the room.
+// roomState reads a room's state within --timeout; a room that holds
+// nothing is an unknown room (exit code 4).
+func (e *env) roomState(ctx context.Context, q *queue.Queue, room string) (queue.RoomState, error) {
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	st, err := q.RoomState(ctx, room)
+	if err != nil {
+		return st, err
+	}
+	return st, knownRoom(st)
+}
+
 func knownRoom(st queue.RoomState) error {
 	if st.LastSeq == 0 && st.Pending == 0 && st.InFlight == nil && len(st.Members) == 0 &&
 		len(st.Observers) == 0 && st.StreamLen == 0 {
