@@ -12,7 +12,7 @@
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
 --           FORGED (seq never issued), STALE (not the in-flight message).
-local mv = redis.call('HMGET', KEYS[K_META], 'ep', 'seq', 'f', 'rt')
+local mv = {META.ep, META.seq, META.f, META.rt}
 if mv[1] ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
 TRACK = true
 reap()

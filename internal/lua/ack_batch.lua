@@ -16,7 +16,7 @@
 --   per-client status, as ack.lua: OK (also for a repeated ack of the
 --           in-flight message), NOT_MEMBER, OBSERVER, FORGED (seq never
 --           issued), STALE (not the in-flight message).
-local mv = redis.call('HMGET', KEYS[K_META], 'ep', 'seq', 'f', 'rt')
+local mv = {META.ep, META.seq, META.f, META.rt}
 if mv[1] ~= ARGV[6] then
   local res = {'EPOCH', 0, false, NOW, false, false, {}, 0}
   for i = 8, #ARGV do res[#res + 1] = 'EPOCH' end

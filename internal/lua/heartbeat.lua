@@ -19,7 +19,10 @@ for i = 7, #ARGV do
     redis.call('ZADD', KEYS[K_OBS], deadline, c)
     alive = 1
   end
-  if alive == 1 then redis.call('HSET', KEYS[K_SEEN], c, NOW) end
+  if alive == 1 then
+    redis.call('HSET', KEYS[K_SEEN], c, NOW)
+    DEADLINES = true
+  end
   res[#res + 1] = alive
 end
 res[2] = settle()

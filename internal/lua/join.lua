@@ -18,10 +18,11 @@ local c, role = ARGV[6], ARGV[7]
 local deadline = NOW + tonumber(ARGV[8])
 local status, from
 local owed = {}
+DEADLINES = true
 if redis.call('ZSCORE', KEYS[K_MEM], c) then
   redis.call('ZADD', KEYS[K_MEM], deadline, c)
   status = 'ALREADY'
-  local fs = redis.call('HGET', KEYS[K_META], 'fs')
+  local fs = META.fs
   if fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
     owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
   end
@@ -34,6 +35,7 @@ if status then
   from = last[1] and last[1][1] or '0-0'
 else
   status = 'OK'
+  MEMBERS = true
   if role == 'o' then
     redis.call('ZADD', KEYS[K_OBS], deadline, c)
     redis.call('HINCRBY', KEYS[K_STATS], 'observers', 1)
@@ -42,7 +44,7 @@ else
     redis.call('HINCRBY', KEYS[K_STATS], 'members', 1)
     -- Joining mid-flight: the newcomer never saw the in-flight message, so
     -- the barrier must not wait for it (0 marks "not required").
-    if redis.call('HEXISTS', KEYS[K_META], 'f') == 1 then
+    if META.f then
       redis.call('HSET', KEYS[K_ACK], c, 0)
     end
   end

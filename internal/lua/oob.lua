@@ -6,6 +6,8 @@
 -- ARGV: 1-5 common (room.lua); 6 producer; 7 payload.
 -- Returns: {"OK", seq, epoch, stream ID, now ms}
 local ep = epoch()
-local seq = redis.call('HINCRBY', KEYS[K_META], 'seq', 1)
+local seq = tonumber(META.seq or '0') + 1
+mset('seq', seq)
 local id = append({'t', 'o', 'id', seq, 'p', ARGV[6], 'et', NOW, 'd', ARGV[7]})
+flush_meta()
 return {'OK', seq, ep, id, NOW}

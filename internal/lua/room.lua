@@ -38,12 +38,56 @@ local function now_ms()
 end
 local NOW = now_ms()
 
+-- META holds the room's meta hash, read once per call: every script needs
+-- some of it and a Redis call costs more from Lua than its reply's size.
+-- Changes go through mset and are written by flush_meta in at most two
+-- calls (HSET and HDEL) at the end of the script.
+local META = {}
+do
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad'}
+  local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
+  for i, k in ipairs(names) do
+    if mv[i] then META[k] = mv[i] end
+  end
+end
+local META_DIRTY = {}
+-- mset changes a meta field (v false: delete it) in META and for flush_meta.
+local function mset(k, v)
+  if v == false then META[k] = nil else META[k] = v end
+  META_DIRTY[k] = v
+end
+local function flush_meta()
+  local set, del = {'HSET', KEYS[K_META]}, {'HDEL', KEYS[K_META]}
+  for k, v in pairs(META_DIRTY) do
+    if v == false then
+      del[#del + 1] = k
+    else
+      set[#set + 1] = k
+      set[#set + 1] = v
+    end
+  end
+  if #set > 2 then redis.call(unpack(set)) end
+  if #del > 2 then redis.call(unpack(del)) end
+  META_DIRTY = {}
+end
+
+-- DEADLINES says this call changed a heartbeat deadline or the ack
+-- deadline, so update_index must recompute the room's earliest deadline;
+-- otherwise the one in the due index (DUE, read by reap) still holds.
+local DEADLINES = false
+local DUE = nil
+-- MEMBERS says this call added or removed a member or observer; with PEND0
+-- (the backlog before the call) it tells update_index whether the room's
+-- entry in the shard's room index can have changed.
+local MEMBERS = false
+local PEND0 = tonumber(META.pend or '0')
+
 local function epoch()
-  local ep = redis.call('HGET', KEYS[K_META], 'ep')
+  local ep = META.ep
   if not ep then
     local t = redis.call('TIME')
     ep = t[1] .. string.format('%06d', tonumber(t[2]))
-    redis.call('HSET', KEYS[K_META], 'ep', ep)
+    mset('ep', ep)
   end
   return ep
 end
@@ -104,6 +148,7 @@ local function drop(c, ev, reason)
   else
     return nil
   end
+  DEADLINES, MEMBERS = true, true
   redis.call('HDEL', KEYS[K_SEEN], c)
   append({'t', ev, 'c', c, 'r', reason, 'o', role})
   return role
@@ -111,7 +156,17 @@ end
 
 -- reap evicts members whose heartbeat deadline passed and, when the ack
 -- deadline of the in-flight message passed, the members that did not ack it.
+-- The due index holds the room's earliest deadline (update_index keeps it
+-- exact), so a room with nothing expired costs one ZSCORE here.
 local function reap()
+  local due = redis.call('ZSCORE', KEYS[K_DUE], ROOM)
+  if not due then
+    DUE = false
+    return 0
+  end
+  DUE = tonumber(due)
+  if DUE > NOW then return 0 end
+  DEADLINES = true
   local n = 0
   for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[K_MEM], '-inf', NOW)) do
     drop(c, 'e', 'timeout')
@@ -121,7 +176,7 @@ local function reap()
     drop(c, 'e', 'timeout')
     n = n + 1
   end
-  local ad = tonumber(redis.call('HGET', KEYS[K_META], 'ad') or '0')
+  local ad = tonumber(META.ad or '0')
   if ad > 0 and ad <= NOW then
     for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
       if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
@@ -129,7 +184,8 @@ local function reap()
         n = n + 1
       end
     end
-    redis.call('HDEL', KEYS[K_META], 'ad')
+    mset('ad', false)
+    DEADLINES = true
   end
   return n
 end
@@ -170,24 +226,26 @@ end
 -- it released, the seq of the last one, and the room's resulting state for
 -- update_index (read once here, to keep the calls per script low).
 local function release()
-  local meta = KEYS[K_META]
-  local mv = redis.call('HMGET', meta, 'f', 'pend', 'hold', 'ad')
   local st = {
-    inflight = mv[1] and true or false,
-    pend = mv[2] and tonumber(mv[2]) or 0,
-    hold = mv[3] == '1',
-    ad = mv[4] and tonumber(mv[4]) or 0,
+    inflight = META.f and true or false,
+    pend = META.pend and tonumber(META.pend) or 0,
+    hold = META.hold == '1',
+    ad = META.ad and tonumber(META.ad) or 0,
     nmem = redis.call('ZCARD', KEYS[K_MEM]),
   }
-  local set = {'HSET', meta}
   if st.inflight then
     if st.nmem > 0 and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
-    redis.call('HDEL', meta, 'f', 'fs', 'rt', 'ad')
+    mset('f', false)
+    mset('fs', false)
+    mset('rt', false)
+    if st.ad > 0 then
+      mset('ad', false)
+      DEADLINES = true
+    end
     redis.call('DEL', KEYS[K_ACK])
     st.inflight, st.ad = false, 0
     COMPLETED = true
-    set[#set + 1] = 'lc'
-    set[#set + 1] = NOW
+    mset('lc', NOW)
   end
   local n, last = 0, nil
   if st.pend > 0 and not (st.nmem == 0 and st.hold) then
@@ -209,17 +267,14 @@ local function release()
           last = seq
           n = n + 1
           if st.nmem > 0 then
-            set[#set + 1] = 'f'
-            set[#set + 1] = seq
-            set[#set + 1] = 'fs'
-            set[#set + 1] = id
-            set[#set + 1] = 'rt'
-            set[#set + 1] = NOW
+            mset('f', seq)
+            mset('fs', id)
+            mset('rt', NOW)
             st.inflight = true
             if ACKTIMEOUT > 0 then
               st.ad = NOW + ACKTIMEOUT
-              set[#set + 1] = 'ad'
-              set[#set + 1] = st.ad
+              mset('ad', st.ad)
+              DEADLINES = true
             end
           end
         end
@@ -227,39 +282,51 @@ local function release()
     end
     -- Foreign entries were never counted in pend: only released ones are.
     st.pend = math.max(st.pend - n, 0)
-    set[#set + 1] = 'pend'
-    set[#set + 1] = st.pend
+    mset('pend', st.pend)
     if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
     if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'invalid', bad) end
   end
-  if #set > 2 then redis.call(unpack(set)) end
   return n, last, st
 end
 
 -- update_index keeps the shard's room index and deadline index exact, so
 -- metrics and housekeeping never scan rooms.
 local function update_index(st)
-  local nobs = redis.call('ZCARD', KEYS[K_OBS])
-  if st.pend > 0 or st.nmem + nobs > 0 or st.inflight then
+  local nobs
+  if st.nmem > 0 and not MEMBERS and st.pend == PEND0 then
+    -- Unchanged since the call that last wrote it.
+  elseif st.pend > 0 or st.nmem > 0 or st.inflight then
     redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
   else
-    redis.call('ZREM', KEYS[K_ROOMS], ROOM)
+    nobs = redis.call('ZCARD', KEYS[K_OBS])
+    if nobs > 0 then
+      redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
+    else
+      redis.call('ZREM', KEYS[K_ROOMS], ROOM)
+    end
   end
+  -- The earliest deadline only moves when a deadline changed, or when a
+  -- room without members may have been left with a drain batch to do.
+  -- DUE is nil when reap did not run (it read no index).
+  if not DEADLINES and DUE ~= nil and st.nmem > 0 then return end
   local d
   if st.nmem > 0 then
     d = tonumber(redis.call('ZRANGE', KEYS[K_MEM], 0, 0, 'WITHSCORES')[2])
   end
-  if nobs > 0 then
-    local o = tonumber(redis.call('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')[2])
-    if not d or o < d then d = o end
+  if nobs == nil or nobs > 0 then
+    local o = redis.call('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')[2]
+    if o then
+      o = tonumber(o)
+      if not d or o < d then d = o end
+    end
   end
   if st.ad > 0 and (not d or st.ad < d) then d = st.ad end
   if st.pend > 0 and st.nmem == 0 and not st.hold then
     d = NOW -- a drain batch left work behind
   end
   if d then
-    redis.call('ZADD', KEYS[K_DUE], d, ROOM)
-  else
+    if d ~= DUE then redis.call('ZADD', KEYS[K_DUE], d, ROOM) end
+  elseif DUE ~= false then
     redis.call('ZREM', KEYS[K_DUE], ROOM)
   end
 end
@@ -268,5 +335,6 @@ end
 local function settle()
   local n, last, st = release()
   update_index(st)
+  flush_meta()
   return n, last
 end
