@@ -84,10 +84,19 @@ type Enqueued struct {
 	Appended Appended
 }
 
-// Enqueue adds a message with priority p (0..keys.Levels-1) and releases
-// it at once when the barrier is open.
-func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer string, payload []byte) (Enqueued, error) {
-	v, err := b.run(ctx, lua.Send, room, p, producer, payload)
+// Enqueue adds messages with priority p (0..keys.Levels-1), in order, and
+// releases the first at once when the barrier is open. Their seqs are
+// consecutive from the returned Seq. At least one payload is required.
+func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer string, payloads ...[]byte) (Enqueued, error) {
+	if len(payloads) == 0 {
+		return Enqueued{}, fmt.Errorf("%w: no message to send", sferr.ErrInvalidBatch)
+	}
+	args := make([]any, 0, 2+len(payloads))
+	args = append(args, p, producer)
+	for _, pl := range payloads {
+		args = append(args, pl)
+	}
+	v, err := b.run(ctx, lua.Send, room, args...)
 	if err != nil {
 		return Enqueued{}, err
 	}

@@ -249,6 +249,34 @@ func badCases() []badCase {
 		"SendOutOfBand": func(q *Queue) func(context.Context, string, any, ...SendOption) (uint64, error) {
 			return q.SendOutOfBand
 		},
+		// The value under test comes second, after a valid one: one bad
+		// message fails the whole batch.
+		"SendBatch": func(q *Queue) func(context.Context, string, any, ...SendOption) (uint64, error) {
+			return func(ctx context.Context, room string, v any, opts ...SendOption) (uint64, error) {
+				ids, err := q.SendBatch(ctx, room, []any{data, v}, opts...)
+				if len(ids) > 0 {
+					return ids[0], err
+				}
+				return 0, err
+			}
+		},
+	}
+	for name, batch := range map[string][]any{
+		"nil":            nil,
+		"empty":          {},
+		"above MaxBatch": make([]any, MaxBatch+1),
+		"above, all good": func() []any {
+			b := make([]any, MaxBatch+1)
+			for i := range b {
+				b[i] = data
+			}
+			return b
+		}(),
+	} {
+		add(ErrInvalidBatch, "SendBatch/batch "+name, func(ctx context.Context, e *badEnv) error {
+			_, err := e.q.SendBatch(ctx, e.room, batch)
+			return err
+		})
 	}
 	for method, send := range sends {
 		rooms(method, func(ctx context.Context, e *badEnv, room string) error {

@@ -49,6 +49,8 @@ var (
 	// WaitTimeout: a failover may still lose it. Retrying a Send may
 	// enqueue the message twice; retrying an ack or a join is harmless.
 	ErrNotReplicated = sferr.ErrNotReplicated
+	// ErrInvalidBatch: a SendBatch of no message or of more than MaxBatch.
+	ErrInvalidBatch = sferr.ErrInvalidBatch
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches

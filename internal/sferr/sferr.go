@@ -29,6 +29,7 @@ var (
 	ErrShardMismatch   = errors.New("syncfanout: NumShards differs from the value stored in Redis")
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
+	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
 )
 
 // Status codes returned by the Lua scripts as the first element of their
