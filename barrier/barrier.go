@@ -191,17 +191,31 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	if err != nil {
 		return BatchAcked{}, err
 	}
-	if len(v) != 8+len(clients) {
-		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements, want %d", room, len(v), 8+len(clients))
+	if len(v) < 8 || len(v)%2 != 0 {
+		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements", room, len(v))
 	}
 	res := BatchAcked{
 		Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4),
 		Appended: appended(v, 5), Completed: u64(v, 7) == 1, Errs: make([]error, len(clients)),
 	}
-	for i, c := range clients {
-		if err := sferr.FromStatus(str(v, 8+i)); err != nil {
-			res.Errs[i] = fmt.Errorf("%w: client=%q room=%q seq=%d", err, c, room, seq)
+	refuse := func(i int, status string) {
+		if err := sferr.FromStatus(status); err != nil {
+			res.Errs[i] = fmt.Errorf("%w: client=%q room=%q seq=%d", err, clients[i], room, seq)
 		}
+	}
+	if st := str(v, 0); st != sferr.StatusOK {
+		for i := range clients {
+			refuse(i, st)
+		}
+		return res, nil
+	}
+	// Only the refused clients are listed: position (1-based), status.
+	for j := 8; j+1 < len(v); j += 2 {
+		i := int(u64(v, j)) - 1
+		if i < 0 || i >= len(clients) {
+			return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply names client %d of %d", room, i+1, len(clients))
+		}
+		refuse(i, str(v, j+1))
 	}
 	return res, nil
 }

@@ -10,17 +10,17 @@
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
 --           1 if the batch completed the acked message (nobody is missing) else 0,
---           status of each client in ARGV order...}
---   status: OK, or EPOCH (tokens from before a reset: every client gets
---           EPOCH and nothing changes).
+--           then, for each client whose status is not OK, its position in
+--           ARGV order (1-based) and its status...}
+--   status: OK, or EPOCH (tokens from before a reset: it holds for every
+--           client, and nothing changes).
 --   per-client status, as ack.lua: OK (also for a repeated ack of the
 --           in-flight message), NOT_MEMBER, OBSERVER, FORGED (seq never
---           issued), STALE (not the in-flight message).
+--           issued), STALE (not the in-flight message). Only the others
+--           are listed: a reply element costs Redis more than a Lua test.
 local mv = {META.ep, META.seq, META.f, META.rt}
 if mv[1] ~= ARGV[6] then
-  local res = {'EPOCH', 0, false, NOW, false, false, {}, 0}
-  for i = 8, #ARGV do res[#res + 1] = 'EPOCH' end
-  return res
+  return {'EPOCH', 0, false, NOW, false, false, {}, 0}
 end
 TRACK = true
 reap()
@@ -31,53 +31,77 @@ local forged = seq > tonumber(mv[2] or '0')
 -- may complete it.
 local inflight = tonumber(mv[3] or '-1')
 -- A few calls per batch, not a few per client: a gateway's batch of a
--- hundred acks costs about what one ack does.
-local clients = {}
-for i = 8, #ARGV do clients[#clients + 1] = ARGV[i] end
+-- hundred acks costs about what one ack does. The per-client work is kept
+-- to a few table operations, which is most of what such a batch costs.
+local nclients = #ARGV - 7
 -- Membership: a batch covering a good part of the room reads the member
 -- set once (a ZMSCORE looks each client up in the set, linearly while the
 -- set is a small listpack, and formats every score as a double).
 local member = {}
-if #clients * 4 >= redis.call('ZCARD', KEYS[K_MEM]) then
+local nmem = redis.call('ZCARD', KEYS[K_MEM])
+if nclients * 4 >= nmem then
   for _, m in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do member[m] = true end
-elseif #clients > 0 then
-  local scores = redis.call('ZMSCORE', KEYS[K_MEM], unpack(clients))
-  for i, c in ipairs(clients) do
-    if scores[i] then member[c] = true end
+elseif nclients > 0 then
+  local scores = redis.call('ZMSCORE', KEYS[K_MEM], unpack(ARGV, 8))
+  for i = 1, nclients do
+    if scores[i] then member[ARGV[7 + i]] = true end
   end
 end
-local statuses, fresh = {}, {}
-for i, c in ipairs(clients) do
-  local status
-  if not member[c] then
-    status = 'NOT_MEMBER'
+-- refused lists (position, status) of the clients whose ack is not taken;
+-- fresh the others, once each (member[c] turns false once c is counted).
+local refused, fresh = {}, {}
+local batchStatus = nil
+if forged then
+  batchStatus = 'FORGED'
+elseif inflight ~= seq then
+  batchStatus = 'STALE'
+end
+for i = 1, nclients do
+  local c = ARGV[7 + i]
+  local m = member[c]
+  if m == nil then
+    local status = 'NOT_MEMBER'
     if redis.call('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
-  elseif forged then
-    status = 'FORGED'
-  elseif inflight ~= seq then
-    status = 'STALE'
-  else
+    refused[#refused + 1] = i
+    refused[#refused + 1] = status
+  elseif batchStatus then
+    refused[#refused + 1] = i
+    refused[#refused + 1] = batchStatus
+  elseif m then
+    member[c] = false
     fresh[#fresh + 1] = c
-    status = 'OK'
   end
-  statuses[i] = status
 end
 if #fresh > 0 then
-  -- As HSETNX per client: a repeated ack keeps the time of the first.
-  local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
-  local set = {'HSET', KEYS[K_ACK]}
-  -- Formatted once: Redis turns each Lua number argument into text with
-  -- a slow printf.
-  local now = string.format('%d', NOW)
-  for i, c in ipairs(fresh) do
-    if not had[i] then
+  -- As HSETNX per client: a repeated ack keeps the time of the first. The
+  -- common batch is the first acks of the message, into an empty record.
+  local nack = redis.call('HLEN', KEYS[K_ACK])
+  local new = fresh
+  if nack > 0 then
+    local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
+    new = {}
+    for i, c in ipairs(fresh) do
+      if not had[i] then new[#new + 1] = c end
+    end
+  end
+  if nack + #new >= nmem then
+    -- The record holds only members' acks, so the batch completes the
+    -- message, and settle() deletes the record in this same step: writing
+    -- a hundred fields to delete them would be most of the call's cost.
+    ACKED_ALL = true
+  elseif #new > 0 then
+    local set = {'HSET', KEYS[K_ACK]}
+    -- Formatted once: Redis turns each Lua number argument into text with
+    -- a slow printf.
+    local now = string.format('%d', NOW)
+    for _, c in ipairs(new) do
       set[#set + 1] = c
       set[#set + 1] = now
     end
+    redis.call(unpack(set))
   end
-  if #set > 2 then redis.call(unpack(set)) end
 end
 local n, last = settle()
 local res = {'OK', n, last or false, NOW, mv[4] or false, PREV or false, APPENDED, COMPLETED and 1 or 0}
-for i = 1, #statuses do res[#res + 1] = statuses[i] end
+for i = 1, #refused do res[#res + 1] = refused[i] end
 return res

@@ -102,6 +102,9 @@ local APPENDED = {}
 -- COMPLETED says whether this call's release step completed the in-flight
 -- message (its last missing ack arrived, or the last missing member left).
 local COMPLETED = false
+-- ACKED_ALL, set by a script that counted every member's ack itself, lets
+-- release complete the in-flight message without reading the ack record.
+local ACKED_ALL = false
 
 -- LAST is the stream's newest ID before the next append of this call.
 local LAST = nil
@@ -234,7 +237,7 @@ local function release()
     nmem = redis.call('ZCARD', KEYS[K_MEM]),
   }
   if st.inflight then
-    if st.nmem > 0 and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
+    if st.nmem > 0 and not ACKED_ALL and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
     mset('f', false)
     mset('fs', false)
     mset('rt', false)
