@@ -390,6 +390,27 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 		q.stats.AckRejected(err)
 		return err
 	}
+	return q.ackToken(ctx, t)
+}
+
+// acker returns a Message's ack function: its own token, issued by this
+// process, needs no verifying; another one (the caller changed AckToken)
+// goes through Ack.
+func (q *Queue) acker(t token, issued string) func(context.Context, string) error {
+	return func(ctx context.Context, tok string) error {
+		if tok != issued {
+			return q.Ack(ctx, t.client, tok)
+		}
+		if err := q.check(ctx); err != nil {
+			return err
+		}
+		return q.ackToken(ctx, t)
+	}
+}
+
+// ackToken acks for a token already checked (or issued by this process).
+func (q *Queue) ackToken(ctx context.Context, t token) error {
+	clientID := t.client
 	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch)
 	if err != nil {
 		q.stats.AckRejected(err)

@@ -247,8 +247,9 @@ func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
 		s.mu.Lock()
 		epoch := s.epoch
 		s.mu.Unlock()
-		m.AckToken = token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}.encode(s.q.opts.AckSecret)
-		m.ack = func(ctx context.Context, tok string) error { return s.q.Ack(ctx, s.clientID, tok) }
+		t := token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}
+		m.AckToken = t.encode(s.q.opts.AckSecret)
+		m.ack = s.q.acker(t, m.AckToken)
 	}
 	s.q.stats.Delivered.Add(1)
 	s.q.stats.observeDelivery(m)

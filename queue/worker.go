@@ -63,6 +63,15 @@ type WorkerOptions struct {
 	// LatencyWindow is the number of recent messages Metrics computes
 	// latencies over (default 1000, 1..1000000).
 	LatencyWindow int
+	// AckCoalesce is how long an ack waits for the acks of the worker's
+	// other clients that were handed the same message, so that they go in
+	// one script call (default 2ms, at most 100ms; negative: never wait,
+	// an ack goes out as soon as no call for its room is out). A room
+	// releases its next message only after its slowest member acked, so
+	// waiting for the worker's own slower clients does not delay the
+	// release; the wait ends early when the last of them acks. Acks sent
+	// with Queue.Ack instead of the worker are not waited for.
+	AckCoalesce time.Duration
 }
 
 func (o WorkerOptions) withDefaults(q *Queue) WorkerOptions {
@@ -77,6 +86,9 @@ func (o WorkerOptions) withDefaults(q *Queue) WorkerOptions {
 	}
 	if o.LatencyWindow == 0 {
 		o.LatencyWindow = 1000
+	}
+	if o.AckCoalesce == 0 {
+		o.AckCoalesce = defaultAckCoalesce
 	}
 	return o
 }
@@ -96,6 +108,8 @@ func (o WorkerOptions) validate() error {
 		return bad("Options.DiscoveryInterval=%v, want 10ms..1m", o.DiscoveryInterval)
 	case o.LatencyWindow < 1 || o.LatencyWindow > 1_000_000:
 		return bad("Options.LatencyWindow=%d, want 1..1000000", o.LatencyWindow)
+	case o.AckCoalesce > maxAckCoalesce:
+		return bad("Options.AckCoalesce=%v, want at most %v (negative: off)", o.AckCoalesce, maxAckCoalesce)
 	}
 	return nil
 }
@@ -127,6 +141,7 @@ type Worker struct {
 
 	ackMu    sync.Mutex
 	batchers map[string]*ackBatcher // by room
+	expect   map[string]*ackExpect  // by room: acks to wait for (AckCoalesce)
 
 	m       workerCounters
 	latency *latencyRing
@@ -152,6 +167,7 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 		q: q, opts: opts, log: opts.Logger,
 		rooms:    map[string]*workerRoom{},
 		batchers: map[string]*ackBatcher{},
+		expect:   map[string]*ackExpect{},
 		latency:  newLatencyRing(opts.LatencyWindow),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -325,7 +341,12 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 		w.q.stats.AckRejected(err)
 		return err
 	}
-	req := &ackReq{client: clientID, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
+	return w.ackToken(ctx, t)
+}
+
+// ackToken batches the ack of a token already checked (or issued here).
+func (w *Worker) ackToken(ctx context.Context, t token) error {
+	req := &ackReq{client: t.client, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
 	if !w.enqueueAck(t.room, req) {
 		return sferr.ErrClosed
 	}
@@ -346,6 +367,37 @@ type ackReq struct {
 
 type ackBatcher struct {
 	pending []*ackReq
+	wake    chan struct{} // buffered: an ack arrived while the batcher waits
+	since   time.Time     // when the batcher started waiting for company
+}
+
+// ackExpect counts, for a room's newest message handed to the worker's
+// members, how many were handed it and how many acks for it the worker
+// took: the batcher waits for the missing ones (AckCoalesce).
+type ackExpect struct {
+	epoch         string
+	seq           uint64
+	handed, acked int
+}
+
+const (
+	defaultAckCoalesce = 2 * time.Millisecond
+	maxAckCoalesce     = 100 * time.Millisecond
+)
+
+// expectAck records that a member was handed message seq of room.
+func (w *Worker) expectAck(room, epoch string, seq uint64) {
+	if w.opts.AckCoalesce < 0 {
+		return
+	}
+	w.ackMu.Lock()
+	defer w.ackMu.Unlock()
+	e := w.expect[room]
+	if e == nil || e.seq != seq || e.epoch != epoch {
+		e = &ackExpect{epoch: epoch, seq: seq}
+		w.expect[room] = e
+	}
+	e.handed++
 }
 
 func (w *Worker) enqueueAck(room string, req *ackReq) bool {
@@ -353,24 +405,71 @@ func (w *Worker) enqueueAck(room string, req *ackReq) bool {
 	defer w.ackMu.Unlock()
 	b := w.batchers[room]
 	if b == nil {
-		b = &ackBatcher{}
+		b = &ackBatcher{wake: make(chan struct{}, 1)}
 		if !w.spawn(func() { w.runBatcher(room, b) }) {
 			return false
 		}
 		w.batchers[room] = b
 	}
 	b.pending = append(b.pending, req)
+	// The batcher, when waiting for company, only needs waking once the
+	// wait is pointless: every expected ack is in, or one it did not
+	// expect came.
+	wake := true
+	if e := w.expect[room]; e != nil && e.seq == req.seq && e.epoch == req.epoch {
+		e.acked++
+		wake = e.acked >= e.handed
+	}
 	w.m.acksWaiting.Add(1)
+	if wake {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
 	return true
 }
 
+// coalesceWait returns how much longer the waiting acks of room should
+// wait for the acks of the worker's other members handed the same
+// message; 0 to send them now. w.ackMu must be held.
+func (w *Worker) coalesceWait(room string, b *ackBatcher) time.Duration {
+	e := w.expect[room]
+	if w.opts.AckCoalesce < 0 || e == nil || e.acked >= e.handed || w.ctx.Err() != nil {
+		return 0
+	}
+	for _, r := range b.pending {
+		if r.seq != e.seq || r.epoch != e.epoch {
+			return 0 // not all for the newest message: nothing to gain
+		}
+	}
+	now := time.Now()
+	if b.since.IsZero() {
+		b.since = now
+	}
+	return max(0, w.opts.AckCoalesce-now.Sub(b.since))
+}
+
 // runBatcher sends a room's acks until none are waiting: one call for
-// what was waiting when it started, then one for everything that arrived
-// during that call, and so on. It ends when the room is idle, so an idle
-// worker holds no goroutine per room.
+// what was waiting when it started (after waiting, AckCoalesce, for the
+// acks of the worker's other members handed the same message), then one
+// for everything that arrived during that call, and so on. It ends when
+// the room is idle, so an idle worker holds no goroutine per room.
 func (w *Worker) runBatcher(room string, b *ackBatcher) {
 	for {
 		w.ackMu.Lock()
+		if wait := w.coalesceWait(room, b); wait > 0 && len(b.pending) > 0 {
+			w.ackMu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-b.wake:
+			case <-t.C:
+			case <-w.ctx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		b.since = time.Time{}
 		batch := b.pending
 		b.pending = nil
 		if len(batch) == 0 {
@@ -534,6 +633,9 @@ func (w *Worker) releaseRoom(r *workerRoom) {
 	followed := r.followed
 	r.followed = false
 	w.mu.Unlock()
+	w.ackMu.Lock()
+	delete(w.expect, r.name)
+	w.ackMu.Unlock()
 	w.q.router.removeSink(r.name, r)
 	if followed {
 		w.q.router.unfollowRoom(r.name)
@@ -708,9 +810,23 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		return
 	}
 	if ev.Type == streams.Message && !c.observer {
-		id := c.id
-		m.AckToken = token{epoch: c.epoch, room: r.name, client: id, seq: ev.MessageID}.encode(w.q.opts.AckSecret)
-		m.ack = func(ctx context.Context, tok string) error { return w.Ack(ctx, id, tok) }
+		t := token{epoch: c.epoch, room: r.name, client: c.id, seq: ev.MessageID}
+		issued := t.encode(w.q.opts.AckSecret)
+		m.AckToken = issued
+		m.ack = func(ctx context.Context, tok string) error {
+			if tok != issued {
+				return w.Ack(ctx, t.client, tok)
+			}
+			// The message's own token, issued here: nothing to verify.
+			if w.isClosed() {
+				return sferr.ErrClosed
+			}
+			if err := w.q.check(ctx); err != nil {
+				return err
+			}
+			return w.ackToken(ctx, t)
+		}
+		w.expectAck(r.name, c.epoch, ev.MessageID)
 	}
 	r.enqueue(c, delivery{msg: m})
 }

@@ -438,7 +438,8 @@ func TestWorkerAckBatching(t *testing.T) {
 		rdb.AddHook(hook)
 		q := wkQueue(t, rdb, b.Prefix, queue.Options{})
 		in := wkInbox{"room": make(chan wkDelivery, 4*n)}
-		w, err := q.NewWorker(queue.WorkerOptions{HandleMessage: in.handle, AutoHeartbeat: true})
+		// No coalescing (TestWorkerAckCoalescing): acks go out as they come.
+		w, err := q.NewWorker(queue.WorkerOptions{HandleMessage: in.handle, AutoHeartbeat: true, AckCoalesce: -1})
 		require.NoError(t, err)
 		defer w.Close()
 		clients := make([]string, n)
@@ -515,6 +516,73 @@ func TestWorkerAckBatching(t *testing.T) {
 		require.ErrorIs(t, w.Ack(ctx, clients[0], tokens[clients[0]]), queue.ErrStaleAck)
 		require.ErrorIs(t, w.Ack(ctx, clients[1], tokens[clients[0]]), queue.ErrInvalidToken)
 		require.ErrorIs(t, w.Ack(ctx, clients[0], "garbage"), queue.ErrInvalidToken)
+	})
+}
+
+// TestWorkerAckCoalescing: the acks of the worker's clients handed the same
+// message wait for each other (AckCoalesce), so a hundred of them go in one
+// call even when the first arrives alone; a client that does not ack holds
+// the others back at most AckCoalesce.
+func TestWorkerAckCoalescing(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		const n = 100
+		hook := &wkAckCounter{}
+		rdb := b.NewClient(t)
+		rdb.AddHook(hook)
+		q := wkQueue(t, rdb, b.Prefix, queue.Options{})
+		const straggler = "client-000"
+		release := make(chan struct{})
+		w, err := q.NewWorker(queue.WorkerOptions{
+			AutoHeartbeat: true,
+			AckCoalesce:   100 * time.Millisecond,
+			HandleMessage: func(ctx context.Context, clientID string, m *queue.Message) error {
+				if m.ID == 2 && clientID == straggler {
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return m.Ack(ctx)
+			},
+		})
+		require.NoError(t, err)
+		defer w.Close()
+		for i := range n {
+			require.NoError(t, w.Subscribe(ctx, fmt.Sprintf("client-%03d", i), "room"))
+		}
+		for k := range 3 {
+			_, err := q.Send(ctx, "room", k)
+			require.NoError(t, err)
+		}
+		// Message 1: every client acks from its handler at once; the first
+		// ack waits for the 99 others and they go together.
+		require.NoError(t, wkWaitFor(ctx, "message 1 acked by all", func() (bool, error) {
+			return len(hook.calls()) >= 1, nil
+		}))
+		require.Equal(t, []int{n}, hook.calls(), "clients per ack_batch call for message 1")
+
+		// Message 2: the straggler does not ack; the others go after
+		// AckCoalesce, then the straggler's ack alone releases message 3.
+		require.NoError(t, wkWaitFor(ctx, "message 2 acked by all but one", func() (bool, error) {
+			return len(hook.calls()) >= 2, nil
+		}))
+		st, err := q.RoomState(ctx, "room")
+		require.NoError(t, err)
+		require.NotNil(t, st.InFlight)
+		require.EqualValues(t, 2, st.InFlight.Seq, "released before the straggler acked")
+		require.Equal(t, []string{straggler}, st.Missing)
+		close(release)
+		require.NoError(t, wkWaitFor(ctx, "message 3 acked by all", func() (bool, error) {
+			return len(hook.calls()) >= 4, nil
+		}))
+		require.Equal(t, []int{n, n - 1, 1, n}, hook.calls(), "clients per ack_batch call")
+		m := w.Metrics()
+		require.Equal(t, int64(3*n), m.Acks)
+		require.Equal(t, int64(4), m.AckCalls)
 	})
 }
 
@@ -1033,6 +1101,7 @@ func TestWorkerLifecycle(t *testing.T) {
 			{HandleMessage: noop, FollowAll: true, FollowAllIndex: 2, FollowAllCount: 2},
 			{HandleMessage: noop, DiscoveryInterval: time.Microsecond},
 			{HandleMessage: noop, LatencyWindow: -1},
+			{HandleMessage: noop, AckCoalesce: time.Second},
 		} {
 			_, err := q.NewWorker(o)
 			require.ErrorIs(t, err, queue.ErrInvalidOption, "%+v", o)
