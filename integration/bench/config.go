@@ -25,6 +25,7 @@ type Config struct {
 	W1Modes  []string        // how W1's subscribers are hosted (default: all modes)
 	W1Msgs   func(s int) int
 	W1Window int // messages kept outstanding by the W1 producer
+	W1Batch  int // > 1: every W1 configuration runs again with a producer sending batches of this many (SendBatch)
 	W2Rooms  []int
 	W2Window int // messages kept outstanding per room by the W2 producers
 	W2Warm   time.Duration
@@ -61,6 +62,7 @@ func FullConfig() Config {
 			return 600
 		},
 		W1Window:     64,
+		W1Batch:      32,
 		W2Rooms:      []int{100, 1000},
 		W2Window:     2,
 		W2Warm:       time.Second,
@@ -89,6 +91,7 @@ func ShortConfig() Config {
 		W1S:          []int{1, 4},
 		W1Msgs:       func(int) int { return 60 },
 		W1Window:     8,
+		W1Batch:      4,
 		W2Rooms:      []int{10},
 		W2Window:     2,
 		W2Warm:       50 * time.Millisecond,

@@ -32,6 +32,9 @@ type lockstepSpec struct {
 	Prefill   bool // send Window messages before anyone joins (HoldWhenEmpty), concurrently
 	Producers int  // producer goroutines
 	OOB       bool // send out-of-band messages (counted when every subscriber received them)
+	// Batch > 1: each producer waits until Batch messages may be sent and
+	// sends them with one SendBatch call, instead of one Send per message.
+	Batch int
 }
 
 type lockstepResult struct {
@@ -238,6 +241,16 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 					return
 				case <-k.sem:
 				}
+				if spec.Batch > 1 {
+					if err := sendBatch(prodCtx, prodQ, room, payload, spec.Batch, k.sem, &sent, int64(total)); err != nil {
+						if prodCtx.Err() == nil {
+							k.fail(err)
+							cancel()
+						}
+						return
+					}
+					continue
+				}
 				if sent.Add(1) > int64(total) {
 					return
 				}
@@ -351,4 +364,27 @@ func sendConcurrently(ctx context.Context, q *queue.Queue, room string, payload 
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// sendBatch collects the rest of a batch of n send permits (the first is
+// taken) from sem and sends that many messages with one SendBatch call.
+func sendBatch(ctx context.Context, q *queue.Queue, room string, payload []byte, n int, sem chan struct{}, sent *atomic.Int64, total int64) error {
+	for got := 1; got < n; got++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sem:
+		}
+	}
+	if sent.Add(int64(n))-int64(n) >= total {
+		return nil
+	}
+	batch := make([]any, n)
+	for i := range batch {
+		batch[i] = payload
+	}
+	if _, err := q.SendBatch(ctx, room, batch); err != nil {
+		return fmt.Errorf("SendBatch: %w", err)
+	}
+	return nil
 }

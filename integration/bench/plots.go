@@ -128,21 +128,25 @@ func (r *Report) plotThroughput(dir string) (Plot, bool, error) {
 	p := newPlot("W1 lock-step: throughput vs subscribers", "subscribers in the room", "messages/s acked by all", true, true)
 	i := 0
 	var xs []float64
-	for _, mode := range []string{ModeGateway, ModeSeparate, ModeProcess} {
-		var mx, my []float64
-		for _, row := range r.W1 {
-			if row.Mode == mode && row.Rate.OK() {
-				mx = append(mx, float64(row.S))
-				my = append(my, row.Rate.Median())
+	for _, batched := range []bool{false, true} {
+		for _, mode := range []string{ModeGateway, ModeSeparate, ModeProcess} {
+			var mx, my []float64
+			var producer string
+			for _, row := range r.W1 {
+				if row.Mode == mode && (row.Batch > 1) == batched && row.Rate.OK() {
+					mx = append(mx, float64(row.S))
+					my = append(my, row.Rate.Median())
+					producer = row.Producer()
+				}
 			}
-		}
-		if len(mx) > 0 {
-			if err := addSeries(p, i, "syncfanout, "+mode, mx, my); err != nil {
-				return Plot{}, false, err
+			if len(mx) > 0 {
+				if err := addSeries(p, i, "syncfanout, "+mode+", "+producer, mx, my); err != nil {
+					return Plot{}, false, err
+				}
+				xs = append(xs, mx...)
 			}
-			xs = append(xs, mx...)
+			i++
 		}
-		i++
 	}
 	var fx, fy []float64
 	for _, s := range r.Config.FanoutS {
@@ -170,7 +174,7 @@ func (r *Report) plotRelease(dir string) (Plot, bool, error) {
 	i, any := 0, false
 	var hi float64
 	for _, row := range r.W1 {
-		if len(row.Samples) == 0 || row.Mode == ModeProcess {
+		if len(row.Samples) == 0 || row.Mode == ModeProcess || row.Batch > 1 {
 			continue
 		}
 		s := slices.Clone(row.Samples)

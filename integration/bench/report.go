@@ -58,13 +58,40 @@ func (r *Report) passes() int {
 	return n
 }
 
+// w1 returns the row of mode and S whose producer sends one message per
+// call.
 func (r *Report) w1(mode string, s int) *W1Row {
 	for _, row := range r.W1 {
-		if row.Mode == mode && row.S == s {
+		if row.Mode == mode && row.S == s && row.Batch <= 1 {
 			return row
 		}
 	}
 	return nil
+}
+
+// w1Best returns, of the rows of mode and S (one per producer), the one
+// with the highest rate, and the other one if any.
+func (r *Report) w1Best(mode string, s int) (best, other *W1Row) {
+	for _, row := range r.W1 {
+		if row.Mode != mode || row.S != s || !row.Rate.OK() {
+			continue
+		}
+		if best == nil || row.Rate.Median() > best.Rate.Median() {
+			best, other = row, best
+		} else {
+			other = row
+		}
+	}
+	return best, other
+}
+
+// alsoRate names the producer of best and adds the other row's rate.
+func alsoRate(best, other *W1Row) string {
+	s := fmt.Sprintf(" (producer: %s", best.Producer())
+	if other != nil {
+		s += fmt.Sprintf("; with %s: %s msgs/s", other.Producer(), fInt(other.Rate.Median()))
+	}
+	return s + ")"
 }
 
 func (r *Report) w2(rooms int) *W2Row {
@@ -86,20 +113,20 @@ func (r *Report) evaluate() {
 	rtt := r.Refs.RTTMicros()
 
 	name, want := "W1 S=1 lock-step rate", "≥ 0.7 x PING rate"
-	if row := r.w1(ModeSeparate, 1); row != nil && row.Rate.OK() && ping > 0 {
+	if row, other := r.w1Best(ModeSeparate, 1); row != nil && ping > 0 {
 		ratio := row.Rate.Median() / ping
 		r.Targets = append(r.Targets, Target{Name: name, Want: want + fmt.Sprintf(" (%s msgs/s)", fInt(0.7*ping)),
-			Got: fmt.Sprintf("%s msgs/s = %s x PING rate", fInt(row.Rate.Median()), f2(ratio)), Original: "3,947 msgs/s", Pass: ratio >= 0.7, Where: "W1"})
+			Got: fmt.Sprintf("%s msgs/s = %s x PING rate", fInt(row.Rate.Median()), f2(ratio)) + alsoRate(row, other), Original: "3,947 msgs/s", Pass: ratio >= 0.7, Where: "W1"})
 	} else {
 		r.Targets = append(r.Targets, notRun(name, want, "3,947 msgs/s", "W1"))
 	}
 
 	name, want = "W1 S=100, one gateway", "≥ 4,400 msgs/s"
-	if row := r.w1(ModeGateway, 100); row != nil && row.Rate.OK() {
-		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: fInt(row.Rate.Median()) + " msgs/s", Original: "110 msgs/s", Pass: row.Rate.Median() >= 4400, Where: "W1"})
+	if row, other := r.w1Best(ModeGateway, 100); row != nil {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: fInt(row.Rate.Median()) + " msgs/s" + alsoRate(row, other), Original: "110 msgs/s", Pass: row.Rate.Median() >= 4400, Where: "W1"})
 	} else {
 		t := notRun(name, want, "110 msgs/s", "W1")
-		if row != nil && row.NotMeasured != "" {
+		if row := r.w1(ModeGateway, 100); row != nil && row.NotMeasured != "" {
 			t.Got = "not measured: " + row.NotMeasured
 		}
 		if p := r.w1(ModeProcess, 100); p != nil && p.Rate.OK() {
@@ -116,10 +143,10 @@ func (r *Report) evaluate() {
 	}
 
 	name, want = "W1 S=1 p50 release latency", "≤ 1.5 round trips"
-	if row := r.w1(ModeSeparate, 1); row != nil && row.P50.OK() && rtt > 0 {
+	if row, _ := r.w1Best(ModeSeparate, 1); row != nil && row.P50.OK() && rtt > 0 {
 		rt := row.P50.Median() / rtt
 		r.Targets = append(r.Targets, Target{Name: name, Want: want + fmt.Sprintf(" (%s)", fMicros(1.5*rtt)),
-			Got: fmt.Sprintf("%s = %s round trips", fMicros(row.P50.Median()), f2(rt)), Original: "268 µs (round trip ~71 µs)", Pass: rt <= 1.5, Where: "W1"})
+			Got: fmt.Sprintf("%s = %s round trips (producer: %s)", fMicros(row.P50.Median()), f2(rt), row.Producer()), Original: "268 µs (round trip ~71 µs)", Pass: rt <= 1.5, Where: "W1"})
 	} else {
 		r.Targets = append(r.Targets, notRun(name, want, "268 µs", "W1"))
 	}
@@ -258,18 +285,18 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	p("(`q.NewWorker`); (b) `separate`: each subscriber its own process (its own Queue and")
 	p("connections, `q.Join`); (c) `process`: one process, one Queue, one `q.Join` per subscriber.")
 	p("")
-	p("| mode | S | msgs/s | x PING rate | x Streams fanout | release p50 | p50 in round trips | release p99 |")
-	p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+	p("| mode | S | producer | msgs/s | x PING rate | x Streams fanout | release p50 | p50 in round trips | release p99 |")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, row := range r.W1 {
 		if row.NotMeasured != "" {
-			p("| %s | %d | not measured: %s | | | | | |", row.Mode, row.S, row.NotMeasured)
+			p("| %s | %d | %s | not measured: %s | | | | | |", row.Mode, row.S, row.Producer(), row.NotMeasured)
 			continue
 		}
 		fan := "-"
 		if f := r.Refs.Fanout[row.S]; f != nil && f.OK() {
 			fan = f2(row.Rate.Median() / f.Median())
 		}
-		p("| %s | %d | %s | %s | %s | %s | %s | %s |", row.Mode, row.S, row.Rate.Fmt(fInt), f2(row.Rate.Median()/ping), fan,
+		p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |", row.Mode, row.S, row.Producer(), row.Rate.Fmt(fInt), f2(row.Rate.Median()/ping), fan,
 			row.P50.Fmt(fMicros), f2(row.P50.Median()/rtt), row.P99.Fmt(fMicros))
 	}
 	p("")
@@ -336,7 +363,7 @@ func (r *Report) markdown(b *bytes.Buffer) {
 		p("| %s | %s | %s | %s | %s | %s | %s | %s |", name, c.Cmds.Fmt(f2), c.RTs.Fmt(f2), c.Evals.Fmt(f2), c.Reads.Fmt(f2), c.Inner.Fmt(f1), c.CPU.Fmt(fMicros), c.Sys.Fmt(fMicros))
 	}
 	for _, row := range r.W1 {
-		costRow(fmt.Sprintf("W1 %s S=%d", row.Mode, row.S), row.Cost)
+		costRow("W1 "+row.Label(), row.Cost)
 	}
 	for _, row := range r.W2 {
 		costRow(fmt.Sprintf("W2 %d rooms x 2", row.Rooms), row.Cost)

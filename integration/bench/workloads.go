@@ -41,6 +41,7 @@ func (c *CostFigures) add(cost Cost, msgs int) {
 type W1Row struct {
 	Mode        string
 	S           int
+	Batch       int    // > 1: the producer sends with SendBatch, this many per call
 	Rate        Figure // messages per second fully acked
 	P50, P99    Figure // release latency, µs
 	Cost        CostFigures
@@ -55,26 +56,59 @@ func runW1(ctx context.Context, env *Env, rep *Report) error {
 	}
 	for _, mode := range modes {
 		for _, s := range env.cfg.W1S {
-			row := &W1Row{Mode: mode, S: s}
-			rep.W1 = append(rep.W1, row)
-			for i := 0; i < env.cfg.Reps; i++ {
-				spec := lockstepSpec{Mode: mode, S: s, N: env.cfg.W1Msgs(s), Window: env.cfg.W1Window, Producers: 2}
-				res, err := runLockstep(ctx, env, spec)
-				if err != nil {
-					return fmt.Errorf("W1 %s S=%d: %w", mode, s, err)
+			batches := []int{0}
+			if env.cfg.W1Batch > 1 {
+				batches = append(batches, env.cfg.W1Batch)
+			}
+			for _, batch := range batches {
+				if err := runW1Row(ctx, env, rep, mode, s, batch); err != nil {
+					return err
 				}
-				row.Rate.Add(res.Rate)
-				row.P50.Add(micros(res.Release.Quantile(0.5)))
-				row.P99.Add(micros(res.Release.Quantile(0.99)))
-				row.Cost.add(res.Cost, res.Msgs)
-				row.Samples = append(row.Samples, res.Release...)
-				env.logf("W1 %s S=%d: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg (%.0f%% kernel), %.2f cmds/msg",
-					mode, s, fInt(res.Rate), fMicros(micros(res.Release.Quantile(0.5))), fMicros(micros(res.Release.Quantile(0.99))),
-					fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs))
 			}
 		}
 	}
 	return nil
+}
+
+func runW1Row(ctx context.Context, env *Env, rep *Report, mode string, s, batch int) error {
+	row := &W1Row{Mode: mode, S: s, Batch: batch}
+	rep.W1 = append(rep.W1, row)
+	for i := 0; i < env.cfg.Reps; i++ {
+		spec := lockstepSpec{Mode: mode, S: s, N: env.cfg.W1Msgs(s), Window: env.cfg.W1Window, Producers: 2}
+		if batch > 1 {
+			spec.Producers, spec.Batch = 1, batch
+		}
+		res, err := runLockstep(ctx, env, spec)
+		if err != nil {
+			return fmt.Errorf("W1 %s: %w", row.Label(), err)
+		}
+		row.Rate.Add(res.Rate)
+		row.P50.Add(micros(res.Release.Quantile(0.5)))
+		row.P99.Add(micros(res.Release.Quantile(0.99)))
+		row.Cost.add(res.Cost, res.Msgs)
+		row.Samples = append(row.Samples, res.Release...)
+		env.logf("W1 %s: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg (%.0f%% kernel), %.2f cmds/msg",
+			row.Label(), fInt(res.Rate), fMicros(micros(res.Release.Quantile(0.5))), fMicros(micros(res.Release.Quantile(0.99))),
+			fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs))
+	}
+	return nil
+}
+
+// Producer names how the row's producer sends.
+func (row *W1Row) Producer() string {
+	if row.Batch > 1 {
+		return fmt.Sprintf("SendBatch of %d", row.Batch)
+	}
+	return "Send"
+}
+
+// Label names the row in logs and tables.
+func (row *W1Row) Label() string {
+	l := fmt.Sprintf("%s S=%d", row.Mode, row.S)
+	if row.Batch > 1 {
+		l += fmt.Sprintf(" SendBatch %d", row.Batch)
+	}
+	return l
 }
 
 // W2Row is one many-rooms configuration.
