@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -108,23 +109,55 @@ func (l *Layout) base(shard int) string {
 }
 
 // RoomKeys returns the KEYS list of every room script, in the K* order.
+// It runs on every script call, so the keys are cut from one string: two
+// allocations instead of twenty.
 func (l *Layout) RoomKeys(room string) []string {
 	b := l.base(l.ShardOf(room))
-	ks := make([]string, NumRoomKeys)
-	ks[KMeta-1] = b + "meta:" + room
-	ks[KMem-1] = b + "mem:" + room
-	ks[KSeen-1] = b + "seen:" + room
-	ks[KAck-1] = b + "ack:" + room
-	ks[KObs-1] = b + "obs:" + room
-	ks[KStream-1] = b + "s:" + room
-	ks[KRooms-1] = b + "rooms"
-	ks[KDue-1] = b + "due"
-	ks[KStats-1] = b + "stats"
+	type part struct{ name, room string }
+	var parts [NumRoomKeys]part
+	parts[KMeta-1] = part{"meta:", room}
+	parts[KMem-1] = part{"mem:", room}
+	parts[KSeen-1] = part{"seen:", room}
+	parts[KAck-1] = part{"ack:", room}
+	parts[KObs-1] = part{"obs:", room}
+	parts[KStream-1] = part{"s:", room}
+	parts[KRooms-1] = part{"rooms", ""}
+	parts[KDue-1] = part{"due", ""}
+	parts[KStats-1] = part{"stats", ""}
 	for p := range Levels {
-		ks[KQueue0-1+p] = b + "q" + strconv.Itoa(p) + ":" + room
+		parts[KQueue0-1+p] = part{queueNames[p], room}
+	}
+	n := 0
+	for _, pt := range parts {
+		n += len(b) + len(pt.name) + len(pt.room)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	var ends [NumRoomKeys]int
+	for i, pt := range parts {
+		sb.WriteString(b)
+		sb.WriteString(pt.name)
+		sb.WriteString(pt.room)
+		ends[i] = sb.Len()
+	}
+	all := sb.String()
+	ks := make([]string, NumRoomKeys)
+	start := 0
+	for i, end := range ends {
+		ks[i] = all[start:end]
+		start = end
 	}
 	return ks
 }
+
+// queueNames are the name parts of the priority lists' keys ("q0:"..).
+var queueNames = func() [Levels]string {
+	var q [Levels]string
+	for p := range q {
+		q[p] = "q" + strconv.Itoa(p) + ":"
+	}
+	return q
+}()
 
 // Stream returns the key of a room's delivery stream.
 func (l *Layout) Stream(room string) string {

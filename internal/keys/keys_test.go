@@ -2,6 +2,7 @@ package keys
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -70,6 +71,19 @@ func TestEveryKeyOfARoomInOneSlot(t *testing.T) {
 	for _, room := range []string{"a", "table-7", "x:y::z", "ünïcødé", strings.Repeat("r", MaxNameLen)} {
 		roomKeysInOneSlot(t, l, room)
 	}
+}
+
+// TestRoomKeysLayout pins the documented layout of a room's KEYS.
+func TestRoomKeysLayout(t *testing.T) {
+	l, err := New("app", 16)
+	require.NoError(t, err)
+	b := "app:{" + l.tags[l.ShardOf("r")] + "}:"
+	want := []string{b + "meta:r", b + "mem:r", b + "seen:r", b + "ack:r", b + "obs:r", b + "s:r", b + "rooms", b + "due", b + "stats"}
+	for p := range Levels {
+		want = append(want, fmt.Sprintf("%sq%d:r", b, p))
+	}
+	require.Equal(t, want, l.RoomKeys("r"))
+	require.Equal(t, want[KStream-1], l.Stream("r"))
 }
 
 func TestRoomKeysNeverCollide(t *testing.T) {
