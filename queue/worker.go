@@ -528,6 +528,9 @@ func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 		}
 		return
 	}
+	// The released message first: waking the callers takes a while, and
+	// the next message's fanout should not wait behind it.
+	w.q.router.direct(room, res.Appended)
 	for i, r := range reqs {
 		if e := res.Errs[i]; e != nil {
 			w.m.ackRefused.Add(1)
@@ -540,7 +543,6 @@ func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 	}
 	w.q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
 	w.q.stats.Released.Add(uint64(res.Released))
-	w.q.router.direct(room, res.Appended)
 }
 
 // workerRoom is a room the worker delivers for. It is a sink of the
