@@ -19,12 +19,6 @@ func analysis(r *Report) string {
 		}
 		return fMicros(v)
 	}
-	x := func(v float64) string {
-		if v != v || v <= 0 {
-			return "n/a"
-		}
-		return f1(v)
-	}
 	verdict := func(name string) string {
 		for _, t := range r.Targets {
 			if t.Name == name {
@@ -38,70 +32,76 @@ func analysis(r *Report) string {
 	}
 
 	pingCPU, rtt, pingRate := med(r.Refs.PingCPU), r.Refs.RTTMicros(), med(r.Refs.PingRate)
-	var queuedCPU float64
+	var queuedCPU, queuedScript float64
 	if r.W4 != nil {
-		queuedCPU = med(r.W4.QueuedCPU)
+		queuedCPU, queuedScript = med(r.W4.QueuedCPU), med(r.W4.QueuedScript)
 	}
-	var s1 W1Row
-	if row := r.w1(ModeSeparate, 1); row != nil {
-		s1 = *row
+	s1, _ := r.w1Best(ModeSeparate, 1)
+	if s1 == nil {
+		s1 = &W1Row{}
 	}
-	perMsg := med(s1.Cost.CPU)
+	perMsg, perScript, perSys := med(s1.Cost.CPU), med(s1.Cost.Script), med(s1.Cost.Sys)
 
-	p("**Where the time goes.** Every state change is one Lua script call (`EVALSHA`). In this run")
-	p("a send that only enqueues cost Redis %s of CPU (W4), a lock-step message with one", us(queuedCPU))
-	p("subscriber %s (W1 S=1: its send, its ack, one notification push), a PING %s.", us(perMsg), us(pingCPU))
-	p("`perf` profiles of redis-server taken while writing this report (W4's sends, W1 through one")
-	p("gateway with 100 subscribers) put 65-75%% of its time inside scripts, and only a third of")
-	p("that in the Redis commands the scripts call: the rest is the Lua side of each `redis.call`")
-	p("(arguments turned into Redis strings, Lua numbers through printf; replies parsed back into")
-	p("Lua values) and the shared prelude (`room.lua`) that every call runs. Measured with")
-	p("redis-benchmark on the same server: an empty script given the 19 KEYS of a room costs")
-	p("5.4 µs, the prelude alone 13 µs; a send then makes about 15 Redis calls and an ack about")
-	p("20, at 1.5-3 µs each. The targets stated in round trips are therefore")
-	p("bounded by what a script call costs, not by round trips:")
+	p("**Where the time goes.** Every state change is one Lua script call (`EVALSHA`), and every")
+	p("call is a socket round trip. In this run Redis spent %s of CPU on a PING round trip", us(pingCPU))
+	p("(reading the request, writing the reply: on this virtual machine the sockets are the")
+	p("expensive part), %s on a send that only enqueues (%s of it running the script, W4), and",
+		us(queuedCPU), us(queuedScript))
+	p("%s per lock-step message with one subscriber (W1 S=1, %s: %s running scripts, %s in",
+		us(perMsg), s1.Producer(), us(perScript), us(perSys))
+	p("the kernel). What a script costs is mostly what it asks of Redis from Lua. Measured with")
+	p("a micro-benchmark on this server while writing this report (2,000-20,000 calls each, commandstats):")
+	p("an empty script given a room's 19 KEYS costs 1.6 µs, the shared prelude (`room.lua`) 6.3 µs,")
+	p("a small command called from Lua about 0.3 µs, ZMSCORE of 99 members 50 µs (each score is")
+	p("formatted as a double), an HSET of 99 fields into a listpack hash 40 µs (each insert scans")
+	p("it). Cutting calls and per-element work is what moved the figures of this report: the")
+	p("prelude reads and writes a room's meta hash once, reaping costs one lookup when nothing")
+	p("expired, index writes that cannot change are skipped (an ack cycle went from 22 Redis calls")
+	p("to about 15), `SendBatch` enqueues many messages in one call, and an ack batch that")
+	p("completes its message no longer writes the acks its release deletes (100 acks: 110 -> 55 µs).")
 	p("")
 
-	p("- **W1 S=1, %s.** The cycle is already one round trip: the ack's reply carries the next", verdict("W1 S=1 lock-step rate"))
-	p("  message, and the producer's send overlaps it. But Redis spends %s per message, %s", us(perMsg), x(perMsg/pingCPU))
-	p("  times a PING, so even on an idle network it cannot exceed %s msgs/s = %s x the PING",
-		fInt(1e6/perMsg), f2(1e6/perMsg/pingRate))
-	p("  rate; the client's own work and the shared cores take the rest. What would move it:")
-	p("  cheaper scripts (a Redis Function library builds the prelude once instead of per call;")
-	p("  the ten priority lists cost ten KEYS on every call; numbers formatted once), or one")
-	p("  script call enqueueing a batch of sends.")
+	p("- **W1 S=1, %s.** The cycle is one round trip: the ack's reply carries the next message to", verdict("W1 S=1 lock-step rate"))
+	p("  the subscriber, and the producer's sends overlap it (with `SendBatch`, one call per 32")
+	p("  messages). %s msgs/s = %s x the PING rate: each cycle is a PING-like round trip plus",
+		fInt(med(s1.Rate)), f2(med(s1.Rate)/pingRate))
+	p("  the ack script (%s of scripts per message) plus the client's own work on the same two", us(perScript))
+	p("  cores. What would move it: a Redis Function library, so the prelude (~3 µs of closures")
+	p("  and tables per call) is built once; not pushing the notification of an entry to the")
+	p("  process whose ack reply already carries it (one socket write less in Redis, one wake-up")
+	p("  less in the client, per message); pipelining the calls of concurrent rooms.")
 	if s1.P50.OK() {
-		p("- **Release latency, %s.** The p50 (%s = %s round trips) is the ack's trip to Redis, the",
+		p("- **Release latency, %s.** The p50 (%s = %s round trips) is the ack's round trip, the",
 			verdict("W1 S=1 p50 release latency"), us(med(s1.P50)), f2(med(s1.P50)/rtt))
-		p("  ack script (which releases the next message and returns it), and the reply's trip back.")
-		p("  The ack script makes about 20 Redis calls on top of the ~13 µs every call pays (prelude,")
-		p("  KEYS), 40-70 µs by the figures above, against a budget of %s for the whole cycle,", us(1.5*rtt))
-		p("  network included: the target needs a script cheaper than one PING round trip.")
+		p("  ack script (which completes the message, releases the next and returns it) and the")
+		p("  hand-off to `Next`. The target leaves half a round trip (%s) for the script and the", us(0.5*rtt))
+		p("  client together; the ack script alone is about %s of Redis CPU here.", us(perScript))
 	}
-	if g := r.w1(ModeGateway, 100); g != nil && g.Rate.OK() {
-		gc := med(g.Cost.CPU)
-		p("- **W1 S=100 in one gateway, %s.** The worker batches the acks: %s top-level commands", verdict("W1 S=100, one gateway"), f2(med(g.Cost.Cmds)))
-		p("  per message (one send, the first ack alone, the other 99 in a second call), against 101")
-		p("  with a process per subscriber. What remains is O(S) work per message on both sides. In")
-		p("  Redis, %s per message: the batch's per-client Lua work, and linear searches while the", us(gc))
-		p("  room's member ZSET and ack HASH are listpacks (up to 128 entries: an HSET of 99 new acks")
-		p("  scans the listpack for every field). That alone caps the rate at %s msgs/s. In the", fInt(1e6/gc))
-		p("  gateway, 100 handler calls, ack tokens and their parsing per message, on the same two")
-		p("  cores. This run's ack batch reads the member set once (ZRANGE, not a ZSCORE per client)")
-		p("  and writes the acks in one HMGET + HSET: ~670 -> ~870 msgs/s, same server, alternating")
-		p("  builds. Moving it further: an ack state that costs O(1) per ack (a count per message, and")
-		p("  the ackers in a structure not scanned per insert), and a gateway that acks all its")
-		p("  clients of a message in one call.")
+	g, _ := r.w1Best(ModeGateway, 100)
+	if g != nil && g.Rate.OK() {
+		gc, gs := med(g.Cost.CPU), med(g.Cost.Script)
+		p("- **W1 S=100 in one gateway, %s.** %s msgs/s (%s): %s top-level commands per message, the",
+			verdict("W1 S=100, one gateway"), fInt(med(g.Rate)), g.Producer(), f2(med(g.Cost.Cmds)))
+		p("  worker's acks for a message waiting for each other (`AckCoalesce`) and going in one")
+		p("  call. Redis spends %s per message (%s in scripts), so it is busy %.0f%% of the time:",
+			us(gc), us(gs), 100*med(g.Rate)*gc/1e6)
+		p("  the rest of the cycle is the gateway's work, in series with the call: 100 handler calls,")
+		p("  ack tokens made and parsed, a delivery goroutine per client mailbox, a channel per ack.")
+		p("  What would move it: a fixed pool of delivery goroutines, acks that do not each wait on")
+		p("  a channel, and the same script savings as W1.")
 	}
 	if w := r.w2(100); w != nil && w.Rate.OK() {
-		wc := med(w.Cost.CPU)
+		wc, ws, wsys := med(w.Cost.CPU), med(w.Cost.Script), med(w.Cost.Sys)
 		p("- **W2, %s.** %s msgs/s: %s script calls per message (the send and one ack per subscriber:",
 			verdict("W2 100 rooms x 2 subscribers"), fInt(med(w.Rate)), f2(med(w.Cost.Evals)))
 		p("  the two subscribers of a room live in two processes, so their acks cannot be batched), %s", us(wc))
-		p("  of Redis CPU per message, which caps the rate at %s msgs/s with Redis alone on a core;", fInt(1e6/wc))
-		p("  Redis shares the two cores with the benchmark process. 40,000 msgs/s needs 25 µs of Redis")
-		p("  CPU per message: less than one script call today. What moves it is what moves W1: cheaper")
-		p("  scripts, batched sends.")
+		p("  of Redis CPU per message (%s running scripts, %s in the kernel). Redis is the bottleneck:", us(ws), us(wsys))
+		p("  busy %.0f%% of the time, which caps the rate near %s msgs/s, and it shares the two",
+			100*med(w.Rate)*wc/1e6, fInt(1e6/wc))
+		p("  cores with the benchmark's processes. 40,000 msgs/s needs 25 µs of Redis CPU per message,")
+		p("  about what one PING round trip costs it here: three calls per message cannot get there.")
+		p("  What would move it: several rooms' calls in one socket write (pipelining concurrent")
+		p("  calls, which go-redis offers as an experimental auto-pipeliner), and cheaper scripts.")
 	}
 	if r.W4 != nil && r.W4.QueuedDelta.OK() {
 		p("- **W4, %s.** Pending messages are LIST entries, one list per priority level: the payload", verdict("W4 memory per queued 100-byte message"))
@@ -123,8 +123,9 @@ func analysis(r *Report) string {
 		p("  locality: with 10 clients every Ping finds its room's keys in the CPU caches; with 20,000")
 		p("  each Ping touches a cold room (a dozen keys and their dictionary entries). With 1,024")
 		p("  shards (2 rooms per shard) the random-client figure still grew 1.25x in a trial run, so")
-		p("  the caches, not the indexes, are most of it. Moving it: a heartbeat that touches fewer")
-		p("  keys when nothing else changes (no reap, no index rewrite unless its score changes).")
+		p("  the caches, not the indexes, are most of it. A heartbeat now reaps with one lookup of")
+		p("  the room's deadline and leaves the room index alone; it still rewrites the deadline")
+		p("  index, since it moves the member's deadline.")
 	}
 	if n := len(r.W6Rooms); n >= 2 {
 		a, z := r.W6Rooms[0], r.W6Rooms[n-1]
@@ -143,7 +144,8 @@ func analysis(r *Report) string {
 	}
 	p("")
 	p("**Round trips.** The original library needed S+3 round trips per message. Here a message")
-	p("costs one send and one ack per subscriber process (S+1 with a process per subscriber, ~3")
-	p("through one gateway whatever S), and no read command: deliveries are pushed (W5).")
+	p("costs one send (or a share of a `SendBatch`) and one ack per subscriber process: S+1 with")
+	p("a process per subscriber, about 1 through one gateway whatever S. Nothing is read with a")
+	p("command: deliveries are pushed (W5).")
 	return b.String()
 }

@@ -196,6 +196,7 @@ type Snapshot struct {
 	SysMicros  float64          // used_cpu_sys: the kernel's part (sockets, mostly)
 	UsedMemory int64            // used_memory
 	Calls      map[string]int64 // commandstats calls by command (top-level and in scripts)
+	Usec       map[string]int64 // commandstats usec by command: time spent executing it
 	Sent       map[string]int64 // commands sent by workload connections, by name
 	Writes     int64            // socket writes of workload connections (round trips)
 }
@@ -206,7 +207,7 @@ func (e *Env) snapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	s := Snapshot{At: time.Now(), Calls: map[string]int64{}, Sent: sent, Writes: writes}
+	s := Snapshot{At: time.Now(), Calls: map[string]int64{}, Usec: map[string]int64{}, Sent: sent, Writes: writes}
 	sys, _ := strconv.ParseFloat(infoField(info, "used_cpu_sys"), 64)
 	user, _ := strconv.ParseFloat(infoField(info, "used_cpu_user"), 64)
 	s.CPUMicros = (sys + user) * 1e6
@@ -222,6 +223,10 @@ func (e *Env) snapshot(ctx context.Context) (Snapshot, error) {
 			if v, ok := strings.CutPrefix(kv, "calls="); ok {
 				n, _ := strconv.ParseInt(v, 10, 64)
 				s.Calls[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				s.Usec[strings.TrimPrefix(name, "cmdstat_")] = n
 			}
 		}
 	}
@@ -241,16 +246,23 @@ var handshake = map[string]bool{"hello": true, "client": true, "auth": true, "se
 
 // Cost is the Redis-side cost of a measured window.
 type Cost struct {
-	CPUMicros  float64
-	SysMicros  float64
-	TopLevel   int64            // commands sent by clients
-	RoundTrips int64            // socket writes by clients (a pipeline is one)
-	Inner      int64            // commands run inside scripts
-	ByCommand  map[string]int64 // top-level commands by name
+	CPUMicros float64
+	SysMicros float64
+	// ScriptMicros is the time Redis spent running scripts (EVALSHA and
+	// EVAL, with the commands they call): the rest of CPUMicros is the
+	// event loop, the protocol and the kernel's sockets.
+	ScriptMicros float64
+	TopLevel     int64            // commands sent by clients
+	RoundTrips   int64            // socket writes by clients (a pipeline is one)
+	Inner        int64            // commands run inside scripts
+	ByCommand    map[string]int64 // top-level commands by name
 }
 
 func costBetween(a, b Snapshot) Cost {
 	c := Cost{CPUMicros: b.CPUMicros - a.CPUMicros, SysMicros: b.SysMicros - a.SysMicros, RoundTrips: b.Writes - a.Writes, ByCommand: map[string]int64{}}
+	for _, name := range []string{"evalsha", "eval"} {
+		c.ScriptMicros += float64(b.Usec[name] - a.Usec[name])
+	}
 	var sent int64
 	for name, n := range b.Sent {
 		d := n - a.Sent[name]

@@ -17,19 +17,21 @@ import (
 
 // CostFigures are the per-message Redis costs of a workload.
 type CostFigures struct {
-	CPU   Figure // Redis CPU µs per message
-	Sys   Figure // of which in the kernel
-	Cmds  Figure // top-level commands per message
-	RTs   Figure // round trips (socket writes) per message
-	Inner Figure // commands run inside scripts per message
-	Evals Figure // script calls (EVALSHA) per message
-	Reads Figure // XREADs per message
+	CPU    Figure // Redis CPU µs per message
+	Sys    Figure // of which in the kernel
+	Script Figure // of which running scripts
+	Cmds   Figure // top-level commands per message
+	RTs    Figure // round trips (socket writes) per message
+	Inner  Figure // commands run inside scripts per message
+	Evals  Figure // script calls (EVALSHA) per message
+	Reads  Figure // XREADs per message
 }
 
 func (c *CostFigures) add(cost Cost, msgs int) {
 	n := float64(msgs)
 	c.CPU.Add(cost.CPUMicros / n)
 	c.Sys.Add(cost.SysMicros / n)
+	c.Script.Add(cost.ScriptMicros / n)
 	c.Cmds.Add(float64(cost.TopLevel) / n)
 	c.RTs.Add(float64(cost.RoundTrips) / n)
 	c.Inner.Add(float64(cost.Inner) / n)
@@ -318,6 +320,7 @@ type W4Result struct {
 	StreamDelta  Figure // used_memory delta / entries
 	QueuedCPU    Figure // Redis CPU µs per send that only enqueues (the barrier is held)
 	ReleasedCPU  Figure // Redis CPU µs per send released at once into the stream (no members)
+	QueuedScript Figure // of QueuedCPU, running the script
 	N            int
 	PayloadBytes int
 }
@@ -393,6 +396,7 @@ func w4Once(ctx context.Context, env *Env, res *W4Result) (err error) {
 	}
 	res.QueuedUsage.Add(float64(lists) / float64(n))
 	res.QueuedCPU.Add(costBetween(s0, s1).CPUMicros / float64(n))
+	res.QueuedScript.Add(costBetween(s0, s1).ScriptMicros / float64(n))
 	res.QueuedDelta.Add(float64(s1.UsedMemory-s0.UsedMemory) / float64(n))
 	env.logf("W4 queued: MEMORY USAGE %.1f B/msg, used_memory delta %.1f B/msg", float64(lists)/float64(n), float64(s1.UsedMemory-s0.UsedMemory)/float64(n))
 
