@@ -70,7 +70,9 @@ type WorkerOptions struct {
 	// releases its next message only after its slowest member acked, so
 	// waiting for the worker's own slower clients does not delay the
 	// release; the wait ends early when the last of them acks. Acks sent
-	// with Queue.Ack instead of the worker are not waited for.
+	// with Queue.Ack instead of the worker are not waited for. With
+	// Options.AckTimeout set, the wait is at most a tenth of it, so a held
+	// ack does not land after the deadline it was sent in time for.
 	AckCoalesce time.Duration
 }
 
@@ -162,6 +164,9 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 	opts = opts.withDefaults(q)
 	if err := opts.validate(); err != nil {
 		return nil, err
+	}
+	if at := q.opts.AckTimeout; at > 0 && opts.AckCoalesce > at/10 {
+		opts.AckCoalesce = at / 10
 	}
 	w := &Worker{
 		q: q, opts: opts, log: opts.Logger,
