@@ -117,15 +117,12 @@ func analysis(r *Report) string {
 			us(med(a.CPU)), us(med(z.CPU)), fInt(float64(a.Clients)), fInt(float64(z.Clients)), f2(med(z.CPU)/med(a.CPU)))
 		p("  but where it lands. Pinging the same client again and again costs %s -> %s (x%s):",
 			us(med(a.HotCPU)), us(med(z.HotCPU)), f2(med(z.HotCPU)/med(a.HotCPU)))
-		p("  that part is the per-shard room and deadline indexes each heartbeat updates, listpacks")
-		p("  searched linearly while a shard has at most 128 rooms (20,000 clients in rooms of 10 is")
-		p("  125 rooms per shard, the worst case), skiplists (O(log n)) beyond. The rest is memory")
-		p("  locality: with 10 clients every Ping finds its room's keys in the CPU caches; with 20,000")
-		p("  each Ping touches a cold room (a dozen keys and their dictionary entries). With 1,024")
-		p("  shards (2 rooms per shard) the random-client figure still grew 1.25x in a trial run, so")
-		p("  the caches, not the indexes, are most of it. A heartbeat now reaps with one lookup of")
-		p("  the room's deadline and leaves the room index alone; it still rewrites the deadline")
-		p("  index, since it moves the member's deadline.")
+		p("  the per-shard indexes a heartbeat touches (listpacks searched linearly while a shard")
+		p("  has at most 128 rooms, skiplists beyond) cost next to nothing now that a heartbeat")
+		p("  reaps with one lookup of the room's deadline and leaves the room index alone. The")
+		p("  growth for a random client is memory locality: with 10 clients every Ping finds its")
+		p("  room's keys in the CPU caches; with 20,000 each Ping touches a cold room (a dozen keys")
+		p("  and their dictionary entries).")
 	}
 	if n := len(r.W6Rooms); n >= 2 {
 		a, z := r.W6Rooms[0], r.W6Rooms[n-1]
