@@ -365,7 +365,28 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	if err := q.rdb.SRem(ctx, ckey, members...).Err(); err != nil {
 		return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
 	}
-	return &sferr.EvictedError{ClientID: clientID, Rooms: gone}
+	// A Subscribe of the client to one of these rooms may have run since
+	// its heartbeat (it joins, then adds the room to the set): beat again,
+	// after the SREM, and put back the rooms it is in, or nobody would beat
+	// for that membership.
+	var evicted []string
+	for _, room := range gone {
+		alive, err := q.barrier.Heartbeat(ctx, room, []string{clientID})
+		if err != nil {
+			return err
+		}
+		if !alive[0] {
+			evicted = append(evicted, room)
+			continue
+		}
+		if err := q.rdb.SAdd(ctx, ckey, room).Err(); err != nil {
+			return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
+		}
+	}
+	if len(evicted) == 0 {
+		return nil
+	}
+	return &sferr.EvictedError{ClientID: clientID, Rooms: evicted}
 }
 
 // Ack acknowledges the delivery named by token (Message.AckToken) on
