@@ -1,12 +1,17 @@
 package queue
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -45,24 +50,85 @@ func (t token) encode(secret []byte) string {
 	}
 	b = binary.AppendUvarint(b, t.seq)
 	if secret != nil {
-		b = append(b, sign(secret, b)...)
+		var mac [sha256.Size]byte
+		b = append(b, sign(&mac, secret, b)...)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func sign(secret, b []byte) []byte {
-	h := hmac.New(sha256.New, secret)
+// sign returns the MAC of b under secret, in mac. A gateway signs and checks
+// a token per client per message, so the keyed HMAC states are kept in a
+// pool per secret: Reset restores the key's state without hashing it again.
+func sign(mac *[sha256.Size]byte, secret, b []byte) []byte {
+	p := macPool(secret)
+	if p == nil {
+		h := hmac.New(sha256.New, secret)
+		h.Write(b)
+		h.Sum(mac[:0])
+		return mac[:macLen]
+	}
+	h := p.Get().(hash.Hash)
+	h.Reset()
 	h.Write(b)
-	return h.Sum(nil)[:macLen]
+	h.Sum(mac[:0])
+	p.Put(h)
+	return mac[:macLen]
+}
+
+// maxMacPools bounds the secrets given a pool: a process normally has a
+// current secret and a few previous ones; past that (a secret per tenant,
+// say) tokens are signed without a pool rather than scanning a long list.
+const maxMacPools = 16
+
+// macPools holds a pool of HMAC states per secret seen (the current secret
+// and the previous ones: a handful), copied on write so lookups take no lock.
+var (
+	macPoolsMu sync.Mutex
+	macPools   atomic.Pointer[[]secretPool]
+)
+
+type secretPool struct {
+	secret []byte
+	pool   *sync.Pool
+}
+
+func macPool(secret []byte) *sync.Pool {
+	if list := macPools.Load(); list != nil {
+		for _, sp := range *list {
+			if bytes.Equal(sp.secret, secret) {
+				return sp.pool
+			}
+		}
+	}
+	macPoolsMu.Lock()
+	defer macPoolsMu.Unlock()
+	var list []secretPool
+	if cur := macPools.Load(); cur != nil {
+		list = *cur
+	}
+	for _, sp := range list {
+		if bytes.Equal(sp.secret, secret) {
+			return sp.pool
+		}
+	}
+	if len(list) >= maxMacPools {
+		return nil
+	}
+	key := bytes.Clone(secret)
+	sp := secretPool{secret: key, pool: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+	next := append(slices.Clip(list), sp)
+	macPools.Store(&next)
+	return sp.pool
 }
 
 // verify reports whether mac signs body under the current secret or one of
 // the previous ones (accepted during a key rotation). Every secret is tried,
 // so the time taken does not tell which one matched.
 func verify(body, mac, secret []byte, previous [][]byte) bool {
-	ok := hmac.Equal(sign(secret, body), mac)
+	var sum [sha256.Size]byte
+	ok := hmac.Equal(sign(&sum, secret, body), mac)
 	for _, p := range previous {
-		if hmac.Equal(sign(p, body), mac) {
+		if hmac.Equal(sign(&sum, p, body), mac) {
 			ok = true
 		}
 	}
