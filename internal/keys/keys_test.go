@@ -171,3 +171,13 @@ func FuzzRoomKeys(f *testing.F) {
 		roomKeysInOneSlot(t, l, "other"+room)
 	})
 }
+
+// BenchmarkRoomKeys: every script call builds its room's KEYS.
+func BenchmarkRoomKeys(b *testing.B) {
+	l, err := New("app", 16)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.RoomKeys("table-42")
+	}
+}
