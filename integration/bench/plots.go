@@ -52,6 +52,12 @@ func newPlot(title, x, y string, logX, logY bool) *plot.Plot {
 // addSeries adds a line with points; points with a non-positive or NaN
 // coordinate are left out (log scales).
 func addSeries(p *plot.Plot, i int, name string, xs, ys []float64) error {
+	return addStyledSeries(p, i, name, xs, ys, false)
+}
+
+// addStyledSeries is addSeries with a dashed line when dashed is set (a
+// variant of the series of the same colour).
+func addStyledSeries(p *plot.Plot, i int, name string, xs, ys []float64, dashed bool) error {
 	var pts plotter.XYs
 	for k := range xs {
 		if xs[k] > 0 && ys[k] > 0 && !math.IsNaN(ys[k]) && !math.IsInf(ys[k], 0) {
@@ -67,6 +73,9 @@ func addSeries(p *plot.Plot, i int, name string, xs, ys []float64) error {
 	}
 	l.Color = plotutil.Color(i)
 	l.Dashes = plotutil.Dashes(0)
+	if dashed {
+		l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+	}
 	s.Color = plotutil.Color(i)
 	s.Shape = plotutil.Shape(i)
 	p.Add(l, s)
@@ -126,10 +135,12 @@ func (r *Report) plotThroughput(dir string) (Plot, bool, error) {
 		return Plot{}, false, nil
 	}
 	p := newPlot("W1 lock-step: throughput vs subscribers", "subscribers in the room", "messages/s acked by all", true, true)
-	i := 0
 	var xs []float64
+	modes := []string{ModeGateway, ModeSeparate, ModeProcess}
+	i := len(modes) // the references' colours come after the modes'
 	for _, batched := range []bool{false, true} {
-		for _, mode := range []string{ModeGateway, ModeSeparate, ModeProcess} {
+		// A mode keeps its colour; the batching producer's line is dashed.
+		for m, mode := range modes {
 			var mx, my []float64
 			var producer string
 			for _, row := range r.W1 {
@@ -140,12 +151,11 @@ func (r *Report) plotThroughput(dir string) (Plot, bool, error) {
 				}
 			}
 			if len(mx) > 0 {
-				if err := addSeries(p, i, "syncfanout, "+mode+", "+producer, mx, my); err != nil {
+				if err := addStyledSeries(p, m, "syncfanout, "+mode+", "+producer, mx, my, batched); err != nil {
 					return Plot{}, false, err
 				}
 				xs = append(xs, mx...)
 			}
-			i++
 		}
 	}
 	var fx, fy []float64
