@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -157,14 +158,24 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 	if err != nil {
 		return 0, err
 	}
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payload)
+	res, err := q.enqueue(ctx, room, so, payload)
 	if err != nil {
 		return 0, err
 	}
-	q.stats.Sent.Add(1)
+	return res.Seq, nil
+}
+
+// enqueue runs the send script for checked payloads, counts them and hands
+// what it released to this process's subscribers.
+func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (barrier.Enqueued, error) {
+	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payloads...)
+	if err != nil {
+		return res, err
+	}
+	q.stats.Sent.Add(uint64(len(payloads)))
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(room, res.Appended)
-	return res.Seq, nil
+	return res, nil
 }
 
 // MaxBatch is the most messages one SendBatch call takes: a batch is one
@@ -197,13 +208,10 @@ func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
 	}
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payloads...)
+	res, err := q.enqueue(ctx, room, so, payloads...)
 	if err != nil {
 		return nil, err
 	}
-	q.stats.Sent.Add(uint64(len(data)))
-	q.stats.Released.Add(uint64(res.Released))
-	q.router.direct(room, res.Appended)
 	ids := make([]uint64, len(data))
 	for i := range ids {
 		ids[i] = res.Seq + uint64(i)
@@ -345,15 +353,9 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	if len(rooms) == 0 {
 		return fmt.Errorf("%w: %q", sferr.ErrUnknownClient, clientID)
 	}
-	var gone []string
-	for _, room := range rooms {
-		alive, err := q.barrier.Heartbeat(ctx, room, []string{clientID})
-		if err != nil {
-			return err
-		}
-		if !alive[0] {
-			gone = append(gone, room)
-		}
+	gone, err := q.beat(ctx, clientID, rooms)
+	if err != nil {
+		return err
 	}
 	if len(gone) == 0 {
 		return nil
@@ -369,14 +371,12 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	// its heartbeat (it joins, then adds the room to the set): beat again,
 	// after the SREM, and put back the rooms it is in, or nobody would beat
 	// for that membership.
-	var evicted []string
+	evicted, err := q.beat(ctx, clientID, gone)
+	if err != nil {
+		return err
+	}
 	for _, room := range gone {
-		alive, err := q.barrier.Heartbeat(ctx, room, []string{clientID})
-		if err != nil {
-			return err
-		}
-		if !alive[0] {
-			evicted = append(evicted, room)
+		if slices.Contains(evicted, room) {
 			continue
 		}
 		if err := q.rdb.SAdd(ctx, ckey, room).Err(); err != nil {
@@ -387,6 +387,21 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 		return nil
 	}
 	return &sferr.EvictedError{ClientID: clientID, Rooms: evicted}
+}
+
+// beat extends the client's deadline in each room and returns the rooms it
+// is no longer in.
+func (q *Queue) beat(ctx context.Context, clientID string, rooms []string) (gone []string, err error) {
+	for _, room := range rooms {
+		alive, err := q.barrier.Heartbeat(ctx, room, []string{clientID})
+		if err != nil {
+			return nil, err
+		}
+		if !alive[0] {
+			gone = append(gone, room)
+		}
+	}
+	return gone, nil
 }
 
 // Ack acknowledges the delivery named by token (Message.AckToken) on
@@ -414,19 +429,24 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	return q.ackToken(ctx, t)
 }
 
-// acker returns a Message's ack function: its own token, issued by this
-// process, needs no verifying; another one (the caller changed AckToken)
-// goes through Ack.
-func (q *Queue) acker(t token, issued string) func(context.Context, string) error {
+// ownTokenAck returns a Message's ack function: its own token t, issued
+// by this process as issued, goes to trusted without verifying; another
+// one (the caller changed AckToken) goes through verify (Ack).
+func ownTokenAck(t token, issued string, verify func(ctx context.Context, clientID, tok string) error, trusted func(context.Context, token) error) func(context.Context, string) error {
 	return func(ctx context.Context, tok string) error {
 		if tok != issued {
-			return q.Ack(ctx, t.client, tok)
+			return verify(ctx, t.client, tok)
 		}
-		if err := q.check(ctx); err != nil {
-			return err
-		}
-		return q.ackToken(ctx, t)
+		return trusted(ctx, t)
 	}
+}
+
+// ackIssued acks a token this Queue issued.
+func (q *Queue) ackIssued(ctx context.Context, t token) error {
+	if err := q.check(ctx); err != nil {
+		return err
+	}
+	return q.ackToken(ctx, t)
 }
 
 // ackToken acks for a token already checked (or issued by this process).

@@ -249,7 +249,7 @@ func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
 		s.mu.Unlock()
 		t := token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}
 		m.AckToken = t.encode(s.q.opts.AckSecret)
-		m.ack = s.q.acker(t, m.AckToken)
+		m.ack = ownTokenAck(t, m.AckToken, s.q.Ack, s.q.ackIssued)
 	}
 	s.q.stats.Delivered.Add(1)
 	s.q.stats.observeDelivery(m)

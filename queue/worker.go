@@ -349,6 +349,17 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	return w.ackToken(ctx, t)
 }
 
+// ackIssued batches the ack of a token this worker issued.
+func (w *Worker) ackIssued(ctx context.Context, t token) error {
+	if w.isClosed() {
+		return sferr.ErrClosed
+	}
+	if err := w.q.check(ctx); err != nil {
+		return err
+	}
+	return w.ackToken(ctx, t)
+}
+
 // ackToken batches the ack of a token already checked (or issued here).
 func (w *Worker) ackToken(ctx context.Context, t token) error {
 	req := &ackReq{client: t.client, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
@@ -818,21 +829,8 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 	}
 	if ev.Type == streams.Message && !c.observer {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, seq: ev.MessageID}
-		issued := t.encode(w.q.opts.AckSecret)
-		m.AckToken = issued
-		m.ack = func(ctx context.Context, tok string) error {
-			if tok != issued {
-				return w.Ack(ctx, t.client, tok)
-			}
-			// The message's own token, issued here: nothing to verify.
-			if w.isClosed() {
-				return sferr.ErrClosed
-			}
-			if err := w.q.check(ctx); err != nil {
-				return err
-			}
-			return w.ackToken(ctx, t)
-		}
+		m.AckToken = t.encode(w.q.opts.AckSecret)
+		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
 		w.expectAck(r.name, c.epoch, ev.MessageID)
 	}
 	r.enqueue(c, delivery{msg: m})
