@@ -94,27 +94,6 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	return q, nil
 }
 
-func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.Layout) error {
-	key := layout.Config()
-	want := strconv.Itoa(layout.NumShards())
-	// Read first: a Queue on an existing deployment writes nothing, so a
-	// Redis user without write permissions (the CLI's) can open one.
-	got, err := rdb.HGet(ctx, key, "numShards").Result()
-	if errors.Is(err, redis.Nil) {
-		if err := rdb.HSetNX(ctx, key, "numShards", want).Err(); err != nil {
-			return fmt.Errorf("syncfanout: storing the deployment's NumShards: %w", err)
-		}
-		got, err = rdb.HGet(ctx, key, "numShards").Result()
-	}
-	if err != nil {
-		return fmt.Errorf("syncfanout: reading the deployment's NumShards: %w", err)
-	}
-	if got != want {
-		return fmt.Errorf("%w: configured %s, stored %s under prefix %q", sferr.ErrShardMismatch, want, got, layout.Prefix())
-	}
-	return nil
-}
-
 // Close stops every goroutine of the Queue, ends its subscriptions (their
 // members leave their rooms, so nobody waits for them) and closes the
 // connections it opened itself. It is idempotent.

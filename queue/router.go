@@ -281,10 +281,14 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 
 // housekeeping evicts silent members of any room, in any process's name:
 // each round asks every shard's deadline index for due rooms, so it costs
-// O(shards + due rooms), never O(rooms).
+// O(shards + due rooms), never O(rooms). It also checks the deployment's
+// NumShards (shards.go), one script call at most every minConfigEvery,
+// starting at once so the Queue's live stamp is there from the start.
 func (q *Queue) housekeeping() {
 	defer q.wg.Done()
 	every := q.opts.HousekeepingInterval
+	q.checkConfig(q.ctx)
+	lastConfig := time.Now()
 	t := time.NewTimer(jitter(every))
 	defer t.Stop()
 	for {
@@ -292,6 +296,11 @@ func (q *Queue) housekeeping() {
 		case <-q.ctx.Done():
 			return
 		case <-t.C:
+		}
+		// every/10 of slack: jitter brings rounds up to 10% early.
+		if time.Since(lastConfig) >= configEvery(every)-every/10 {
+			q.checkConfig(q.ctx)
+			lastConfig = time.Now()
 		}
 		q.reapDue(q.ctx)
 		t.Reset(jitter(every))

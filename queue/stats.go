@@ -33,6 +33,13 @@ type Stats struct {
 	// Local subscriptions ended with ErrRoomReset: Redis lost the room's
 	// state (restart without persistence, failover that lost writes).
 	Reset atomic.Uint64
+	// ConfigRestored counts the housekeeping rounds that found the
+	// deployment's stored NumShards gone and stored this Queue's again.
+	ConfigRestored atomic.Uint64
+	// ShardConflict is true while housekeeping finds the deployment split:
+	// another NumShards stored, or Queues with another NumShards running
+	// on the same prefix (see ErrShardMismatch).
+	ShardConflict atomic.Bool
 
 	// ReleaseLatency: from the step that released a queued message (the
 	// last ack of the previous one, a leave, an eviction, or its own send
