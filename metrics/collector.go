@@ -65,6 +65,7 @@ type Collector struct {
 	releaseLatency, barrierWait, endToEnd            *prometheus.Desc
 	rooms, backlog, members, observers, roomBacklog  *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
+	shardConflict, configRestored                    *prometheus.Desc
 }
 
 // NewCollector returns a Collector for q. Register it yourself.
@@ -92,6 +93,8 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.roomBacklog = desc("room_backlog_messages", "Pending messages of the rooms with the largest backlog (the TopRooms first).", "room")
 	c.redisUp = desc("redis_up", "1 if the last scrape read the deployment gauges from Redis, 0 if it failed.")
 	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
+	c.shardConflict = desc("shard_conflict", "1 while this process's housekeeping finds the deployment split: another NumShards stored, or Queues with another NumShards running on the prefix.")
+	c.configRestored = desc("config_restored_total", "Times this process's housekeeping found the deployment's stored NumShards gone (Redis lost its data) and stored it again.")
 	return c
 }
 
@@ -101,6 +104,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed,
 		c.releaseLatency, c.barrierWait, c.endToEnd,
 		c.rooms, c.backlog, c.members, c.observers, c.roomBacklog, c.redisUp, c.scrapeSeconds,
+		c.shardConflict, c.configRestored,
 	} {
 		ch <- d
 	}
@@ -133,6 +137,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.evictions, s.EvictedAckTimeout.Load(), ReasonAckTimeout)
 	counter(c.evictions, s.EvictedLeave.Load(), ReasonLeave)
 	counter(c.malformed, s.Invalid.Load())
+	counter(c.configRestored, s.ConfigRestored.Load())
+	conflict := 0.0
+	if s.ShardConflict.Load() {
+		conflict = 1
+	}
+	metric(c.shardConflict, prometheus.GaugeValue, conflict)
 	histogram(ch, c.releaseLatency, s.ReleaseLatency.Snapshot())
 	histogram(ch, c.barrierWait, s.BarrierWait.Snapshot())
 	histogram(ch, c.endToEnd, s.EndToEnd.Snapshot())
