@@ -282,13 +282,12 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 // housekeeping evicts silent members of any room, in any process's name:
 // each round asks every shard's deadline index for due rooms, so it costs
 // O(shards + due rooms), never O(rooms). It also checks the deployment's
-// NumShards (shards.go), one script call at most every minConfigEvery,
-// starting at once so the Queue's live stamp is there from the start.
+// NumShards (shards.go): one more script call, at most every
+// minConfigEvery.
 func (q *Queue) housekeeping() {
 	defer q.wg.Done()
 	every := q.opts.HousekeepingInterval
-	q.checkConfig(q.ctx)
-	lastConfig := time.Now()
+	lastConfig := time.Now() // New has just checked
 	t := time.NewTimer(jitter(every))
 	defer t.Stop()
 	for {

@@ -21,9 +21,13 @@ import (
 // first use, but Redis can lose that hash (a restart without persistence,
 // an eviction, a DEL), and the next New would then store its own count,
 // whatever the running Queues use. So housekeeping, once a round, stores
-// the count again if it is gone and stamps its count as live in the same
-// hash; New refuses a count that differs from the stored one or from a
-// live stamp, and a Queue that finds the deployment split says so.
+// the count again if it is gone (config.lua). A Queue that started in the
+// window before that, with another count, wins the key: the running Queues
+// then find another count stored, and stamp their own count live in the
+// same hash while that lasts, so the newcomer learns of them, and New
+// refuses every count, the stored one included, while another one is live.
+// A deployment that agrees never has stamps, so housekeeping writes nothing
+// to it.
 
 // liveField is the config hash field stamping a shard count as running.
 const liveField = "live:"
@@ -33,9 +37,9 @@ const liveField = "live:"
 // same key.
 const minConfigEvery = 100 * time.Millisecond
 
-// configEvery is how often q checks the config hash, and liveFor how long
-// its live stamp lasts: several rounds, so a slow round (CPU starvation,
-// a Redis blip) does not make the count look gone.
+// configEvery is how often a Queue checks the config hash, and liveFor how
+// long its live stamp lasts: several rounds, so that a slow round (CPU
+// starvation, a Redis blip) does not make the count look gone.
 func configEvery(housekeeping time.Duration) time.Duration {
 	return max(housekeeping, minConfigEvery)
 }
@@ -140,8 +144,8 @@ func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.La
 }
 
 // checkConfig is housekeeping's round of the config check: it stores the
-// count if the hash lost it, stamps it live, and records whether the
-// deployment is split (Stats.ShardConflict), logging each change once.
+// count if the hash lost it, stamps it live if the deployment is split, and
+// records whether it is (Stats.ShardConflict), logging each change once.
 // The script runs on the caller's own client, never through WaitReplicas'
 // WAIT: a stamp lost in a failover is written again next round.
 func (q *Queue) checkConfig(ctx context.Context) {
