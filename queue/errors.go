@@ -42,7 +42,9 @@ var (
 	// (for example a restart without persistence).
 	ErrRoomReset = sferr.ErrRoomReset
 	// ErrShardMismatch: Options.NumShards differs from the value the
-	// deployment stored on first use.
+	// deployment stored on first use, or from the count of Queues still
+	// running on a deployment that a Queue with another count split after
+	// Redis lost the stored value (see Stats.ShardConflict).
 	ErrShardMismatch = sferr.ErrShardMismatch
 	// ErrNotReplicated: with Options.WaitReplicas, the change was applied
 	// by the master but fewer replicas than asked acknowledged it within

@@ -30,8 +30,9 @@ type Options struct {
 	// but stuck subscriber cannot hold a room forever. Default 0: off.
 	AckTimeout time.Duration
 	// NumShards is the number of virtual shards rooms are spread over
-	// (default 16, 1..1024). It is stored in Redis on first use; every
-	// client of the deployment must use the same value.
+	// (default 16, 1..1024). It is stored in Redis on first use, and
+	// stored again by housekeeping if Redis loses it; every client of the
+	// deployment must use the same value (ErrShardMismatch).
 	NumShards int
 	// MaxPayloadBytes caps an encoded payload (default 1 MiB).
 	MaxPayloadBytes int

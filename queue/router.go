@@ -288,6 +288,7 @@ func (q *Queue) housekeeping() {
 	defer q.wg.Done()
 	every := q.opts.HousekeepingInterval
 	lastConfig := time.Now() // New has just checked
+	configFailing := false
 	t := time.NewTimer(jitter(every))
 	defer t.Stop()
 	for {
@@ -298,8 +299,14 @@ func (q *Queue) housekeeping() {
 		}
 		// every/10 of slack: jitter brings rounds up to 10% early.
 		if time.Since(lastConfig) >= configEvery(every)-every/10 {
-			q.checkConfig(q.ctx)
+			err := q.checkConfig(q.ctx)
 			lastConfig = time.Now()
+			// Once per outage: while Redis is down the reap below says so
+			// every round already.
+			if err != nil && q.ctx.Err() == nil && !configFailing {
+				q.opts.Logger.Warn("syncfanout: housekeeping: checking the deployment's NumShards", "err", err)
+			}
+			configFailing = err != nil
 		}
 		q.reapDue(q.ctx)
 		t.Reset(jitter(every))

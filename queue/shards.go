@@ -147,21 +147,18 @@ func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.La
 // count if the hash lost it, stamps it live if the deployment is split, and
 // records whether it is (Stats.ShardConflict), logging each change once.
 // The script runs on the caller's own client, never through WaitReplicas'
-// WAIT: a stamp lost in a failover is written again next round.
-func (q *Queue) checkConfig(ctx context.Context) {
+// WAIT: a count lost in a failover is stored again next round. Its error
+// is the caller's to log.
+func (q *Queue) checkConfig(ctx context.Context) error {
 	n := q.layout.NumShards()
 	res, err := lua.Run(ctx, unwrapClient(q.rdb), lua.Config, []string{q.layout.Config()},
 		n, liveFor(q.opts.HousekeepingInterval).Milliseconds()).Slice()
 	if err != nil {
-		if ctx.Err() == nil {
-			q.opts.Logger.Warn("syncfanout: housekeeping: checking the deployment's NumShards", "err", err)
-		}
-		return
+		return err
 	}
 	cfg, restored, err := parseConfigReply(res)
 	if err != nil {
-		q.opts.Logger.Warn("syncfanout: housekeeping: checking the deployment's NumShards", "err", err)
-		return
+		return err
 	}
 	if restored {
 		q.stats.ConfigRestored.Add(1)
@@ -177,6 +174,7 @@ func (q *Queue) checkConfig(ctx context.Context) {
 	case merr == nil && was:
 		q.opts.Logger.Info("syncfanout: the deployment's NumShards agrees again", "numShards", n)
 	}
+	return nil
 }
 
 // parseConfigReply reads config.lua's reply.

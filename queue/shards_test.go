@@ -43,7 +43,8 @@ func TestShardCountReasserted(t *testing.T) {
 		key := configKey(t, b.Prefix)
 		require.NoError(t, b.Client.Del(ctx, key).Err())
 		waitStored(t, ctx, b.Client, key, "16")
-		require.Equal(t, uint64(1), q.Stats().ConfigRestored.Load())
+		// Counted once the script's reply is back, after the key is visible.
+		require.Eventually(t, func() bool { return q.Stats().ConfigRestored.Load() == 1 }, waitLimit, time.Millisecond)
 
 		snap := snapshotter(t, ctx, b)
 		before := snap()
