@@ -8,14 +8,16 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/syncfanout/syncfanout/internal/payload"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// Stored payloads start with one byte saying how to read the rest.
+// Stored payloads start with one byte saying how to read the rest
+// (internal/payload, shared with every reader).
 const (
-	kindRaw     = 'r' // []byte sent as is
-	kindMsgpack = 'm' // any other value, msgpack-encoded
+	kindRaw     = payload.KindRaw
+	kindMsgpack = payload.KindMsgpack
 )
 
 // encodePayload turns a Send argument into the stored form: []byte passes
@@ -46,12 +48,7 @@ func encodePayload(data any, limit int) ([]byte, error) {
 	return out, nil
 }
 
-func checkPayload(p []byte) error {
-	if len(p) == 0 || (p[0] != kindRaw && p[0] != kindMsgpack) {
-		return fmt.Errorf("%w: payload without a known kind byte", sferr.ErrDecode)
-	}
-	return nil
-}
+func checkPayload(p []byte) error { return payload.Check(p) }
 
 // Message is a delivered message.
 type Message struct {
