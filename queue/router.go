@@ -110,8 +110,9 @@ func (r *router) dispatch(room string, ev streams.Event, err error) {
 	if err != nil {
 		r.q.stats.Invalid.Add(1)
 		r.q.opts.Logger.Warn("syncfanout: skipped a malformed stream entry", "room", room, "err", err)
-		// Still passed on (as an event of no type) so positions move past it.
-		ev = streams.Event{ID: ev.ID, Room: room}
+		// Still passed on so positions move past it, and members ack it if
+		// it may be the message their room waits on.
+		ev = refusedEvent(room, ev.ID, err)
 	}
 	r.mu.Lock()
 	subs := append([]*Subscription(nil), r.subs[room]...)
