@@ -10,6 +10,7 @@ import (
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/lua"
+	"github.com/syncfanout/syncfanout/internal/payload"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 )
 
@@ -20,21 +21,34 @@ type Pending struct {
 	Producer string
 	Enqueued time.Time
 	Payload  []byte // as sent: kind byte + body (see package queue)
+	// Err is set (matching sferr.ErrDecode) for an entry that the release
+	// step will set aside as malformed instead of releasing it; the fields
+	// above then hold what could be read (Seq and Payload when the header
+	// was readable).
+	Err error
 }
 
-// ParseEntry decodes "<seq>:<enqueue ms>:<producer length>:<producer><payload>".
+// ParseEntry decodes "<seq>:<enqueue ms>:<producer length>:<producer><payload>"
+// with the rules of the release step (release_entry in internal/lua/room.lua):
+// an entry it refuses is one the release step sets aside, and the other way
+// round. The message ID and enqueue time are positive decimals without a
+// leading zero, of at most 19 and 15 digits; the payload has a kind byte.
 func ParseEntry(entry string) (Pending, error) {
 	var p Pending
 	var fields [3]uint64
+	maxDigits := [...]int{19, 15, 0} // 0: the producer length may have any
 	rest := entry
 	for i := range fields {
 		head, tail, ok := strings.Cut(rest, ":")
 		if !ok {
 			return p, fmt.Errorf("%w: queue entry without field %d", sferr.ErrDecode, i+1)
 		}
+		if maxDigits[i] > 0 && (head == "" || head[0] == '0' || len(head) > maxDigits[i]) {
+			return p, fmt.Errorf("%w: queue entry field %d: %q is not a positive number of at most %d digits", sferr.ErrDecode, i+1, head, maxDigits[i])
+		}
 		n, err := strconv.ParseUint(head, 10, 64)
 		if err != nil {
-			return p, fmt.Errorf("%w: queue entry field %d: %v", sferr.ErrDecode, i+1, err)
+			return p, fmt.Errorf("%w: queue entry field %d: %q is not a number", sferr.ErrDecode, i+1, head)
 		}
 		fields[i] = n
 		rest = tail
@@ -46,10 +60,15 @@ func ParseEntry(entry string) (Pending, error) {
 	p.Enqueued = time.UnixMilli(int64(fields[1]))
 	p.Producer = rest[:fields[2]]
 	p.Payload = []byte(rest[fields[2]:])
+	if err := payload.Check(p.Payload); err != nil {
+		return p, fmt.Errorf("queue entry %d: %w", p.Seq, err)
+	}
 	return p, nil
 }
 
 // Peek lists up to limit pending messages from offset, in release order.
+// Entries the release step will set aside are listed where they are, with
+// Err set, so that offsets and positions stay those of the lists.
 func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]Pending, error) {
 	v, err := lua.Run(ctx, b.rdb, lua.Peek, b.layout.RoomKeys(room), offset, limit).Slice()
 	if err != nil {
@@ -59,7 +78,7 @@ func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]P
 	for i := 0; i+1 < len(v); i += 2 {
 		p, err := ParseEntry(str(v, i+1))
 		if err != nil {
-			continue // not written by send.lua; the release step drops it too
+			p.Err = err
 		}
 		p.Priority = int(u64(v, i))
 		out = append(out, p)

@@ -64,6 +64,7 @@ type Collector struct {
 	ackRejected, evictions                           *prometheus.Desc
 	releaseLatency, barrierWait, endToEnd            *prometheus.Desc
 	rooms, backlog, members, observers, roomBacklog  *prometheus.Desc
+	malformedPending                                 *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
 	shardConflict, configRestored                    *prometheus.Desc
 }
@@ -90,6 +91,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.backlog = desc("backlog_messages", "Pending messages over all rooms, in-flight ones excluded (whole deployment).")
 	c.members = desc("members", "Voting memberships over all rooms (whole deployment).")
 	c.observers = desc("observers", "Observer memberships over all rooms (whole deployment).")
+	c.malformedPending = desc("malformed_pending_entries_total", "Pending entries that the release step set aside as malformed instead of releasing them, each recorded as a malformed event in its room's stream (whole deployment).")
 	c.roomBacklog = desc("room_backlog_messages", "Pending messages of the rooms with the largest backlog (the TopRooms first).", "room")
 	c.redisUp = desc("redis_up", "1 if the last scrape read the deployment gauges from Redis, 0 if it failed.")
 	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
@@ -103,7 +105,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed,
 		c.releaseLatency, c.barrierWait, c.endToEnd,
-		c.rooms, c.backlog, c.members, c.observers, c.roomBacklog, c.redisUp, c.scrapeSeconds,
+		c.rooms, c.backlog, c.members, c.observers, c.roomBacklog, c.malformedPending, c.redisUp, c.scrapeSeconds,
 		c.shardConflict, c.configRestored,
 	} {
 		ch <- d
@@ -161,6 +163,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	metric(c.backlog, prometheus.GaugeValue, float64(m.Backlog))
 	metric(c.members, prometheus.GaugeValue, float64(m.Members))
 	metric(c.observers, prometheus.GaugeValue, float64(m.Observers))
+	metric(c.malformedPending, prometheus.CounterValue, float64(m.Malformed))
 	for _, r := range m.TopRooms {
 		metric(c.roomBacklog, prometheus.GaugeValue, float64(r.Backlog), r.Room)
 	}

@@ -89,5 +89,5 @@ func MessageFromEvent(ev streams.Event) (*Message, error) {
 	return m, nil
 }
 
-// Raw reports whether the payload was sent as []byte.
-func (p *PendingMessage) Raw() bool { return p.payload[0] == kindRaw }
+// Raw reports whether the payload was sent as []byte (false when Err is set).
+func (p *PendingMessage) Raw() bool { return p.Err == nil && p.payload[0] == kindRaw }

@@ -49,7 +49,8 @@ func TestLockStepSmoke(t *testing.T) {
 
 // TestGarbageInPendingListIsDropped: an entry pushed into a priority list
 // by something other than Send must neither fail the scripts halfway (Redis
-// keeps a failed script's earlier writes) nor block the room.
+// keeps a failed script's earlier writes) nor block the room. Peek lists
+// such entries where they are, flagged (see TestPoisonPendingEntrySetAside).
 func TestGarbageInPendingListIsDropped(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -71,8 +72,12 @@ func TestGarbageInPendingListIsDropped(t *testing.T) {
 		require.NoError(t, err)
 		peeked, err := q.Peek(ctx, "room", 0, 10)
 		require.NoError(t, err)
-		require.Len(t, peeked, 1, "Peek skips entries it cannot read")
-		require.Equal(t, second, peeked[0].ID)
+		require.Len(t, peeked, 5, "Peek lists the entries it cannot read, flagged")
+		for _, p := range peeked[:4] {
+			require.ErrorIs(t, p.Err, queue.ErrDecode)
+		}
+		require.NoError(t, peeked[4].Err)
+		require.Equal(t, second, peeked[4].ID)
 
 		for _, want := range []uint64{first, second} {
 			m, err := sub.Next(ctx)

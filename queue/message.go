@@ -3,19 +3,23 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/syncfanout/syncfanout/internal/payload"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// Stored payloads start with one byte saying how to read the rest.
+// Stored payloads start with one byte saying how to read the rest
+// (internal/payload, shared with every reader).
 const (
-	kindRaw     = 'r' // []byte sent as is
-	kindMsgpack = 'm' // any other value, msgpack-encoded
+	kindRaw     = payload.KindRaw
+	kindMsgpack = payload.KindMsgpack
 )
 
 // encodePayload turns a Send argument into the stored form: []byte passes
@@ -46,11 +50,39 @@ func encodePayload(data any, limit int) ([]byte, error) {
 	return out, nil
 }
 
-func checkPayload(p []byte) error {
-	if len(p) == 0 || (p[0] != kindRaw && p[0] != kindMsgpack) {
-		return fmt.Errorf("%w: payload without a known kind byte", sferr.ErrDecode)
+func checkPayload(p []byte) error { return payload.Check(p) }
+
+// undecodable marks, among the events this package hands to its
+// subscriptions and workers, a stream entry of the message type that
+// streams.Decode refused but whose message ID it read. The scripts never
+// release such an entry, but anything with write access to Redis can make
+// it the message a room waits on; a member's subscription or worker then
+// acks it on the member's behalf, without delivering it: no handler could
+// read it, and skipping it would leave the room waiting for ever.
+const undecodable streams.Type = "undecodable"
+
+// refusedEvent stands for an entry streams.Decode refused: undecodable with
+// its message ID when the error carries one, else an event of no type,
+// which only moves positions past the entry.
+func refusedEvent(room, id string, err error) streams.Event {
+	ev := streams.Event{ID: id, Room: room}
+	var de *streams.DecodeError
+	if errors.As(err, &de) && de.MessageID > 0 {
+		ev.Type, ev.MessageID = undecodable, de.MessageID
 	}
-	return nil
+	return ev
+}
+
+// logUndecodableAck reports the outcome of acking an undecodable message
+// for a member: a stale ack means the room was not waiting for it.
+func logUndecodableAck(log *slog.Logger, room, client string, m *Message, err error) {
+	switch {
+	case err == nil:
+		log.Warn("syncfanout: acked an undecodable message for its member", "room", room, "client", client, "message", m.ID, "stream_id", m.StreamID)
+	case errors.Is(err, sferr.ErrStaleAck):
+	default:
+		log.Warn("syncfanout: acking an undecodable message", "room", room, "client", client, "message", m.ID, "err", err)
+	}
 }
 
 // Message is a delivered message.

@@ -32,6 +32,10 @@ type Metrics struct {
 	// two rooms counts twice.
 	Members   int64
 	Observers int64
+	// Malformed counts the pending entries that the release step set aside
+	// instead of releasing them (each is a "malformed" event in its room's
+	// stream): something other than Send writes into the queues.
+	Malformed int64
 }
 
 // RoomBacklog is one entry of Metrics.TopRooms.
@@ -64,7 +68,7 @@ func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 			// be among the global first topRooms.
 			tops[s] = pipe.ZRevRangeWithScores(ctx, rooms, 0, int64(topRooms-1))
 		}
-		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers")
+		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers", "malformed")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Metrics{}, fmt.Errorf("syncfanout: metrics: %w", err)
@@ -80,7 +84,7 @@ func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 			}
 		}
 		vals := totals[s].Val()
-		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers} {
+		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers, &m.Malformed} {
 			if i < len(vals) {
 				*dst += statField(vals[i])
 			}

@@ -17,7 +17,15 @@ func owedEvents(q *Queue, room string, owed []redis.XMessage) []streams.Event {
 	var evs []streams.Event
 	for _, m := range owed {
 		ev, err := streams.Decode(room, m)
-		if err != nil || ev.Type != streams.Message {
+		if err != nil {
+			q.stats.Invalid.Add(1)
+			// The room waits for this member's ack of it all the same.
+			if ev = refusedEvent(room, m.ID, err); ev.Type == undecodable {
+				evs = append(evs, ev)
+			}
+			continue
+		}
+		if ev.Type != streams.Message {
 			q.stats.Invalid.Add(1)
 			continue
 		}

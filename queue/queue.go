@@ -450,19 +450,35 @@ type PendingMessage struct {
 	Producer   string
 	Priority   int
 	EnqueuedAt time.Time
-	payload    []byte
+	// Err is non-nil (matching ErrDecode) for an entry that something other
+	// than Send wrote into the room's queue and that no reader could decode:
+	// the release step will set it aside as a "malformed" stream event
+	// instead of releasing it. Its other fields hold what could be read.
+	Err     error
+	payload []byte
 }
 
-// Data returns the payload body (see Message.Data).
-func (p *PendingMessage) Data() []byte { return p.payload[1:] }
+// Data returns the payload body (see Message.Data); nil when Err is set.
+func (p *PendingMessage) Data() []byte {
+	if p.Err != nil {
+		return nil
+	}
+	return p.payload[1:]
+}
 
-// Decode unmarshals the payload (see Message.Decode).
+// Decode unmarshals the payload (see Message.Decode); it returns Err when
+// that is set.
 func (p *PendingMessage) Decode(v any) error {
+	if p.Err != nil {
+		return p.Err
+	}
 	return (&Message{payload: p.payload}).Decode(v)
 }
 
-// Peek lists up to limit pending messages of room starting at offset, in
-// exactly the order they will be released. It changes nothing.
+// Peek lists up to limit pending entries of room starting at offset, in
+// exactly the order they will be released. It changes nothing. Entries
+// that will be set aside as malformed are listed where they are, with Err
+// set, so offsets stay positions in the queue.
 func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*PendingMessage, error) {
 	if err := q.check(ctx); err != nil {
 		return nil, err
@@ -482,10 +498,11 @@ func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*Pe
 	}
 	out := make([]*PendingMessage, 0, len(ps))
 	for _, p := range ps {
-		if checkPayload(p.Payload) != nil {
-			return out, fmt.Errorf("%w: room %q: pending message %d", sferr.ErrDecode, room, p.Seq)
+		m := &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, payload: p.Payload}
+		if p.Err != nil {
+			m.Err = fmt.Errorf("room %q: pending entry %d of priority %d: %w", room, offset+len(out)+1, p.Priority, p.Err)
 		}
-		out = append(out, &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, payload: p.Payload})
+		out = append(out, m)
 	}
 	return out, nil
 }

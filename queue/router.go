@@ -105,19 +105,14 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 }
 
 func (r *router) dispatch(room string, ev streams.Event, err error) {
-	if err == nil && (ev.Type == streams.Message || ev.Type == streams.OutOfBand) {
-		// The payload format is this package's, so streams.Decode cannot
-		// check it: check it here, once per entry. Left to each
-		// subscription, one bad entry counted once per local subscriber.
-		if perr := checkPayload(ev.Payload); perr != nil {
-			err = &streams.DecodeError{Room: room, ID: ev.ID, Why: perr.Error()}
-		}
-	}
+	// streams.Decode, which the reader ran, checked the payload too: an
+	// entry is counted here once, whatever the number of local subscribers.
 	if err != nil {
 		r.q.stats.Invalid.Add(1)
 		r.q.opts.Logger.Warn("syncfanout: skipped a malformed stream entry", "room", room, "err", err)
-		// Still passed on (as an event of no type) so positions move past it.
-		ev = streams.Event{ID: ev.ID, Room: room}
+		// Still passed on so positions move past it, and members ack it if
+		// it may be the message their room waits on.
+		ev = refusedEvent(room, ev.ID, err)
 	}
 	r.mu.Lock()
 	subs := append([]*Subscription(nil), r.subs[room]...)

@@ -155,6 +155,10 @@ func (s *Subscription) accept(ev streams.Event) {
 	s.last = ev.ID
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
+	case undecodable:
+		if s.observer {
+			return // observers never ack
+		}
 	case streams.Evict, streams.Leave:
 		if ev.ClientID != s.clientID {
 			return
@@ -201,7 +205,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			ev := s.buf[0]
 			s.buf = s.buf[1:]
 			s.mu.Unlock()
-			m, err := s.deliver(ev)
+			m, err := s.deliver(ctx, ev)
 			if err != nil {
 				return nil, err
 			}
@@ -219,7 +223,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	}
 }
 
-func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
+func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message, error) {
 	switch ev.Type {
 	case streams.Evict:
 		err := &sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
@@ -237,19 +241,28 @@ func (s *Subscription) deliver(ev streams.Event) (*Message, error) {
 		}
 		return nil, err
 	}
-	m, err := newMessage(ev)
-	if err != nil {
-		s.q.stats.Invalid.Add(1)
-		s.q.opts.Logger.Warn("syncfanout: skipped a malformed message", "room", s.room, "err", err)
-		return nil, nil
+	var m *Message
+	if ev.Type == undecodable {
+		m = &Message{ID: ev.MessageID, Room: s.room, StreamID: ev.ID}
+	} else {
+		var err error
+		if m, err = newMessage(ev); err != nil {
+			s.q.stats.Invalid.Add(1)
+			s.q.opts.Logger.Warn("syncfanout: skipped a malformed message", "room", s.room, "err", err)
+			return nil, nil
+		}
 	}
-	if ev.Type == streams.Message && !s.observer {
+	if (ev.Type == streams.Message || ev.Type == undecodable) && !s.observer {
 		s.mu.Lock()
 		epoch := s.epoch
 		s.mu.Unlock()
 		t := token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}
 		m.AckToken = t.encode(s.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, s.q.Ack, s.q.ackIssued)
+	}
+	if ev.Type == undecodable {
+		logUndecodableAck(s.q.opts.Logger, s.room, s.clientID, m, m.Ack(ctx))
+		return nil, nil
 	}
 	s.q.stats.Delivered.Add(1)
 	s.q.stats.observeDelivery(m)

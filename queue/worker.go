@@ -598,6 +598,7 @@ type workerClient struct {
 type delivery struct {
 	msg     *Message
 	timeout bool // HandleClientTimeout
+	ackOnly bool // an undecodable message: acked, never handed to HandleMessage
 }
 
 // acquireRoom returns the worker's room, followed, taking a reference.
@@ -708,8 +709,10 @@ func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(cont
 		// Nobody delivered it for this worker's shards: deliver it to those
 		// that have not acked it, or the room would wait for them forever.
 		// It precedes the tail, so it bypasses the clients' position.
-		w.m.received.Add(1)
-		w.latency.add(time.Since(snap.inflight.Enqueued))
+		if snap.inflight.Type == streams.Message {
+			w.m.received.Add(1)
+			w.latency.add(time.Since(snap.inflight.Enqueued))
+		}
 		for _, c := range r.clients {
 			if !snap.acked[c.id] {
 				r.deliverMessage(c, *snap.inflight)
@@ -761,8 +764,11 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 	r.last = ev.ID
 	w := r.w
 	if err != nil {
-		w.m.invalid.Add(1)
-		return // logged by the router
+		w.m.invalid.Add(1) // logged by the router
+		if ev.Type == undecodable {
+			r.fanout(ev)
+		}
+		return
 	}
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
@@ -802,7 +808,7 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 		return
 	}
 	switch ev.Type {
-	case streams.Message, streams.OutOfBand:
+	case streams.Message, streams.OutOfBand, undecodable:
 		r.deliverMessage(c, ev)
 	case streams.Evict:
 		if ev.ClientID != c.id {
@@ -822,18 +828,26 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 // it for queued messages; r.mu must be held.
 func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 	w := r.w
-	m, err := newMessage(ev)
-	if err != nil {
-		w.m.invalid.Add(1)
-		return
+	var m *Message
+	if ev.Type == undecodable {
+		if c.observer {
+			return
+		}
+		m = &Message{ID: ev.MessageID, Room: r.name, StreamID: ev.ID}
+	} else {
+		var err error
+		if m, err = newMessage(ev); err != nil {
+			w.m.invalid.Add(1)
+			return
+		}
 	}
-	if ev.Type == streams.Message && !c.observer {
+	if (ev.Type == streams.Message || ev.Type == undecodable) && !c.observer {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
 		w.expectAck(r.name, c.epoch, ev.MessageID)
 	}
-	r.enqueue(c, delivery{msg: m})
+	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
 }
 
 // drop removes a client that left or was evicted; r.mu must be held.
@@ -895,6 +909,10 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 			w.m.handlerErrors.Add(1)
 			w.log.Warn("syncfanout: HandleClientTimeout failed", "client", clientID, "room", room, "err", err)
 		}
+		return
+	}
+	if d.ackOnly {
+		logUndecodableAck(w.log, room, clientID, d.msg, d.msg.Ack(w.ctx))
 		return
 	}
 	w.m.delivered.Add(1)
@@ -1088,7 +1106,10 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 		}
 		if len(msgs) == 1 {
 			ev, err := streams.Decode(room, msgs[0])
-			if err == nil && ev.Type == streams.Message {
+			if err != nil {
+				ev = refusedEvent(room, msgs[0].ID, err)
+			}
+			if ev.Type == streams.Message || ev.Type == undecodable {
 				snap.inflight = &ev
 			}
 		}

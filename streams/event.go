@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncfanout/syncfanout/internal/payload"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 )
 
@@ -21,9 +22,27 @@ const (
 	Join      Type = "join"
 	Leave     Type = "leave"
 	Evict     Type = "evict"
+	// Malformed is a pending entry that the release step set aside instead
+	// of releasing it: nobody receives or acks it, and the room goes on with
+	// the next message. Its Reason is MalformedHeader or MalformedPayload.
+	Malformed Type = "malformed"
 )
 
-var typeCodes = map[string]Type{"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict}
+// Reasons of a Malformed event.
+const (
+	// MalformedHeader: the entry is not "<seq>:<enqueue ms>:<producer
+	// length>:<producer><payload>" with a message ID and enqueue time that
+	// every reader accepts.
+	MalformedHeader = "header"
+	// MalformedPayload: the header is readable, the payload is empty or
+	// lacks a known kind byte.
+	MalformedPayload = "payload"
+)
+
+// MalformedKeep is how many bytes of a malformed entry its event keeps.
+const MalformedKeep = 64
+
+var typeCodes = map[string]Type{"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed}
 
 // Event is one decoded entry of a room's delivery stream.
 type Event struct {
@@ -31,14 +50,20 @@ type Event struct {
 	Room      string
 	Type      Type
 	At        time.Time // server time of the event (release time for messages)
-	MessageID uint64    // Message and OutOfBand
+	MessageID uint64    // Message and OutOfBand; Malformed when its header was readable (else 0)
 	Producer  string    // Message and OutOfBand
-	Priority  int       // Message
+	Priority  int       // Message; Malformed: the priority list it was found in
 	Enqueued  time.Time // Message and OutOfBand
-	Payload   []byte    // Message and OutOfBand: the stored payload (kind byte + body)
-	ClientID  string    // Join, Leave, Evict
-	Observer  bool      // Join, Leave, Evict: the client was an observer
-	Reason    string    // Leave ("leave"), Evict ("timeout", "ack-timeout")
+	// Payload is the stored payload (kind byte + body) of a Message or
+	// OutOfBand event; for a Malformed one, the entry's first MalformedKeep
+	// bytes, as found.
+	Payload  []byte
+	Size     int    // Malformed: the entry's whole length in bytes
+	ClientID string // Join, Leave, Evict
+	Observer bool   // Join, Leave, Evict: the client was an observer
+	// Reason: Leave ("leave"), Evict ("timeout", "ack-timeout"),
+	// Malformed (MalformedHeader, MalformedPayload).
+	Reason string
 }
 
 // DecodeError is a stream entry that is not a valid event. It matches
@@ -47,6 +72,10 @@ type DecodeError struct {
 	Room string
 	ID   string
 	Why  string
+	// MessageID is set when the entry has the message type and a readable
+	// message ID: the room may be waiting for acks of that message, so a
+	// member's reader acks it rather than skipping it silently.
+	MessageID uint64
 }
 
 func (e *DecodeError) Error() string {
@@ -55,12 +84,16 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Is(target error) bool { return target == sferr.ErrDecode }
 
-// Decode turns a stream entry into an Event. Entries written by anything
-// but the scripts (raw XADDs, garbage) are reported as *DecodeError, never
-// a panic.
+// Decode turns a stream entry into an Event. It is the one decision every
+// reader applies (History, Tail, ReplayInto, the subscriptions' and
+// workers' reader, MessageFromEvent, the CLI): an entry it returns without
+// error is fully usable, payload included (a known kind byte). Entries
+// written by anything but the scripts (raw XADDs, garbage) are reported as
+// *DecodeError, never a panic.
 func Decode(room string, m redis.XMessage) (Event, error) {
+	var msgID uint64
 	bad := func(format string, args ...any) (Event, error) {
-		return Event{}, &DecodeError{Room: room, ID: m.ID, Why: fmt.Sprintf(format, args...)}
+		return Event{}, &DecodeError{Room: room, ID: m.ID, Why: fmt.Sprintf(format, args...), MessageID: msgID}
 	}
 	at, err := IDTime(m.ID)
 	if err != nil {
@@ -86,6 +119,9 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		if ev.MessageID, err = strconv.ParseUint(id, 10, 64); !ok || err != nil || ev.MessageID == 0 {
 			return bad("bad message id %q", id)
 		}
+		if typ == Message {
+			msgID = ev.MessageID
+		}
 		ev.Producer, _ = field("p")
 		et, _ := field("et")
 		n, err := strconv.ParseInt(et, 10, 64)
@@ -98,11 +134,33 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 			return bad("missing payload")
 		}
 		ev.Payload = []byte(d)
+		if why := payload.Problem(ev.Payload); why != "" {
+			return bad("%s", why)
+		}
 		if typ == Message {
 			pr, _ := field("pr")
 			if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
 				return bad("bad priority %q", pr)
 			}
+		}
+	case Malformed:
+		why, _ := field("r")
+		if why != MalformedHeader && why != MalformedPayload {
+			return bad("bad malformed-entry reason %q", why)
+		}
+		ev.Reason = why
+		pr, _ := field("pr")
+		if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
+			return bad("bad priority %q", pr)
+		}
+		n, _ := field("n")
+		if ev.Size, err = strconv.Atoi(n); err != nil || ev.Size < 0 {
+			return bad("bad size %q", n)
+		}
+		d, _ := field("d")
+		ev.Payload = []byte(d)
+		if id, ok := field("id"); ok {
+			ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
 		}
 	default:
 		c, ok := field("c")

@@ -17,8 +17,9 @@ var decodeFields = []string{"t", "id", "p", "pr", "et", "d", "c", "o", "r"}
 // FuzzDecode: any entry, written by the scripts or by anything else with
 // access to Redis, decodes without panicking; a failure is a *DecodeError
 // (errors.Is ErrDecode) and a success is a complete event. present selects
-// which fields exist (bit i for decodeFields[i]); bit 15 makes the "d"
-// field a non-string value.
+// which fields exist (bit i for decodeFields[i]); bit 9 adds an "n" field
+// (a malformed entry's size) holding the "id" argument; bit 15 makes the
+// "d" field a non-string value.
 func FuzzDecode(f *testing.F) {
 	f.Add("1700000000000-0", uint16(0x3f), "m", "1", "prod", "5", "1700000000000", "mhello", "", "", "")
 	f.Add("1700000000000-1", uint16(0x37), "o", "2", "", "", "1700000000000", "r\x00\xff", "", "", "")
@@ -27,6 +28,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("1700000000000-4", uint16(0xffff), "m", "18446744073709551616", "p", "-1", "0", "", "", "", "")
 	f.Add("not-an-id", uint16(0x01), "x", "", "", "", "", "", "", "", "")
 	f.Add("", uint16(0), "", "", "", "", "", "", "", "", "")
+	f.Add("1700000000000-5", uint16(0x32b), "x", "12", "", "5", "", "12:0:0:junk", "", "", "payload")
 	f.Fuzz(func(t *testing.T, id string, present uint16, tt, mid, p, pr, et, d, c, o, r string) {
 		vals := []string{tt, mid, p, pr, et, d, c, o, r}
 		m := redis.XMessage{ID: id, Values: map[string]any{}}
@@ -34,6 +36,9 @@ func FuzzDecode(f *testing.F) {
 			if present&(1<<i) != 0 {
 				m.Values[name] = vals[i]
 			}
+		}
+		if present&(1<<9) != 0 {
+			m.Values["n"] = mid
 		}
 		if present&(1<<15) != 0 {
 			m.Values["d"] = int64(len(d))
@@ -57,8 +62,15 @@ func FuzzDecode(f *testing.F) {
 			if ev.MessageID == 0 || len(ev.Payload) == 0 || ev.Enqueued.IsZero() {
 				t.Fatalf("incomplete message event %+v from %+v", ev, m)
 			}
+			if k := ev.Payload[0]; k != 'r' && k != 'm' {
+				t.Fatalf("message event with a payload no reader can decode: %+v", ev)
+			}
 			if ev.Type == streams.Message && ev.Priority < 0 {
 				t.Fatalf("negative priority in %+v", ev)
+			}
+		case streams.Malformed:
+			if (ev.Reason != streams.MalformedHeader && ev.Reason != streams.MalformedPayload) || ev.Size < 0 || ev.Priority < 0 {
+				t.Fatalf("inconsistent malformed event %+v from %+v", ev, m)
 			}
 		case streams.Join, streams.Leave, streams.Evict:
 			if ev.ClientID == "" {

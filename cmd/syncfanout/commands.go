@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -499,6 +500,7 @@ func replayCmd() *command {
 			defer out.Flush()
 			p := &eventPrinter{w: out, format: f}
 			p.header()
+			skipped := 0
 			// No overall timeout: a paced replay may take long; Redis reads
 			// still fail fast through the client's own timeouts.
 			err = q.ReplayInto(ctx, room, rg, func(ev streams.Event) error {
@@ -511,9 +513,14 @@ func replayCmd() *command {
 				return nil
 			}, streams.ReplayOptions{Speed: speed, OnDecodeError: func(de *streams.DecodeError) error {
 				_ = out.Flush()
+				skipped++
 				fmt.Fprintf(e.stderr, "syncfanout replay: skipped %v\n", de)
 				return nil
 			}})
+			if skipped > 0 {
+				_ = out.Flush()
+				fmt.Fprintf(e.stderr, "syncfanout replay: skipped %d malformed entries\n", skipped)
+			}
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
@@ -585,6 +592,8 @@ type eventJSON struct {
 	Client     string     `json:"client,omitempty"`
 	Observer   bool       `json:"observer,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
+	Size       *int       `json:"size,omitempty"`  // malformed: the entry's length
+	Entry      string     `json:"entry,omitempty"` // malformed: its first bytes, Go-quoted
 	*payloadJSON
 }
 
@@ -615,6 +624,15 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			details += fmt.Sprintf(" priority=%d", ev.Priority)
 		}
 		details += fmt.Sprintf(" producer=%s  %s", dash(ev.Producer), pl.text())
+	case streams.Malformed:
+		// A pending entry set aside unreleased: show what it was, quoted,
+		// since it may hold anything.
+		j.ID, j.Priority, j.Reason, j.Size = ev.MessageID, ptr(ev.Priority), ev.Reason, ptr(ev.Size)
+		j.Entry = strconv.Quote(string(ev.Payload))
+		if ev.MessageID > 0 {
+			details = fmt.Sprintf("#%d ", ev.MessageID)
+		}
+		details += fmt.Sprintf("priority=%d reason=%s size=%d  %s", ev.Priority, ev.Reason, ev.Size, j.Entry)
 	default:
 		j.Client, j.Observer, j.Reason = ev.ClientID, ev.Observer, ev.Reason
 		details = "client=" + ev.ClientID

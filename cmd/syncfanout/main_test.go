@@ -174,6 +174,7 @@ func TestCLI(t *testing.T) {
 	t.Run("errors", func(t *testing.T) { testErrors(t, bin) })
 	t.Run("read-only", func(t *testing.T) { testChangesNothing(t, bin) })
 	t.Run("tail", func(t *testing.T) { testTail(t, bin) })
+	t.Run("malformed", func(t *testing.T) { testMalformedAlike(t, bin) })
 }
 
 func testOutput(t *testing.T, bin string) {

@@ -12,14 +12,15 @@
 --   6 stream  STREAM delivery events
 --   7 rooms   ZSET   shard index: room -> backlog
 --   8 due     ZSET   shard index: room -> earliest deadline
---   9 stats   HASH   shard totals: backlog, members, observers
+--   9 stats   HASH   shard totals: backlog, members, observers, malformed
 --  10..19     LIST   pending messages of priority 0..9
 -- ARGV (common part):
 --   1 room name, 2 stream MAXLEN (0: none), 3 stream max age ms (0: none),
 --   4 ack timeout ms (0: none), 5 hold messages while the room is empty (1/0)
 -- Stream events: t = m (message), o (out-of-band), j (join), l (leave),
---   e (evict); id, p (producer), pr (priority), et (enqueue ms), d (payload),
---   c (client), r (reason), o (role: m member, o observer).
+--   e (evict), x (malformed pending entry set aside); id, p (producer),
+--   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
+--   o (role: m member, o observer), n (length of a malformed entry).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0 = 7, 8, 9, 10
 local LEVELS = 10
@@ -209,14 +210,42 @@ local function pop(count)
 end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
--- the length prefix lets producers contain any character.
--- An entry not in that form (written by something else than send.lua)
--- returns nil: it is dropped and counted, never an error halfway through a
--- script, since Redis does not roll back a script's earlier writes.
+-- the length prefix lets producers contain any character, and the payload
+-- starts with a kind byte ('r' or 'm', see internal/payload).
+-- An entry not in that form (written by something else than send.lua) is
+-- never released: no reader could decode it, so no member would ack it and
+-- the room would wait for ever. It is recorded as a "malformed" event
+-- instead (t x, r header|payload, pr, n its length, d its first 64 bytes,
+-- id when the header was readable) and counted, and release goes on with
+-- the next entry. The checks mirror barrier.ParseEntry and streams.Decode
+-- (message ID and enqueue time positive, no leading zero, within a uint64
+-- and an int64), and cost a pattern match and a byte read per release.
+-- Returns nil for such an entry: never an error halfway through a script,
+-- since Redis does not roll back a script's earlier writes.
+local KIND_RAW, KIND_MSGPACK = string.byte('r'), string.byte('m')
 local function release_entry(m, p)
-  local seq, enq, plen, at = string.match(m, '^(%d+):(%d+):(%d+):()')
-  plen = tonumber(plen)
-  if not seq or at + plen - 1 > #m then return nil end
+  local seq, enq, plen, at = string.match(m, '^([1-9]%d*):([1-9]%d*):(%d+):()')
+  local why
+  if not seq or #seq > 19 or #enq > 15 then
+    seq, why = nil, 'header'
+  else
+    plen = tonumber(plen)
+    if at + plen - 1 > #m then
+      seq, why = nil, 'header'
+    else
+      local kind = string.byte(m, at + plen)
+      if kind ~= KIND_RAW and kind ~= KIND_MSGPACK then why = 'payload' end
+    end
+  end
+  if why then
+    local ev = {'t', 'x', 'r', why, 'pr', p, 'n', #m, 'd', string.sub(m, 1, 64)}
+    if seq then
+      ev[#ev + 1] = 'id'
+      ev[#ev + 1] = seq
+    end
+    append(ev)
+    return nil
+  end
   local producer = string.sub(m, at, at + plen - 1)
   local payload = string.sub(m, at + plen)
   local id = append({'t', 'm', 'id', seq, 'p', producer, 'pr', p, 'et', enq, 'd', payload})
@@ -255,7 +284,10 @@ local function release()
     local want = 1
     if st.nmem == 0 then want = DRAIN_BATCH end
     local bad = 0
-    while n < want do
+    -- Malformed entries are bounded per call like a drain batch; with
+    -- members, what remains is set aside by the room's next state change
+    -- (a heartbeat at the latest).
+    while n < want and bad < DRAIN_BATCH do
       local ms, p = pop(want - n)
       if not ms then
         -- The counter drifted from the lists (manual edits): trust the lists.
@@ -287,7 +319,7 @@ local function release()
     st.pend = math.max(st.pend - n, 0)
     mset('pend', st.pend)
     if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
-    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'invalid', bad) end
+    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
   end
   return n, last, st
 end
