@@ -203,7 +203,7 @@ func (r *router) confirmChecks(ctx context.Context, positions []streams.Position
 		return ctx.Err()
 	case <-t.C:
 	}
-	if cc, ok := r.q.rdb.(*redis.ClusterClient); ok {
+	if cc, ok := unwrapClient(r.q.rdb).(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
 	again, err := r.readRooms(ctx, suspect)

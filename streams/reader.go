@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -322,12 +323,17 @@ func (r *Reader) loop(ctx context.Context) {
 			// A slot may have moved: route the next connection by fresh state.
 			cc.ReloadState(ctx)
 		}
+		// Jittered, so that the readers of a deployment do not retry a dead
+		// node in step; capped at 1s, so that a reader resumes within about
+		// a second of a replica's promotion.
+		t := time.NewTimer(backoff - backoff/5 + time.Duration(rand.Int64N(int64(backoff*2/5)+1)))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return false
-		case <-time.After(backoff):
+		case <-t.C:
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		backoff = min(backoff*2, time.Second)
 		return true
 	}
 	lastSweep := time.Now()
