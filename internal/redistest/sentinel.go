@@ -27,8 +27,9 @@ type SentinelOptions struct {
 	// DownAfter is the Sentinels' down-after-milliseconds: how long the
 	// master must be silent before they start a failover (default 1s).
 	DownAfter time.Duration
-	// FailoverTimeout is the Sentinels' failover-timeout (default 5s): it
-	// also bounds how soon a failed attempt is retried.
+	// FailoverTimeout is the Sentinels' failover-timeout (default 2s): a
+	// failover attempt that fails (the Sentinels' votes split) is retried
+	// after twice this.
 	FailoverTimeout time.Duration
 }
 
@@ -72,7 +73,7 @@ func newSentinel(ctx context.Context, opts SentinelOptions) (*SentinelServers, e
 		opts.DownAfter = time.Second
 	}
 	if opts.FailoverTimeout == 0 {
-		opts.FailoverTimeout = 5 * time.Second
+		opts.FailoverTimeout = 2 * time.Second
 	}
 	if opts.Sentinels < 1 {
 		return nil, fmt.Errorf("redistest: %d Sentinels", opts.Sentinels)
