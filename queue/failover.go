@@ -30,7 +30,7 @@ import (
 // promotion then find the new master within about reloadEvery.
 
 // reloadEvery bounds how often a client is asked to reload its slot map.
-const reloadEvery = 300 * time.Millisecond
+const reloadEvery = 500 * time.Millisecond
 
 // watched holds the ClusterClients that got the hook, so that a client
 // shared by many Queues gets it once. Weak keys: a client nobody uses any
@@ -43,11 +43,33 @@ var watched struct {
 // watchTopology gives rdb's ClusterClient, if it is one, the reload hook
 // (once per client). The hook only observes errors: commands, replies and
 // errors pass through unchanged, for the caller's own commands too, which
-// then also find a new master sooner.
-func watchTopology(rdb redis.UniversalClient) {
+// then also find a new master sooner. Its node clients, those that exist
+// (found through ctx) and those to come (a promoted replica's), get a hook
+// on their dials: go-redis returns a command's error only after its own
+// retries (up to a second against a dead node), a refused dial says it at
+// once.
+func watchTopology(ctx context.Context, rdb redis.UniversalClient) {
+	cc, h := hookClient(rdb)
+	if h == nil {
+		return
+	}
+	// Only hooks are added: a failure here leaves the nodes to come.
+	_ = cc.ForEachShard(ctx, func(_ context.Context, n *redis.Client) error {
+		h.watchNode(n)
+		return nil
+	})
+}
+
+// watchNewClient is watchTopology for a client the library just created,
+// which has no node clients yet: it makes no call.
+func watchNewClient(rdb redis.UniversalClient) { hookClient(rdb) }
+
+// hookClient adds the hooks to rdb's ClusterClient and returns it and its
+// hook, or a nil hook when it is no ClusterClient or was hooked before.
+func hookClient(rdb redis.UniversalClient) (*redis.ClusterClient, *reloadHook) {
 	cc, ok := unwrapClient(rdb).(*redis.ClusterClient)
 	if !ok {
-		return
+		return nil, nil
 	}
 	wp := weak.Make(cc)
 	watched.Lock()
@@ -56,7 +78,7 @@ func watchTopology(rdb redis.UniversalClient) {
 		watched.m = map[weak.Pointer[redis.ClusterClient]]struct{}{}
 	}
 	if _, ok := watched.m[wp]; ok {
-		return
+		return nil, nil
 	}
 	watched.m[wp] = struct{}{}
 	runtime.AddCleanup(cc, func(wp weak.Pointer[redis.ClusterClient]) {
@@ -64,15 +86,43 @@ func watchTopology(rdb redis.UniversalClient) {
 		delete(watched.m, wp)
 		watched.Unlock()
 	}, wp)
-	cc.AddHook(&reloadHook{cc: wp})
+	h := &reloadHook{cc: wp}
+	cc.AddHook(h)
+	cc.OnNewNode(h.watchNode)
+	return cc, h
 }
 
 // reloadHook asks its client to reload the slot map after a connection
-// error; it holds the client weakly so as not to keep it alive from the
-// registry's cleanup.
+// error. The client holds it: it holds the client weakly.
 type reloadHook struct {
-	cc   weak.Pointer[redis.ClusterClient]
-	last atomic.Int64 // unix nanos of the last reload asked for
+	cc    weak.Pointer[redis.ClusterClient]
+	last  atomic.Int64 // unix nanos of the last reload asked for
+	nodes sync.Map     // *redis.Client -> struct{}: node clients hooked
+}
+
+// watchNode adds the dial hook to a node client, once.
+func (h *reloadHook) watchNode(n *redis.Client) {
+	if _, dup := h.nodes.LoadOrStore(n, struct{}{}); !dup {
+		n.AddHook(dialHook{h})
+	}
+}
+
+// dialHook tells its reloadHook about the failed dials of a node client.
+type dialHook struct{ h *reloadHook }
+
+func (d dialHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil {
+			d.h.observe(err)
+		}
+		return c, err
+	}
+}
+
+func (d dialHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (d dialHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 func (h *reloadHook) DialHook(next redis.DialHook) redis.DialHook { return next }

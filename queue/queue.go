@@ -57,7 +57,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if err != nil {
 		return nil, err
 	}
-	watchTopology(rdb)
+	watchTopology(ctx, rdb)
 	if err := checkShards(ctx, rdb, layout); err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	}
 	if r.readerClient == nil {
 		r.readerClient, r.ownsClient = dedicatedClient(r.q.rdb, r.q.opts.NumShards+2)
-		watchTopology(r.readerClient)
+		watchNewClient(r.readerClient)
 	}
 	rd, ok := r.readers[shard]
 	if !ok {
