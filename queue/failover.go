@@ -144,7 +144,7 @@ func (h *reloadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 			h.observe(err)
 		}
 		for _, c := range cmds {
-			if c.Err() != nil {
+			if topologyError(c.Err()) {
 				h.observe(c.Err())
 				break
 			}
@@ -163,7 +163,8 @@ func (h *reloadHook) observe(err error) {
 		return
 	}
 	if cc := h.cc.Value(); cc != nil {
-		// Asynchronous in go-redis: the command that failed is not held up.
+		// Asynchronous in go-redis (which ignores the context and reloads
+		// in the background): the command that failed is not held up.
 		cc.ReloadState(context.Background())
 	}
 }
