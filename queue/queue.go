@@ -31,6 +31,8 @@ type Queue struct {
 
 	stats Stats
 
+	warnHousekeeping warnLimiter
+
 	ctx    context.Context // cancelled by Close; parent of background work
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -55,6 +57,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if err != nil {
 		return nil, err
 	}
+	watchTopology(ctx, rdb)
 	if err := checkShards(ctx, rdb, layout); err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func (w *waitClient) withWait(ctx context.Context, key string, build func(p redi
 			// retry (lua.Run retries these) finds the right master.
 			_, moved := redis.IsMovedError(err)
 			_, ask := redis.IsAskError(err)
-			if moved || ask || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) {
+			if moved || ask || redis.IsTryAgainError(err) || topologyError(err) {
 				cc.ReloadState(ctx)
 			}
 		}

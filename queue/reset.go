@@ -28,9 +28,22 @@ type roomCheck struct {
 	last  string // the stream's last generated ID, "" when there is no stream
 }
 
+// checkClient is the client that reads rooms after a reader's reconnect:
+// the readers' own, whose slot map the reader reloaded just before it
+// reconnected (after a failover, the caller's may still route to the dead
+// master until one of its own calls fails).
+func (r *router) checkClient() redis.UniversalClient {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.readerClient != nil {
+		return r.readerClient
+	}
+	return r.q.rdb
+}
+
 // readRooms asks, in one pipeline, for the epoch and last stream ID of rooms.
 func (r *router) readRooms(ctx context.Context, rooms []string) (map[string]roomCheck, error) {
-	pipe := r.q.rdb.Pipeline()
+	pipe := r.checkClient().Pipeline()
 	eps := make([]*redis.StringCmd, len(rooms))
 	infos := make([]*redis.XInfoStreamCmd, len(rooms))
 	for i, room := range rooms {
@@ -203,7 +216,7 @@ func (r *router) confirmChecks(ctx context.Context, positions []streams.Position
 		return ctx.Err()
 	case <-t.C:
 	}
-	if cc, ok := r.q.rdb.(*redis.ClusterClient); ok {
+	if cc, ok := unwrapClient(r.checkClient()).(*redis.ClusterClient); ok {
 		cc.ReloadState(ctx)
 	}
 	again, err := r.readRooms(ctx, suspect)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,6 +25,8 @@ type router struct {
 	readerClient redis.UniversalClient
 	ownsClient   bool
 	readers      map[int]*streams.Reader
+	warnBeat     warnLimiter
+	warnRead     warnLimiter
 	subs         map[string][]*Subscription // by room
 	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
 	workers      map[*Worker]struct{}       // closed with the Queue
@@ -92,11 +95,14 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	}
 	if r.readerClient == nil {
 		r.readerClient, r.ownsClient = dedicatedClient(r.q.rdb, r.q.opts.NumShards+2)
+		watchNewClient(r.readerClient)
 	}
 	rd, ok := r.readers[shard]
 	if !ok {
 		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
-			OnError:     func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
+			OnError: func(err error) {
+				r.warnRead.warn(r.q.opts.Logger, "syncfanout: stream reader", "shard", shard, "err", err)
+			},
 			OnReconnect: r.checkReset,
 		})
 		r.readers[shard] = rd
@@ -155,8 +161,9 @@ func (r *router) direct(room string, a barrier.Appended) {
 	}
 }
 
-// heartbeat beats for every local subscription, one script call per room.
-func (r *router) heartbeat(ctx context.Context) {
+// heartbeat beats for every local subscription, one script call per room,
+// and reports whether a room's call failed.
+func (r *router) heartbeat(ctx context.Context) (failed bool) {
 	r.mu.Lock()
 	byRoom := make(map[string][]*Subscription, len(r.subs))
 	for room, list := range r.subs {
@@ -167,10 +174,13 @@ func (r *router) heartbeat(ctx context.Context) {
 	// rooms could take longer than ClientTimeout to get round them.
 	work := make(chan string)
 	var wg sync.WaitGroup
+	var bad atomic.Bool
 	for range min(len(byRoom), heartbeatParallel) {
 		wg.Go(func() {
 			for room := range work {
-				r.heartbeatRoom(ctx, room, byRoom[room])
+				if !r.heartbeatRoom(ctx, room, byRoom[room]) {
+					bad.Store(true)
+				}
 			}
 		})
 	}
@@ -179,9 +189,10 @@ func (r *router) heartbeat(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
+	return bad.Load()
 }
 
-func (r *router) heartbeatRoom(ctx context.Context, room string, list []*Subscription) {
+func (r *router) heartbeatRoom(ctx context.Context, room string, list []*Subscription) bool {
 	ids := make([]string, len(list))
 	for i, s := range list {
 		ids[i] = s.clientID
@@ -189,26 +200,44 @@ func (r *router) heartbeatRoom(ctx context.Context, room string, list []*Subscri
 	alive, err := r.q.barrier.Heartbeat(ctx, room, ids)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.q.opts.Logger.Warn("syncfanout: heartbeat", "room", room, "err", err)
+			r.warnBeat.warn(r.q.opts.Logger, "syncfanout: heartbeat", "room", room, "err", err)
 		}
-		return
+		return false
 	}
 	for i, ok := range alive {
 		if !ok && list[i].joined() {
 			r.lost(ctx, list[i])
 		}
 	}
+	return true
 }
 
+// heartbeatLoop beats every interval, and sooner after a failed round: a
+// member whose beat failed (its room's master was just killed, say) beats
+// again as soon as Redis answers, rather than an interval later, so that
+// a failover within ClientTimeout/3 evicts nobody.
 func (r *router) heartbeatLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	heartbeatLoop(ctx, every, r.heartbeat)
+}
+
+// heartbeatLoop runs beat every interval, retrying a failed round after a
+// backoff (at most 1s, and never slower than the interval).
+func heartbeatLoop(ctx context.Context, every time.Duration, beat func(context.Context) bool) {
+	var b retryBackoff
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.heartbeat(ctx)
+		}
+		began := time.Now()
+		if beat(ctx) {
+			b.reset()
+			t.Reset(every - min(time.Since(began), every))
+		} else {
+			t.Reset(b.next(min(every, time.Second)))
 		}
 	}
 }
@@ -318,13 +347,13 @@ func (q *Queue) reapDue(ctx context.Context) {
 		rooms, err := q.barrier.Due(ctx, shard, 100)
 		if err != nil {
 			if ctx.Err() == nil {
-				q.opts.Logger.Warn("syncfanout: housekeeping", "shard", shard, "err", err)
+				q.warnHousekeeping.warn(q.opts.Logger, "syncfanout: housekeeping", "shard", shard, "err", err)
 			}
 			return
 		}
 		for _, room := range rooms {
 			if _, _, err := q.barrier.Reap(ctx, room); err != nil && ctx.Err() == nil {
-				q.opts.Logger.Warn("syncfanout: housekeeping", "room", room, "err", err)
+				q.warnHousekeeping.warn(q.opts.Logger, "syncfanout: housekeeping", "room", room, "err", err)
 			}
 		}
 	}

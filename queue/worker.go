@@ -130,6 +130,8 @@ type Worker struct {
 	opts WorkerOptions
 	log  *slog.Logger
 
+	warnBeat, warnDiscover warnLimiter
+
 	ctx    context.Context // handlers, batchers and loops; cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -924,16 +926,7 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 
 // heartbeatLoop beats for the hosted clients (AutoHeartbeat).
 func (w *Worker) heartbeatLoop() {
-	t := time.NewTicker(w.q.opts.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.heartbeat(w.ctx)
-	}
+	heartbeatLoop(w.ctx, w.q.opts.HeartbeatInterval, w.heartbeat)
 }
 
 // heartbeat beats once for every hosted client, one script call per room,
@@ -941,7 +934,8 @@ func (w *Worker) heartbeatLoop() {
 // ClientTimeout. A client the room no longer knows is left to the room's
 // leave or evict entry, which the reader delivers: that entry says which
 // it was.
-func (w *Worker) heartbeat(ctx context.Context) {
+// It reports whether every call succeeded.
+func (w *Worker) heartbeat(ctx context.Context) bool {
 	w.mu.Lock()
 	rooms := make([]*workerRoom, 0, len(w.rooms))
 	for _, r := range w.rooms {
@@ -950,10 +944,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	w.mu.Unlock()
 	work := make(chan *workerRoom)
 	var wg sync.WaitGroup
+	var bad atomic.Bool
 	for range min(len(rooms), heartbeatParallel) {
 		wg.Go(func() {
 			for r := range work {
-				w.heartbeatRoom(ctx, r)
+				if !w.heartbeatRoom(ctx, r) {
+					bad.Store(true)
+				}
 			}
 		})
 	}
@@ -962,12 +959,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
+	return !bad.Load()
 }
 
 // heartbeatParallel bounds the heartbeat calls a worker has out at once.
 const heartbeatParallel = 16
 
-func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) {
+func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) bool {
 	r.mu.Lock()
 	ids := make([]string, 0, len(r.clients))
 	for id, c := range r.clients {
@@ -976,13 +974,16 @@ func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) {
 		}
 	}
 	r.mu.Unlock()
+	ok := true
 	for len(ids) > 0 {
 		n := min(len(ids), maxAckBatch)
 		if _, err := w.q.barrier.Heartbeat(ctx, r.name, ids[:n]); err != nil && ctx.Err() == nil {
-			w.log.Warn("syncfanout: worker heartbeat", "room", r.name, "err", err)
+			ok = false
+			w.warnBeat.warn(w.log, "syncfanout: worker heartbeat", "room", r.name, "err", err)
 		}
 		ids = ids[n:]
 	}
+	return ok
 }
 
 // discoverLoop finds the rooms of a follow-all worker's shards.
@@ -1012,7 +1013,7 @@ func (w *Worker) discover(ctx context.Context) {
 		names, err := w.q.rdb.ZRange(ctx, layout.ShardRooms(shard), 0, -1).Result()
 		if err != nil {
 			if ctx.Err() == nil {
-				w.log.Warn("syncfanout: worker room discovery", "shard", shard, "err", err)
+				w.warnDiscover.warn(w.log, "syncfanout: worker room discovery", "shard", shard, "err", err)
 			}
 			continue
 		}

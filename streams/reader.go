@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -299,6 +300,21 @@ func (r *Reader) report(err error) {
 	}
 }
 
+// maxBackoff caps the pause between a reader's attempts to reconnect.
+const maxBackoff = 500 * time.Millisecond
+
+// sleep waits for d or until ctx ends, and reports whether ctx is alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // loop receives notifications and confirmations, and reads rooms from
 // their streams when they need it.
 func (r *Reader) loop(ctx context.Context) {
@@ -318,17 +334,23 @@ func (r *Reader) loop(ctx context.Context) {
 		r.report(err)
 		recheck = true
 		r.resetConn()
+		// Jittered, so that the readers of a deployment do not retry a dead
+		// node in step; capped at maxBackoff, so that a reader resumes soon
+		// after a replica's promotion.
+		wait := backoff - backoff/5 + time.Duration(rand.Int64N(int64(backoff*2/5)+1))
+		backoff = min(backoff*2, maxBackoff)
+		// A slot may have moved, or its master died: route the next
+		// connection by a slot map read just before it (go-redis reloads
+		// in the background), not one read when the last attempt failed,
+		// which can predate a promotion by a whole backoff.
+		lead := min(wait/2, 200*time.Millisecond)
+		if !sleep(ctx, wait-lead) {
+			return false
+		}
 		if cc, ok := r.rdb.(*redis.ClusterClient); ok {
-			// A slot may have moved: route the next connection by fresh state.
 			cc.ReloadState(ctx)
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-		return true
+		return sleep(ctx, lead)
 	}
 	lastSweep := time.Now()
 	for {
