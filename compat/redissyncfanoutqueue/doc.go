@@ -53,8 +53,9 @@
 //     can subscribe again; the original returned nil. Eviction does not
 //     depend on any particular process running: every client and worker
 //     does housekeeping.
-//   - Messages sent to a room without members go to its delivery stream at
-//     once; the last member leaving no longer drops the backlog.
+//   - Messages sent to a room without members, and the backlog of a room
+//     whose last member left, go to the room's delivery stream instead of
+//     being dropped (queue.Options.HoldWhenEmpty keeps them pending).
 //   - GetMetrics returns at most TopRoomsLimit rooms (the original returned
 //     one more).
 //
@@ -78,6 +79,9 @@
 //     error wrapping the queue sentinel and changes nothing.
 //   - HandleRoomClientTimeout is called when a member is evicted, not when
 //     it unsubscribes; it may be nil.
+//   - In a room shared with programs on package queue, the worker would
+//     deliver (and the README's handler ack) for their members too: set
+//     WorkerOptions.Serves to the members this side serves.
 //   - Several worker processes each deliver every message, unless they split
 //     the rooms with WorkerOptions.Worker.FollowAllIndex and FollowAllCount
 //     (the original's workers competed for each message). A worker finds a

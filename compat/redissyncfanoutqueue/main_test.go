@@ -10,8 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/internal/redistest"
 	rsfq "github.com/syncfanout/syncfanout/compat/redissyncfanoutqueue"
+	"github.com/syncfanout/syncfanout/internal/redistest"
 )
 
 // TestMain shares one standalone Redis and one 3-master cluster between the

@@ -63,6 +63,14 @@ type WorkerOptions struct {
 	// RedisClient and Queue: as in ApiOptions.
 	RedisClient redis.UniversalClient
 	Queue       queue.Options
+	// Serves, when set, limits the worker to the members it accepts:
+	// HandleMessage and HandleRoomClientTimeout are called only for them.
+	// Like the original's, the worker otherwise delivers for every member
+	// of every room, including members that a program on package queue
+	// joined and serves itself; in a room shared with such programs, give
+	// it a Serves that accepts only this side's clients, or the handler
+	// acks on their behalf.
+	Serves func(clientId, room string) bool
 	// Worker tunes the underlying follow-all queue.Worker (Logger,
 	// DiscoveryInterval, LatencyWindow, FollowAllIndex/FollowAllCount to
 	// split the rooms between several worker processes...). Its

@@ -68,8 +68,11 @@ func NewWorkerClient(ctx context.Context, options *WorkerOptions) (RedisQueueWor
 	c := &workerClient{q: q, rdb: rdb, ownsRedis: owns}
 	wo := options.Worker
 	wo.FollowAll = true
-	handle := options.HandleMessage
+	handle, serves := options.HandleMessage, options.Serves
 	wo.HandleMessage = func(ctx context.Context, clientID string, m *queue.Message) error {
+		if serves != nil && !serves(clientID, m.Room) {
+			return nil
+		}
 		msg, err := fromDelivered(m)
 		if err != nil {
 			c.invalid.Add(1)
@@ -80,6 +83,9 @@ func NewWorkerClient(ctx context.Context, options *WorkerOptions) (RedisQueueWor
 	wo.HandleClientTimeout = nil
 	if timeout := options.HandleRoomClientTimeout; timeout != nil {
 		wo.HandleClientTimeout = func(ctx context.Context, clientID, room string) error {
+			if serves != nil && !serves(clientID, room) {
+				return nil
+			}
 			return timeout(ctx, &clientID, &room)
 		}
 	}
