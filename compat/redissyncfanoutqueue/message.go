@@ -13,7 +13,8 @@ import (
 type Message struct {
 	// Data points to the payload as encoding/json decodes it into an
 	// interface{}: string, float64, bool, []interface{},
-	// map[string]interface{} or nil. Never nil itself.
+	// map[string]interface{} or nil (a []byte that a queue program sent
+	// and that is not JSON stays a []byte). Never nil itself.
 	Data *interface{}
 	// AckToken is this client's token for this delivery; nil for
 	// out-of-band messages, observers and Peek results.

@@ -52,7 +52,8 @@ type WorkerOptions struct {
 	// per member of the room (required).
 	HandleMessage HandleMessageFunc
 	// HandleRoomClientTimeout, when set, is called once when a member of a
-	// room is evicted for want of Ping (not when it unsubscribes).
+	// room is evicted: no Ping for ClientTimeout, or no ack within
+	// Queue.AckTimeout when that is set. Not when it unsubscribes.
 	HandleRoomClientTimeout HandleRoomClientTimeoutFunc
 
 	// ClientTimeout of the worker's own queue.Queue (default: Queue's, else
