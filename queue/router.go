@@ -279,7 +279,8 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 	return rdb, false
 }
 
-// housekeeping evicts silent members of any room, in any process's name:
+// housekeeping evicts silent members of any room, in any process's name,
+// deletes rooms idle past IdleRoomTTL and trims idle rooms' streams:
 // each round asks every shard's deadline index for due rooms, so it costs
 // O(shards + due rooms), never O(rooms).
 func (q *Queue) housekeeping() {
@@ -313,8 +314,12 @@ func (q *Queue) reapDue(ctx context.Context) {
 			return
 		}
 		for _, room := range rooms {
-			if _, _, err := q.barrier.Reap(ctx, room); err != nil && ctx.Err() == nil {
+			_, _, expired, err := q.barrier.Reap(ctx, room)
+			if err != nil && ctx.Err() == nil {
 				q.opts.Logger.Warn("syncfanout: housekeeping", "room", room, "err", err)
+			}
+			if expired {
+				q.stats.ExpiredRooms.Add(1)
 			}
 		}
 	}
