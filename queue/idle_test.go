@@ -298,7 +298,10 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		ctx := testContext(t)
 		// One shard: housekeeping finds every due room in one list, in
 		// deadline order, so once "z-ctl" is gone it has seen the others.
-		opts := queue.Options{NumShards: 1, ClientTimeout: time.Second, IdleRoomTTL: idleTTL, DisableHousekeeping: true}
+		// A TTL long enough that housekeeping starts well within it after
+		// the send below, even on a loaded machine.
+		const ttl = 2 * time.Second
+		opts := queue.Options{NumShards: 1, ClientTimeout: time.Second, IdleRoomTTL: ttl, DisableHousekeeping: true}
 		q := setup(t, b, opts)
 		send(t, ctx, q, "a-sent", "before")
 		s := join(t, ctx, q, "b-joined")
@@ -317,7 +320,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 
 		// Their expiry passes while no housekeeping runs; then a send and
 		// a join get to two of them before housekeeping does.
-		time.Sleep(idleTTL + 200*time.Millisecond)
+		time.Sleep(ttl + 200*time.Millisecond)
 		require.EqualValues(t, 2, send(t, ctx, q, "a-sent", "after"))
 		member := join(t, ctx, q, "b-joined")
 
@@ -325,7 +328,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		hopts.DisableHousekeeping = false
 		hopts.HousekeepingInterval = 20 * time.Millisecond
 		hk := setup(t, b, hopts)
-		require.Eventually(t, func() bool { return roomIs(ctx, q, "z-ctl", gone) }, 5*time.Second, 20*time.Millisecond, "the untouched room never expired")
+		require.Eventually(t, func() bool { return roomIs(ctx, q, "z-ctl", gone) }, 10*time.Second, 20*time.Millisecond, "the untouched room never expired")
 		for room, ids := range map[string][]uint64{"a-sent": {1, 2}, "b-joined": {1}} {
 			st := roomState(t, ctx, q, room)
 			require.Equal(t, epochs[room], st.Epoch, room)
@@ -338,7 +341,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		require.NoError(t, member.Close(ctx))
 		require.Eventually(t, func() bool {
 			return roomIs(ctx, q, "a-sent", gone) && roomIs(ctx, q, "b-joined", gone)
-		}, 5*time.Second, 20*time.Millisecond)
+		}, 10*time.Second, 20*time.Millisecond)
 		require.EqualValues(t, 3, hk.Stats().ExpiredRooms.Load())
 
 		// Sends racing housekeeping around the deadline: each second send
@@ -366,7 +369,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				time.Sleep(idleTTL + time.Duration(rand.IntN(120)-60)*time.Millisecond)
+				time.Sleep(ttl + time.Duration(rand.IntN(120)-60)*time.Millisecond)
 				id, err := q.Send(ctx, room, "second")
 				if err != nil {
 					t.Error(err)
@@ -377,6 +380,8 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		}
 		wg.Wait()
 		close(results)
+		// No more expiry while the outcomes are read (q has none).
+		require.NoError(t, hk.Close())
 		kept := 0
 		for r := range results {
 			st := roomState(t, ctx, q, r.room)

@@ -15,7 +15,7 @@
 --                    history: -(its expiry, ms), IDLE_FOREVER when kept forever
 --   8 due     ZSET   shard index: room -> earliest deadline (heartbeat, ack,
 --                    drain; for an idle room: its expiry or next stream trim)
---   9 stats   HASH   shard totals: backlog, members, observers
+--   9 stats   HASH   shard totals: backlog, members, observers, expired (rooms)
 --  10..19     LIST   pending messages of priority 0..9
 -- ARGV (common part):
 --   1 room name, 2 stream MAXLEN (0: none), 3 stream max age ms (0: none),
@@ -38,7 +38,6 @@ local MAXLEN = tonumber(ARGV[2])
 local MAXAGE = tonumber(ARGV[3])
 local ACKTIMEOUT = tonumber(ARGV[4])
 local HOLD = string.sub(ARGV[5], 1, 1)
-local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -345,6 +344,8 @@ local function index_idle()
     if DUE ~= false then redis.call('ZREM', KEYS[K_DUE], ROOM) end
     return
   end
+  -- Read here only: live rooms, the per-message path, never need it.
+  local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
   local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
   local expiry -- nil: kept forever
   if s < 0 then
