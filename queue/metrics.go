@@ -53,6 +53,18 @@ type RoomBacklog struct {
 	Expires time.Time
 }
 
+// String prints a live room as {room backlog}, as fmt did before idle
+// rooms were listed, and an idle one as {room idle[ until time]}.
+func (r RoomBacklog) String() string {
+	switch {
+	case !r.Idle:
+		return "{" + r.Room + " " + strconv.FormatInt(r.Backlog, 10) + "}"
+	case r.Expires.IsZero():
+		return "{" + r.Room + " idle}"
+	}
+	return "{" + r.Room + " idle until " + r.Expires.UTC().Format(time.RFC3339) + "}"
+}
+
 // roomBacklog reads an entry of a shard's room index: a live room's score
 // is its backlog; an idle room's is minus its expiry in ms, or -1 when it
 // is kept forever (internal/lua/room.lua).
