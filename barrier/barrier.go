@@ -239,13 +239,15 @@ func (b *Barrier) Heartbeat(ctx context.Context, room string, clients []string) 
 	return alive, nil
 }
 
-// Reap evicts the expired members of a room and releases what it can.
-func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int, err error) {
+// Reap evicts the expired members of a room and releases what it can. A
+// room idle past its expiry is deleted (expired); an idle room's stream is
+// trimmed to StreamMaxAge.
+func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int, expired bool, err error) {
 	v, err := b.run(ctx, lua.Reap, room)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	return int(u64(v, 1)), int(u64(v, 2)), nil
+	return int(u64(v, 1)), int(u64(v, 2)), u64(v, 3) == 1, nil
 }
 
 // Due returns up to limit rooms of a shard whose earliest deadline passed.

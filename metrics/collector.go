@@ -61,6 +61,7 @@ type Collector struct {
 	opts Options
 
 	sent, released, oob, delivered, acked, malformed *prometheus.Desc
+	expired, idleRooms                               *prometheus.Desc
 	ackRejected, evictions                           *prometheus.Desc
 	releaseLatency, barrierWait, endToEnd            *prometheus.Desc
 	rooms, backlog, members, observers, roomBacklog  *prometheus.Desc
@@ -88,6 +89,8 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack.")
 	c.endToEnd = desc("end_to_end_latency_seconds", "Time from enqueue to delivery to a subscriber of this process, out-of-band messages included.")
 	c.rooms = desc("rooms", "Rooms with members, observers, a backlog or a message in flight (whole deployment).")
+	c.idleRooms = desc("idle_rooms", "Idle rooms (no members, observers, backlog or message in flight) kept for their history until IdleRoomTTL deletes them (whole deployment).")
+	c.expired = desc("rooms_expired_total", "Idle rooms this process's housekeeping deleted, history included (IdleRoomTTL).")
 	c.backlog = desc("backlog_messages", "Pending messages over all rooms, in-flight ones excluded (whole deployment).")
 	c.members = desc("members", "Voting memberships over all rooms (whole deployment).")
 	c.observers = desc("observers", "Observer memberships over all rooms (whole deployment).")
@@ -103,9 +106,9 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 // Describe sends the descriptors of every metric the Collector exports.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed,
+		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed, c.expired,
 		c.releaseLatency, c.barrierWait, c.endToEnd,
-		c.rooms, c.backlog, c.members, c.observers, c.roomBacklog, c.malformedPending, c.redisUp, c.scrapeSeconds,
+		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.malformedPending, c.redisUp, c.scrapeSeconds,
 		c.shardConflict, c.configRestored,
 	} {
 		ch <- d
@@ -145,6 +148,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		conflict = 1
 	}
 	metric(c.shardConflict, prometheus.GaugeValue, conflict)
+	counter(c.expired, s.ExpiredRooms.Load())
 	histogram(ch, c.releaseLatency, s.ReleaseLatency.Snapshot())
 	histogram(ch, c.barrierWait, s.BarrierWait.Snapshot())
 	histogram(ch, c.endToEnd, s.EndToEnd.Snapshot())
@@ -160,11 +164,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	metric(c.redisUp, prometheus.GaugeValue, 1)
 	metric(c.rooms, prometheus.GaugeValue, float64(m.KnownRooms))
+	metric(c.idleRooms, prometheus.GaugeValue, float64(m.IdleRooms))
 	metric(c.backlog, prometheus.GaugeValue, float64(m.Backlog))
 	metric(c.members, prometheus.GaugeValue, float64(m.Members))
 	metric(c.observers, prometheus.GaugeValue, float64(m.Observers))
 	metric(c.malformedPending, prometheus.CounterValue, float64(m.Malformed))
 	for _, r := range m.TopRooms {
+		if r.Idle {
+			continue // no backlog; naming dead rooms would only add series
+		}
 		metric(c.roomBacklog, prometheus.GaugeValue, float64(r.Backlog), r.Room)
 	}
 }

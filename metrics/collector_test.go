@@ -212,6 +212,31 @@ func TestCollectorEvictions(t *testing.T) {
 	})
 }
 
+// TestCollectorIdleRooms: idle rooms are a deployment gauge, left out of
+// the per-room backlog series, and the rooms this process's housekeeping
+// deletes are counted.
+func TestCollectorIdleRooms(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix, IdleRoomTTL: time.Second, HousekeepingInterval: 50 * time.Millisecond})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics.NewCollector(q, metrics.Options{}))
+
+		_, err := q.Send(ctx, "idle", "nobody listens")
+		require.NoError(t, err)
+		require.Equal(t, 1.0, value(t, reg, "syncfanout_idle_rooms"))
+		require.Equal(t, 0.0, value(t, reg, "syncfanout_rooms"))
+		require.Equal(t, 0.0, value(t, reg, "syncfanout_rooms_expired_total"))
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(""), "syncfanout_room_backlog_messages"))
+
+		require.Eventually(t, func() bool { return q.Stats().ExpiredRooms.Load() == 1 }, 10*time.Second, 20*time.Millisecond)
+		require.Equal(t, 1.0, value(t, reg, "syncfanout_rooms_expired_total"))
+		require.Equal(t, 0.0, value(t, reg, "syncfanout_idle_rooms"))
+	})
+}
+
 func TestCollectorWithoutRedis(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,12 +19,20 @@ const MaxTopRooms = 1000
 // Metrics is a deployment-wide snapshot read from the per-shard indexes
 // the scripts keep exact (the original library's GetMetrics).
 type Metrics struct {
-	// KnownRooms counts the rooms with members, observers, a backlog or a
-	// message in flight.
+	// KnownRooms counts the live rooms: those with members, observers, a
+	// backlog or a message in flight. Idle rooms are not among them.
 	KnownRooms int64
-	// TopRooms lists the rooms with the largest backlog, largest first:
-	// exactly min(topRooms, KnownRooms) entries. Ties come in reverse name
-	// order, the order Redis keeps them in, so the list is deterministic.
+	// IdleRooms counts the rooms without any of these that Redis still
+	// holds for their history, until Options.IdleRoomTTL deletes them.
+	IdleRooms int64
+	// ExpiredRooms counts the idle rooms deleted so far, by every Queue of
+	// the deployment (kept in Redis, with the other totals).
+	ExpiredRooms int64
+	// TopRooms lists the rooms with the largest backlog, largest first,
+	// then idle rooms, those expiring first first: exactly
+	// min(topRooms, KnownRooms+IdleRooms) entries. Ties come in reverse
+	// name order, the order Redis keeps them in, so the list is
+	// deterministic.
 	TopRooms []RoomBacklog
 	// Backlog is the number of pending messages over all rooms (messages in
 	// flight are not pending).
@@ -42,11 +51,41 @@ type Metrics struct {
 type RoomBacklog struct {
 	Room    string
 	Backlog int64
+	// Idle: the room has no members, observers, backlog or message in
+	// flight; it is kept for its history until Expires (zero: forever).
+	Idle    bool
+	Expires time.Time
+}
+
+// String prints a live room as {room backlog}, as fmt did before idle
+// rooms were listed, and an idle one as {room idle[ until time]}.
+func (r RoomBacklog) String() string {
+	switch {
+	case !r.Idle:
+		return "{" + r.Room + " " + strconv.FormatInt(r.Backlog, 10) + "}"
+	case r.Expires.IsZero():
+		return "{" + r.Room + " idle}"
+	}
+	return "{" + r.Room + " idle until " + r.Expires.UTC().Format(time.RFC3339) + "}"
+}
+
+// roomBacklog reads an entry of a shard's room index: a live room's score
+// is its backlog; an idle room's is minus its expiry in ms, or -1 when it
+// is kept forever (internal/lua/room.lua).
+func roomBacklog(room string, score float64) RoomBacklog {
+	if score >= 0 {
+		return RoomBacklog{Room: room, Backlog: int64(score)}
+	}
+	r := RoomBacklog{Room: room, Idle: true}
+	if score < -1 {
+		r.Expires = time.UnixMilli(int64(-score))
+	}
+	return r
 }
 
 // Metrics reads the deployment's room count, its topRooms (0..MaxTopRooms)
 // rooms with the largest backlog and the backlog and membership totals.
-// Its cost is one pipeline of three commands per shard, whatever the
+// Its cost is one pipeline of four commands per shard, whatever the
 // number of rooms: it never scans keys, so scraping it often is safe.
 func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 	if err := q.check(ctx); err != nil {
@@ -57,49 +96,61 @@ func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 	}
 	n := q.layout.NumShards()
 	cards := make([]*redis.IntCmd, n)
+	idle := make([]*redis.IntCmd, n)
 	tops := make([]*redis.ZSliceCmd, n)
 	totals := make([]*redis.SliceCmd, n)
 	pipe := q.rdb.Pipeline()
 	for s := range n {
 		rooms := q.layout.ShardRooms(s)
-		cards[s] = pipe.ZCard(ctx, rooms)
+		// Live rooms score their backlog (>= 0), idle ones below 0.
+		cards[s] = pipe.ZCount(ctx, rooms, "0", "+inf")
+		idle[s] = pipe.ZCount(ctx, rooms, "-inf", "(0")
 		if topRooms > 0 {
 			// Each shard's first topRooms are enough: no room beyond them can
 			// be among the global first topRooms.
 			tops[s] = pipe.ZRevRangeWithScores(ctx, rooms, 0, int64(topRooms-1))
 		}
-		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers", "malformed")
+		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers", "malformed", "expired")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Metrics{}, fmt.Errorf("syncfanout: metrics: %w", err)
 	}
 	var m Metrics
-	var all []RoomBacklog
+	type scored struct {
+		room  string
+		score float64
+	}
+	var all []scored
 	for s := range n {
 		m.KnownRooms += cards[s].Val()
+		m.IdleRooms += idle[s].Val()
 		if tops[s] != nil {
 			for _, z := range tops[s].Val() {
 				room, _ := z.Member.(string)
-				all = append(all, RoomBacklog{Room: room, Backlog: int64(z.Score)})
+				all = append(all, scored{room, z.Score})
 			}
 		}
 		vals := totals[s].Val()
-		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers, &m.Malformed} {
+		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers, &m.Malformed, &m.ExpiredRooms} {
 			if i < len(vals) {
 				*dst += statField(vals[i])
 			}
 		}
 	}
-	slices.SortFunc(all, func(a, b RoomBacklog) int {
-		if c := cmp.Compare(b.Backlog, a.Backlog); c != 0 {
+	// By index score, as each shard's list: live rooms by backlog, then
+	// idle ones.
+	slices.SortFunc(all, func(a, b scored) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
 			return c
 		}
-		return cmp.Compare(b.Room, a.Room)
+		return cmp.Compare(b.room, a.room)
 	})
 	if len(all) > topRooms {
 		all = all[:topRooms]
 	}
-	m.TopRooms = all
+	for _, r := range all {
+		m.TopRooms = append(m.TopRooms, roomBacklog(r.room, r.score))
+	}
 	return m, nil
 }
 

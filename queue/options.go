@@ -40,8 +40,22 @@ type Options struct {
 	// 10000; -1 keeps everything).
 	StreamMaxLen int64
 	// StreamMaxAge drops stream events older than this (default 0: no age
-	// limit). Both limits apply when both are set.
+	// limit). Both limits apply when both are set. Streams are trimmed when
+	// something is appended and, for idle rooms, by housekeeping.
 	StreamMaxAge time.Duration
+	// IdleRoomTTL: a room left idle (no members, no observers, no backlog,
+	// nothing in flight) for this long is deleted, history included
+	// (default DefaultIdleRoomTTL, 24h; at least 1s; KeepIdleRooms, or any
+	// negative value, keeps idle rooms forever). Housekeeping does it
+	// through the due index, O(due rooms); an idle room stays listed
+	// (Metrics.IdleRooms, TopRooms) until then. It is measured from the
+	// room's newest event: a send into the idle room starts it again, a
+	// join ends idleness. The room sets of clients that neither Subscribe
+	// nor Ping for IdleRoomTTL + ClientTimeout are dropped as well. A
+	// deleted room used again starts over: new epoch, message IDs from 1.
+	// Every Queue of a deployment should use the same value: housekeeping
+	// applies its own Queue's value to any room it finds due.
+	IdleRoomTTL time.Duration
 	// HoldWhenEmpty keeps messages sent to a room without members pending
 	// until the first member joins, instead of releasing them at once.
 	HoldWhenEmpty bool
@@ -79,6 +93,13 @@ type Options struct {
 
 const defaultMaxLen = 10000
 
+// DefaultIdleRoomTTL is the default Options.IdleRoomTTL.
+const DefaultIdleRoomTTL = 24 * time.Hour
+
+// KeepIdleRooms, as Options.IdleRoomTTL, keeps idle rooms and their
+// history forever.
+const KeepIdleRooms time.Duration = -1
+
 func (o Options) withDefaults() Options {
 	if o.Prefix == "" {
 		o.Prefix = "syncfanout"
@@ -94,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StreamMaxLen == 0 {
 		o.StreamMaxLen = defaultMaxLen
+	}
+	if o.IdleRoomTTL == 0 {
+		o.IdleRoomTTL = DefaultIdleRoomTTL
 	}
 	if o.HousekeepingInterval == 0 {
 		o.HousekeepingInterval = min(o.ClientTimeout/4, time.Second)
@@ -134,6 +158,8 @@ func (o Options) validate() error {
 		return bad("StreamMaxAge=%v, want 0 (none) or positive", o.StreamMaxAge)
 	case o.StreamMaxAge > 0 && o.StreamMaxAge < time.Second:
 		return bad("StreamMaxAge=%v, want at least 1s", o.StreamMaxAge)
+	case o.IdleRoomTTL > 0 && o.IdleRoomTTL < time.Second:
+		return bad("IdleRoomTTL=%v, want at least 1s, or negative (KeepIdleRooms)", o.IdleRoomTTL)
 	case o.HousekeepingInterval < 10*time.Millisecond || o.HousekeepingInterval > o.ClientTimeout:
 		return bad("HousekeepingInterval=%v, want 10ms..ClientTimeout", o.HousekeepingInterval)
 	case o.HeartbeatInterval < 10*time.Millisecond || o.HeartbeatInterval >= o.ClientTimeout:

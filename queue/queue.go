@@ -75,6 +75,8 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 		MaxAgeMillis: opts.StreamMaxAge.Milliseconds(),
 		AckTimeoutMs: opts.AckTimeout.Milliseconds(),
 		Hold:         opts.HoldWhenEmpty,
+		// Negative: kept forever.
+		IdleTTLMillis: opts.IdleRoomTTL.Milliseconds(),
 	}
 	q := &Queue{
 		rdb:     rdb,
@@ -287,10 +289,28 @@ func (q *Queue) subscribe(ctx context.Context, clientID, room string, observer b
 	// The client's own set of rooms lives in the client's shard, so Ping
 	// finds them without scanning; a crash between the two calls leaves a
 	// member that nobody pings, which eviction then removes.
-	if err := q.rdb.SAdd(ctx, q.layout.Client(clientID), room).Err(); err != nil {
+	ckey := q.layout.Client(clientID)
+	if err := q.rdb.SAdd(ctx, ckey, room).Err(); err != nil {
 		return j, fmt.Errorf("syncfanout: recording room %q for client %q: %w", room, clientID, err)
 	}
+	if ttl := q.clientSetTTL(); ttl > 0 {
+		if err := q.rdb.PExpire(ctx, ckey, ttl).Err(); err != nil {
+			return j, fmt.Errorf("syncfanout: recording room %q for client %q: %w", room, clientID, err)
+		}
+	}
 	return j, nil
+}
+
+// clientSetTTL is how long a client's room set outlives the client's last
+// Subscribe or Ping (0: forever). Its memberships end ClientTimeout after
+// its last heartbeat, and the rooms it leaves idle go IdleRoomTTL after
+// that: the set, which only Ping reads, goes with them, so a client that
+// died leaves nothing behind.
+func (q *Queue) clientSetTTL() time.Duration {
+	if q.opts.IdleRoomTTL <= 0 {
+		return 0
+	}
+	return q.opts.IdleRoomTTL + q.opts.ClientTimeout
 }
 
 // Unsubscribe removes clientID from room. If the room was waiting only for
@@ -328,7 +348,14 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 		return err
 	}
 	ckey := q.layout.Client(clientID)
-	rooms, err := q.rdb.SMembers(ctx, ckey).Result()
+	// The set's expiry moves with each Ping, in the same round trip.
+	pipe := q.rdb.Pipeline()
+	members := pipe.SMembers(ctx, ckey)
+	if ttl := q.clientSetTTL(); ttl > 0 {
+		pipe.PExpire(ctx, ckey, ttl)
+	}
+	_, _ = pipe.Exec(ctx) // the error is the first command's, read below
+	rooms, err := members.Result()
 	if err != nil {
 		return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
 	}
@@ -342,11 +369,11 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	if len(gone) == 0 {
 		return nil
 	}
-	members := make([]any, len(gone))
+	goneRooms := make([]any, len(gone))
 	for i, r := range gone {
-		members[i] = r
+		goneRooms[i] = r
 	}
-	if err := q.rdb.SRem(ctx, ckey, members...).Err(); err != nil {
+	if err := q.rdb.SRem(ctx, ckey, goneRooms...).Err(); err != nil {
 		return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
 	}
 	// A Subscribe of the client to one of these rooms may have run since
@@ -363,6 +390,12 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 		}
 		if err := q.rdb.SAdd(ctx, ckey, room).Err(); err != nil {
 			return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
+		}
+		if ttl := q.clientSetTTL(); ttl > 0 {
+			// The SREM above may have emptied, and so deleted, the set.
+			if err := q.rdb.PExpire(ctx, ckey, ttl).Err(); err != nil {
+				return fmt.Errorf("syncfanout: ping %q: %w", clientID, err)
+			}
 		}
 	}
 	if len(evicted) == 0 {

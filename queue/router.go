@@ -303,7 +303,8 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 	return rdb, false
 }
 
-// housekeeping evicts silent members of any room, in any process's name:
+// housekeeping evicts silent members of any room, in any process's name,
+// deletes rooms idle past IdleRoomTTL and trims idle rooms' streams:
 // each round asks every shard's deadline index for due rooms, so it costs
 // O(shards + due rooms), never O(rooms). It also checks the deployment's
 // NumShards (shards.go): one more script call, at most every
@@ -352,8 +353,12 @@ func (q *Queue) reapDue(ctx context.Context) {
 			return
 		}
 		for _, room := range rooms {
-			if _, _, err := q.barrier.Reap(ctx, room); err != nil && ctx.Err() == nil {
+			_, _, expired, err := q.barrier.Reap(ctx, room)
+			if err != nil && ctx.Err() == nil {
 				q.warnHousekeeping.warn(q.opts.Logger, "syncfanout: housekeeping", "room", room, "err", err)
+			}
+			if expired {
+				q.stats.ExpiredRooms.Add(1)
 			}
 		}
 	}

@@ -30,6 +30,9 @@ type Stats struct {
 	EvictedLeave      atomic.Uint64
 	// Malformed stream entries skipped.
 	Invalid atomic.Uint64
+	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
+	// (Options.IdleRoomTTL).
+	ExpiredRooms atomic.Uint64
 	// Local subscriptions ended with ErrRoomReset: Redis lost the room's
 	// state (restart without persistence, failover that lost writes).
 	Reset atomic.Uint64

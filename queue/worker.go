@@ -1010,7 +1010,8 @@ func (w *Worker) discover(ctx context.Context) {
 		if shard%w.opts.FollowAllCount != w.opts.FollowAllIndex {
 			continue
 		}
-		names, err := w.q.rdb.ZRange(ctx, layout.ShardRooms(shard), 0, -1).Result()
+		// Live rooms only: idle ones, kept for their history, score below 0.
+		names, err := w.q.rdb.ZRangeByScore(ctx, layout.ShardRooms(shard), &redis.ZRangeBy{Min: "0", Max: "+inf"}).Result()
 		if err != nil {
 			if ctx.Err() == nil {
 				w.warnDiscover.warn(w.log, "syncfanout: worker room discovery", "shard", shard, "err", err)

@@ -57,6 +57,10 @@ type roomRow struct {
 	InFlight        *uint64  `json:"in_flight,omitempty"`
 	InFlightSeconds *float64 `json:"in_flight_seconds,omitempty"`
 	WaitingOn       int      `json:"waiting_on"`
+	// Idle rooms (nothing but history) are listed after the live ones
+	// until they expire; ExpiresInSeconds is absent when kept forever.
+	Idle             bool     `json:"idle,omitempty"`
+	ExpiresInSeconds *float64 `json:"expires_in_seconds,omitempty"`
 }
 
 func roomsCmd() *command {
@@ -90,7 +94,11 @@ func roomsCmd() *command {
 				if err != nil {
 					return err
 				}
-				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing)}
+				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle}
+				if r.Idle && !r.Expires.IsZero() {
+					in := max(r.Expires.Sub(st.Now), 0).Seconds()
+					row.ExpiresInSeconds = &in
+				}
 				if st.InFlight != nil {
 					seq, age := st.InFlight.Seq, st.InFlight.Age.Seconds()
 					row.InFlight, row.InFlightSeconds = &seq, &age
@@ -99,6 +107,12 @@ func roomsCmd() *command {
 			}
 			// Backlogs may have moved since the index was read.
 			slices.SortStableFunc(rows, func(a, b roomRow) int {
+				if a.Idle != b.Idle {
+					if a.Idle {
+						return 1
+					}
+					return -1
+				}
 				if c := cmp.Compare(b.Backlog, a.Backlog); c != 0 {
 					return c
 				}
@@ -113,7 +127,10 @@ func roomsCmd() *command {
 				return nil
 			}
 			fmt.Fprintf(e.stdout, "%d rooms, %d pending messages, %d members, %d observers", m.KnownRooms, m.Backlog, m.Members, m.Observers)
-			if int64(len(rows)) < m.KnownRooms {
+			if m.IdleRooms > 0 {
+				fmt.Fprintf(e.stdout, ", %d idle rooms kept for their history", m.IdleRooms)
+			}
+			if int64(len(rows)) < m.KnownRooms+m.IdleRooms {
 				fmt.Fprintf(e.stdout, " (showing the %d with the largest backlog)", len(rows))
 			}
 			fmt.Fprintln(e.stdout)
@@ -125,8 +142,13 @@ func roomsCmd() *command {
 			fmt.Fprintln(tw, "ROOM\tBACKLOG\tMEMBERS\tOBSERVERS\tIN FLIGHT\tWAITING ON")
 			for _, r := range rows {
 				inflight := "-"
-				if r.InFlight != nil {
+				switch {
+				case r.InFlight != nil:
 					inflight = fmt.Sprintf("#%d for %s", *r.InFlight, human(secondsDuration(*r.InFlightSeconds)))
+				case r.ExpiresInSeconds != nil:
+					inflight = fmt.Sprintf("- (idle, expires in %s)", human(secondsDuration(*r.ExpiresInSeconds)))
+				case r.Idle:
+					inflight = "- (idle, kept)"
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", r.Room, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
 			}

@@ -175,6 +175,29 @@ func TestCLI(t *testing.T) {
 	t.Run("read-only", func(t *testing.T) { testChangesNothing(t, bin) })
 	t.Run("tail", func(t *testing.T) { testTail(t, bin) })
 	t.Run("malformed", func(t *testing.T) { testMalformedAlike(t, bin) })
+	t.Run("idle-rooms", func(t *testing.T) { testIdleRoomsListed(t, bin) })
+}
+
+// testIdleRoomsListed: a room that only received a send, with nobody in
+// it, has history (replay shows it), so rooms lists it, as idle, until it
+// expires.
+func testIdleRoomsListed(t *testing.T, bin string) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := newCLI(bin, b)
+		ok := func(args ...string) string {
+			t.Helper()
+			r := c.run(ctx, t, args...)
+			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
+			require.Empty(t, r.stderr)
+			return r.stdout
+		}
+		ok("send", "room-a", "hello")
+		require.Contains(t, ok("replay", "room-a"), "hello")
+		golden(t, "rooms_idle.golden", ok("rooms"))
+		golden(t, "rooms_idle_json.golden", ok("rooms", "--format", "json"))
+	})
 }
 
 func testOutput(t *testing.T, bin string) {

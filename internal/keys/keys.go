@@ -44,9 +44,9 @@ const (
 	KAck        = 4  // HASH: member -> ack time of the in-flight message (0 = joined after release)
 	KObs        = 5  // ZSET: observer -> heartbeat deadline
 	KStream     = 6  // STREAM: delivery events
-	KRooms      = 7  // shard ZSET: room -> backlog, rooms with members, backlog or in-flight
-	KDue        = 8  // shard ZSET: room -> earliest deadline (heartbeat or ack timeout)
-	KStats      = 9  // shard HASH: backlog, members
+	KRooms      = 7  // shard ZSET: room -> backlog, rooms with members, backlog or in-flight; idle rooms kept for their history score -(expiry ms), -1 when kept forever
+	KDue        = 8  // shard ZSET: room -> earliest deadline (heartbeat, ack timeout; an idle room's expiry or stream trim)
+	KStats      = 9  // shard HASH: backlog, members, observers, expired (idle rooms deleted)
 	KQueue0     = 10 // LIST per priority level: KQueue0+p
 	NumRoomKeys = KQueue0 + Levels - 1
 )

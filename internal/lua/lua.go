@@ -8,6 +8,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,15 +70,23 @@ type RoomConfig struct {
 	MaxAgeMillis int64 // stream MINID ~ now-age, 0 for none
 	AckTimeoutMs int64 // 0 for none
 	Hold         bool  // keep messages pending while a room has no members
+	// IdleTTLMillis: how long a room stays idle (no members, observers,
+	// backlog or message in flight) before it is deleted with its history;
+	// negative or 0: never.
+	IdleTTLMillis int64
 }
 
 // Args returns the ARGV of a room script: the common part, then extra.
 func (c RoomConfig) Args(room string, extra ...any) []any {
-	hold := "0"
+	hold := "0:"
 	if c.Hold {
-		hold = "1"
+		hold = "1:"
 	}
-	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, hold}, extra...)
+	ttl := c.IdleTTLMillis
+	if ttl <= 0 {
+		ttl = -1
+	}
+	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, hold + strconv.FormatInt(ttl, 10)}, extra...)
 }
 
 // tryAgainFor bounds how long Run keeps retrying a script that Redis

@@ -10,13 +10,20 @@
 --   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release)
 --   5 obs     ZSET   observer -> heartbeat deadline
 --   6 stream  STREAM delivery events
---   7 rooms   ZSET   shard index: room -> backlog
---   8 due     ZSET   shard index: room -> earliest deadline
+--   7 rooms   ZSET   shard index: room -> backlog; an idle room (no members,
+--                    observers, backlog or message in flight) that keeps its
+--                    history: -(its expiry, ms), IDLE_FOREVER when kept forever
+--   8 due     ZSET   shard index: room -> earliest deadline (heartbeat, ack,
+--                    drain; for an idle room: its expiry or next stream trim)
 --   9 stats   HASH   shard totals: backlog, members, observers, malformed
+--                    (entries set aside), expired (rooms)
 --  10..19     LIST   pending messages of priority 0..9
 -- ARGV (common part):
 --   1 room name, 2 stream MAXLEN (0: none), 3 stream max age ms (0: none),
---   4 ack timeout ms (0: none), 5 hold messages while the room is empty (1/0)
+--   4 ack timeout ms (0: none), 5 "<hold>:<idle ttl>": hold messages while the
+--   room is empty (1/0), then how long a room stays idle before it is deleted
+--   with its history (ms; negative: never). Both share one argument so that
+--   every script's own arguments keep their positions.
 -- Stream events: t = m (message), o (out-of-band), j (join), l (leave),
 --   e (evict), x (malformed pending entry set aside); id, p (producer),
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
@@ -32,6 +39,7 @@ local ROOM = ARGV[1]
 local MAXLEN = tonumber(ARGV[2])
 local MAXAGE = tonumber(ARGV[3])
 local ACKTIMEOUT = tonumber(ARGV[4])
+local HOLD = string.sub(ARGV[5], 1, 1)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -109,6 +117,9 @@ local ACKED_ALL = false
 
 -- LAST is the stream's newest ID before the next append of this call.
 local LAST = nil
+-- APPENDS counts this call's appends: new history, which an idle room's
+-- expiry is measured from.
+local APPENDS = 0
 
 -- append adds an event to the room's stream and publishes it, with the ID
 -- it follows, on the shard channel named like the stream key (same hash
@@ -132,6 +143,7 @@ local function append(fields)
   local id = redis.call(unpack(args))
   redis.call('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
   LAST = id
+  APPENDS = APPENDS + 1
   if TRACK then APPENDED[#APPENDED + 1] = {id, fields} end
   if MAXAGE > 0 then
     redis.call('XTRIM', KEYS[K_STREAM], 'MINID', '~', string.format('%d', NOW - MAXAGE))
@@ -324,6 +336,101 @@ local function release()
   return n, last, st
 end
 
+-- IDLE_FOREVER is the room index score of an idle room kept forever
+-- (IDLETTL negative); other idle rooms score -(expiry ms), far below it.
+local IDLE_FOREVER = -1
+-- EXPIRED says this call deleted the room: it had been idle for IDLETTL.
+local EXPIRED = false
+
+local function id_ms(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+
+-- expire_room deletes every key of the room and its index entries. Nothing
+-- may be written back: flush_meta finds nothing to do.
+local function expire_room()
+  local del = {'DEL'}
+  for i = K_META, K_STREAM do del[#del + 1] = KEYS[i] end
+  for p = 0, LEVELS - 1 do del[#del + 1] = KEYS[K_Q0 + p] end
+  redis.call(unpack(del))
+  redis.call('ZREM', KEYS[K_ROOMS], ROOM)
+  redis.call('ZREM', KEYS[K_DUE], ROOM)
+  redis.call('HINCRBY', KEYS[K_STATS], 'expired', 1)
+  META_DIRTY = {}
+  EXPIRED = true
+end
+
+-- index_idle keeps the index entries of an idle room: one with nothing but
+-- its history (and its seq and epoch). Such a room stays listed in the room
+-- index, scored -(its expiry), and its next deadline in the due index is
+-- whichever comes first of its expiry and the moment its oldest event
+-- passes StreamMaxAge (streams are otherwise trimmed only on append). Work
+-- happens on the transition to idle and when the deadline comes, in this
+-- room's own script, so a join or send that runs first wins: a join makes
+-- the room live again, a send's event is newer than the expiry allows.
+-- A send into a room already idle costs one ZSCORE here: its expiry is not
+-- moved now but re-measured from the newest event when it comes.
+local function index_idle()
+  if not META.ep then
+    -- Never used, or expired already: nothing to keep or list.
+    redis.call('ZREM', KEYS[K_ROOMS], ROOM)
+    if DUE ~= false then redis.call('ZREM', KEYS[K_DUE], ROOM) end
+    return
+  end
+  -- Read here only: live rooms, the per-message path, never need it.
+  local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
+  local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
+  local expiry -- nil: kept forever
+  if s < 0 then
+    if APPENDS > 0 then
+      -- The new events age out at NOW + MAXAGE; any older one earlier, so
+      -- a later deadline means the stream had aged out to nothing.
+      local trim = NOW + MAXAGE + 1
+      if MAXAGE > 0 and (DUE == false or DUE > trim) then
+        redis.call('ZADD', KEYS[K_DUE], trim, ROOM)
+      end
+      return
+    end
+    if DUE == false or DUE == nil or DUE > NOW then return end
+    if IDLETTL > 0 then
+      expiry = NOW + IDLETTL -- it was kept forever until now
+      if s ~= IDLE_FOREVER then expiry = -s end
+      if expiry <= NOW then
+        local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)[1]
+        if last then expiry = math.max(expiry, id_ms(last[1]) + IDLETTL) end
+        if expiry <= NOW then
+          expire_room()
+          return
+        end
+      end
+    end
+  elseif IDLETTL > 0 then
+    -- It was live until this call (or is new).
+    expiry = NOW + IDLETTL
+  end
+  local trim
+  if MAXAGE > 0 then
+    -- Exact, unlike the append's: nothing else will trim this stream.
+    redis.call('XTRIM', KEYS[K_STREAM], 'MINID', string.format('%d', NOW - MAXAGE))
+    local first = redis.call('XRANGE', KEYS[K_STREAM], '-', '+', 'COUNT', 1)[1]
+    if first then
+      -- At most about ten trims per StreamMaxAge, so events outlive it by
+      -- a tenth at most (plus a housekeeping interval).
+      trim = math.max(id_ms(first[1]) + MAXAGE + 1, NOW + math.floor(MAXAGE / 10))
+    end
+  end
+  local score = IDLE_FOREVER
+  if expiry then score = -expiry end
+  if score ~= s then redis.call('ZADD', KEYS[K_ROOMS], score, ROOM) end
+  local d = expiry
+  if trim and (not d or trim < d) then d = trim end
+  if d then
+    if d ~= DUE then redis.call('ZADD', KEYS[K_DUE], d, ROOM) end
+  elseif DUE ~= false then
+    redis.call('ZREM', KEYS[K_DUE], ROOM)
+  end
+end
+
 -- update_index keeps the shard's room index and deadline index exact, so
 -- metrics and housekeeping never scan rooms.
 local function update_index(st)
@@ -337,7 +444,7 @@ local function update_index(st)
     if nobs > 0 then
       redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
     else
-      redis.call('ZREM', KEYS[K_ROOMS], ROOM)
+      return index_idle()
     end
   end
   -- The earliest deadline only moves when a deadline changed, or when a

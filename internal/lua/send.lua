@@ -24,7 +24,7 @@ redis.call(unpack(push))
 mset('seq', first + count - 1)
 mset('pend', tonumber(META.pend or '0') + count)
 redis.call('HINCRBY', KEYS[K_STATS], 'backlog', count)
-if META.hold ~= ARGV[5] then mset('hold', ARGV[5]) end
+if META.hold ~= HOLD then mset('hold', HOLD) end
 reap()
 local n, last = settle()
 return {'OK', first, ep, n, last or false, NOW, PREV or false, APPENDED}
