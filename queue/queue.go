@@ -452,7 +452,7 @@ func (q *Queue) ackIssued(ctx context.Context, t token) error {
 // ackToken acks for a token already checked (or issued by this process).
 func (q *Queue) ackToken(ctx context.Context, t token) error {
 	clientID := t.client
-	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch)
+	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
 	if err != nil {
 		q.stats.AckRejected(err)
 		return err

@@ -14,6 +14,10 @@
 --   8 due     ZSET   shard index: room -> earliest deadline
 --   9 stats   HASH   shard totals: backlog, members, observers
 --  10..19     LIST   pending messages of priority 0..9
+--  20 inc     HASH   member -> incarnation: the stream ID of the join that made
+--                    it a member; ack tokens carry it, so a token issued before
+--                    the member left or was evicted does not count after it
+--                    joined again with the same client ID
 -- ARGV (common part):
 --   1 room name, 2 stream MAXLEN (0: none), 3 stream max age ms (0: none),
 --   4 ack timeout ms (0: none), 5 hold messages while the room is empty (1/0)
@@ -21,7 +25,7 @@
 --   e (evict); id, p (producer), pr (priority), et (enqueue ms), d (payload),
 --   c (client), r (reason), o (role: m member, o observer).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
-local K_ROOMS, K_DUE, K_STATS, K_Q0 = 7, 8, 9, 10
+local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
 -- Releasing a backlog into a room without members is done in batches so one
 -- call never blocks Redis for long; housekeeping picks up the rest.
@@ -143,6 +147,7 @@ local function drop(c, ev, reason)
   local role
   if redis.call('ZREM', KEYS[K_MEM], c) == 1 then
     redis.call('HDEL', KEYS[K_ACK], c)
+    redis.call('HDEL', KEYS[K_INC], c)
     redis.call('HINCRBY', KEYS[K_STATS], 'members', -1)
     role = 'm'
   elseif redis.call('ZREM', KEYS[K_OBS], c) == 1 then
