@@ -331,3 +331,71 @@ func TestFencedRejoin_WorkerMissedLeave(t *testing.T) {
 		require.Empty(t, timeouts, "a leave is no eviction")
 	})
 }
+
+// TestFencedRejoin_WorkerMissedEviction: the join that subscribes a hosted
+// client again is the call that evicts it (nothing else ran on the room
+// since its deadline passed), so the worker learns of the eviction only
+// after the new membership began. The eviction is reported once, and the
+// client goes on under its new membership.
+func TestFencedRejoin_WorkerMissedEviction(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		// No housekeeping and nobody beating: only a script on the room
+		// can evict the client.
+		q := setup(t, b, queue.Options{ClientTimeout: shortTimeout, DisableHousekeeping: true})
+		const room = "fence-missed-evict"
+		in := make(chan *queue.Message, 16)
+		timeouts := make(chan string, 4)
+		w, err := q.NewWorker(queue.WorkerOptions{
+			HandleMessage: func(_ context.Context, _ string, m *queue.Message) error {
+				in <- m
+				return nil
+			},
+			HandleClientTimeout: func(_ context.Context, c, _ string) error {
+				timeouts <- c
+				return nil
+			},
+		})
+		require.NoError(t, err)
+		defer w.Close()
+		wait, cancel := context.WithTimeout(ctx, waitLimit)
+		defer cancel()
+		recv := func() *queue.Message {
+			t.Helper()
+			select {
+			case m := <-in:
+				return m
+			case <-wait.Done():
+				t.Fatal("no delivery")
+				return nil
+			}
+		}
+		xid, err := q.CreateClientID(ctx)
+		require.NoError(t, err)
+		require.NoError(t, w.Subscribe(ctx, xid, room))
+		send(t, ctx, q, room, "k")
+		old := recv()
+		deadline := roomState(t, ctx, q, room).Members[0].Deadline
+		require.NoError(t, wkWaitFor(wait, "X's deadline to pass", func() (bool, error) {
+			return serverTime(t, ctx, b.Client).After(deadline.Add(10 * time.Millisecond)), nil
+		}))
+
+		require.NoError(t, w.Subscribe(ctx, xid, room)) // evicts X, then joins it again
+		evs := history(t, ctx, q, room)
+		require.Equal(t, 1, len(ofType(evs, streams.Evict)), "the join evicted X")
+		select {
+		case c := <-timeouts:
+			require.Equal(t, xid, c)
+		case <-wait.Done():
+			t.Fatal("the eviction was not reported")
+		}
+		k1 := send(t, ctx, q, room, "k+1")
+		fresh := recv()
+		require.Equal(t, k1, fresh.ID)
+		require.ErrorIs(t, w.Ack(ctx, xid, old.AckToken), queue.ErrStaleAck)
+		require.NoError(t, w.Ack(ctx, xid, fresh.AckToken), "the new membership's token")
+		require.Zero(t, view(t, ctx, q, room).InFlight)
+		require.Empty(t, timeouts, "the eviction was reported more than once")
+	})
+}

@@ -323,19 +323,15 @@ func (w *Worker) resubscribe(ctx context.Context, r *workerRoom, c *workerClient
 		w.releaseRoom(r)
 		return err
 	}
-	// A new membership: the old one ended with an entry before j.From.
-	// An eviction is reported as usual; the rest before the join is not
-	// for the new membership, and what it owes is delivered, as for a
-	// first join.
-	c.start, c.epoch, c.inc = j.From, j.Epoch, j.Incarnation
+	// A new membership: the old one ended with an entry before j.From,
+	// read already or not. An eviction is reported when that entry comes
+	// (takeFor); the rest before the join is not for the new membership,
+	// and what it owes is delivered, as for a first join.
+	c.start, c.epoch, c.inc, c.ended = j.From, j.Epoch, j.Incarnation, start
 	for _, ev := range owedEvents(w.q, r.name, j.Owed) {
 		r.deliverMessage(c, ev)
 	}
 	for _, ev := range early {
-		if ev.Type == streams.Evict && ev.ClientID == c.id && streams.CompareIDs(ev.ID, start) > 0 && streams.CompareIDs(ev.ID, c.start) < 0 {
-			r.enqueue(c, delivery{timeout: true})
-			continue
-		}
 		r.takeFor(c, ev)
 	}
 	r.mu.Unlock()
@@ -653,6 +649,10 @@ type workerClient struct {
 	early    []streams.Event // handed over before the join returned
 	epoch    string
 	inc      string // its membership, for its tokens (barrier.Joined.Incarnation)
+	// ended, when set, is where its previous membership started: it
+	// ended, with a leave or an eviction entry between ended and start,
+	// and resubscribe made a new one (an eviction is still reported).
+	ended string
 
 	// mailbox, guarded by room.mu
 	queue   []delivery
@@ -866,6 +866,11 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 		return
 	}
 	if streams.CompareIDs(ev.ID, c.start) <= 0 {
+		if c.ended != "" && ev.Type == streams.Evict && ev.ClientID == c.id && streams.CompareIDs(ev.ID, c.ended) > 0 {
+			// The eviction that ended its previous membership (resubscribe).
+			c.ended = ""
+			r.enqueue(c, delivery{timeout: true})
+		}
 		return
 	}
 	switch ev.Type {
