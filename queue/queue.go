@@ -275,7 +275,9 @@ func (q *Queue) CreateClientID(ctx context.Context) (string, error) {
 // Subscribe makes clientID a voting member of room: from now on it
 // receives every message released there, and the room waits for its ack.
 // Subscribing twice is harmless. The client stays a member while something
-// calls Ping(clientID) at least every ClientTimeout.
+// calls Ping(clientID) at least every ClientTimeout. Once it left or was
+// evicted, subscribing again starts a new membership: the ack tokens
+// delivered to the previous one return ErrStaleAck.
 func (q *Queue) Subscribe(ctx context.Context, clientID, room string) error {
 	_, err := q.subscribe(ctx, clientID, room, false)
 	return err
