@@ -113,6 +113,11 @@ type Joined struct {
 	// the in-flight message, that message's entry (before From): deliver it
 	// again, or the room waits for an ack that never comes.
 	Owed []redis.XMessage
+	// Incarnation names a member's membership (the stream ID of the join
+	// that made it a member; "" for an observer): ack tokens carry it, and
+	// an ack is refused once the member left or was evicted, even if it
+	// joined again. Joining while a member keeps it.
+	Incarnation string
 }
 
 // Join adds client as a voting member, or as an observer.
@@ -129,7 +134,7 @@ func (b *Barrier) Join(ctx context.Context, room, client string, observer bool) 
 	if st != sferr.StatusOK && st != sferr.StatusAlready {
 		return Joined{}, sferr.FromStatus(st)
 	}
-	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3), Owed: appended(v, 4).Entries}, nil
+	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3), Owed: appended(v, 4).Entries, Incarnation: str(v, 6)}, nil
 }
 
 // Leave removes client from the room; ErrNotMember if it was not there.
@@ -154,9 +159,10 @@ type Acked struct {
 	Completed   bool // nobody is missing any more: the acked message is complete
 }
 
-// Ack records client's ack of message seq issued under epoch.
-func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoch string) (Acked, error) {
-	v, err := b.run(ctx, lua.Ack, room, client, seq, epoch)
+// Ack records client's ack of message seq issued under epoch to the
+// client's membership named by incarnation (Joined.Incarnation).
+func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoch, incarnation string) (Acked, error) {
+	v, err := b.run(ctx, lua.Ack, room, client, seq, epoch, incarnation)
 	if err != nil {
 		return Acked{}, err
 	}
@@ -179,13 +185,20 @@ type BatchAcked struct {
 }
 
 // AckBatch records, in one script call, the acks of several clients for
-// message seq issued under epoch. It returns an error only when the call
-// itself failed; refused acks are in Errs.
-func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch string, clients []string) (BatchAcked, error) {
-	extra := make([]any, 0, len(clients)+2)
+// message seq issued under epoch; incarnations[i] is the membership of
+// clients[i] its token was issued under. It returns an error only when the
+// call itself failed; refused acks are in Errs.
+func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch string, clients, incarnations []string) (BatchAcked, error) {
+	if len(incarnations) != len(clients) {
+		return BatchAcked{}, fmt.Errorf("%w: %d clients, %d incarnations", sferr.ErrInvalidBatch, len(clients), len(incarnations))
+	}
+	extra := make([]any, 0, 2*len(clients)+2)
 	extra = append(extra, epoch, seq)
 	for _, c := range clients {
 		extra = append(extra, c)
+	}
+	for _, inc := range incarnations {
+		extra = append(extra, inc)
 	}
 	v, err := b.run(ctx, lua.AckBatch, room, extra...)
 	if err != nil {

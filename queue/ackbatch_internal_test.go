@@ -13,9 +13,10 @@ import (
 
 // TestAckBatchStatuses drives ack_batch.lua directly: each client of a
 // batch gets the status a lone ack would, refused ones change nothing,
-// a repeated ack keeps the time of the first, and the batch that brings
-// the last missing acks completes the message (without writing them) and
-// releases the next.
+// a repeated ack keeps the time of the first, a token from another
+// membership of its client is refused, and the batch that brings the last
+// missing acks completes the message (without writing them) and releases
+// the next.
 func TestAckBatchStatuses(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -31,8 +32,19 @@ func TestAckBatchStatuses(t *testing.T) {
 			return c
 		}
 		a, c, d, obs, stranger := id(), id(), id(), id(), id()
+		inc := map[string]string{} // the members' incarnations
 		for _, m := range []string{a, c, d} {
-			require.NoError(t, q.Subscribe(ctx, m, room))
+			j, err := q.subscribe(ctx, m, room, false)
+			require.NoError(t, err)
+			require.NotEmpty(t, j.Incarnation)
+			inc[m] = j.Incarnation
+		}
+		incs := func(clients []string) []string {
+			out := make([]string, len(clients))
+			for i, c := range clients {
+				out[i] = inc[c]
+			}
+			return out
 		}
 		require.NoError(t, q.SubscribeObserver(ctx, obs, room))
 		first, err := q.Send(ctx, room, []byte("one"))
@@ -46,7 +58,7 @@ func TestAckBatchStatuses(t *testing.T) {
 
 		batch := func(seq uint64, ep string, clients ...string) []error {
 			t.Helper()
-			res, err := q.barrier.AckBatch(ctx, room, seq, ep, clients)
+			res, err := q.barrier.AckBatch(ctx, room, seq, ep, clients, incs(clients))
 			require.NoError(t, err)
 			require.Len(t, res.Errs, len(clients))
 			return res.Errs
@@ -87,12 +99,21 @@ func TestAckBatchStatuses(t *testing.T) {
 		}
 		require.Equal(t, sorted(c, d), missing())
 
-		// A repeated ack keeps its first time; the batch is still short of d.
+		// A token from another membership of c, beside a good one of d.
+		res, err := q.barrier.AckBatch(ctx, room, first, epoch, []string{c, d}, []string{"1-0", inc[d]})
+		require.NoError(t, err)
+		require.ErrorIs(t, res.Errs[0], ErrStaleAck)
+		require.NoError(t, res.Errs[1])
+		require.Equal(t, []string{c}, missing())
+		_, err = q.barrier.AckBatch(ctx, room, first, epoch, []string{c}, nil)
+		require.ErrorIs(t, err, ErrInvalidBatch, "clients and incarnations differ in number")
+
+		// A repeated ack keeps its first time; the batch is still short of c.
 		time.Sleep(5 * time.Millisecond)
-		for _, e := range batch(first, epoch, a, c) {
+		for _, e := range batch(first, epoch, a) {
 			require.NoError(t, e)
 		}
-		require.Equal(t, []string{d}, missing())
+		require.Equal(t, []string{c}, missing())
 		st, err = q.RoomState(ctx, room)
 		require.NoError(t, err)
 		for _, m := range st.Members {
@@ -103,7 +124,7 @@ func TestAckBatchStatuses(t *testing.T) {
 
 		// The last missing ack, with a refused client beside it, completes
 		// the message and releases the next one, which nobody acked yet.
-		res, err := q.barrier.AckBatch(ctx, room, first, epoch, []string{stranger, d})
+		res, err = q.barrier.AckBatch(ctx, room, first, epoch, []string{stranger, c}, incs([]string{stranger, c}))
 		require.NoError(t, err)
 		require.ErrorIs(t, res.Errs[0], ErrNotMember)
 		require.NoError(t, res.Errs[1])
@@ -116,7 +137,7 @@ func TestAckBatchStatuses(t *testing.T) {
 		require.Equal(t, sorted(a, c, d), st.Missing)
 
 		// All three at once complete it in one call.
-		res, err = q.barrier.AckBatch(ctx, room, second, epoch, []string{d, c, a})
+		res, err = q.barrier.AckBatch(ctx, room, second, epoch, []string{d, c, a}, incs([]string{d, c, a}))
 		require.NoError(t, err)
 		require.True(t, res.Completed)
 		st, err = q.RoomState(ctx, room)

@@ -59,6 +59,7 @@ type badEnv struct {
 	a, b2     string // members
 	obs       string
 	epoch     string
+	inc       map[string]string // member -> incarnation
 	inflight  uint64
 	completed uint64
 	sub       *Subscription
@@ -70,7 +71,15 @@ type badEnv struct {
 
 // tok forges a token the way a subscription issues them.
 func (e *badEnv) tok(client string, seq uint64, epoch string, secret []byte) string {
-	return token{epoch: epoch, room: e.room, client: client, seq: seq}.encode(secret)
+	return token{epoch: epoch, room: e.room, client: client, inc: e.incOf(client), seq: seq}.encode(secret)
+}
+
+// incOf returns a member's incarnation, or a well-formed one nobody has.
+func (e *badEnv) incOf(client string) string {
+	if inc, ok := e.inc[client]; ok {
+		return inc
+	}
+	return "1-0"
 }
 
 // keyspace returns every key of the prefix on every master with its DUMP.
@@ -135,9 +144,12 @@ func newBadEnv(ctx context.Context, t *testing.T, b *redistest.Backend) *badEnv 
 	require.NoError(t, err)
 	require.NoError(t, closedQ.Close())
 
-	e := &badEnv{b: b, q: q, closedQ: closedQ, room: "bad-room", a: "member-a", b2: "member-b", obs: "observer"}
-	require.NoError(t, q.Subscribe(ctx, e.a, e.room))
-	require.NoError(t, q.Subscribe(ctx, e.b2, e.room))
+	e := &badEnv{b: b, q: q, closedQ: closedQ, room: "bad-room", a: "member-a", b2: "member-b", obs: "observer", inc: map[string]string{}}
+	for _, m := range []string{e.a, e.b2} {
+		j, err := q.subscribe(ctx, m, e.room, false)
+		require.NoError(t, err)
+		e.inc[m] = j.Incarnation
+	}
 	require.NoError(t, q.SubscribeObserver(ctx, e.obs, e.room))
 	e.completed, err = q.Send(ctx, e.room, []byte("first"))
 	require.NoError(t, err)
@@ -384,6 +396,12 @@ func badCases() []badCase {
 		tokCase(ErrInvalidToken, "message never sent", memberA, func(e *badEnv) string { return e.tok(e.a, e.inflight+100, e.epoch, badSecret) })
 		tokCase(ErrRoomReset, "from before a reset", memberA, func(e *badEnv) string { return e.tok(e.a, e.inflight, "1000000000000000", badSecret) })
 		tokCase(ErrStaleAck, "replayed (completed message)", memberA, func(e *badEnv) string { return e.tok(e.a, e.completed, e.epoch, badSecret) })
+		tokCase(ErrStaleAck, "from an earlier membership", memberA, func(e *badEnv) string {
+			return token{epoch: e.epoch, room: e.room, client: e.a, inc: "1-0", seq: e.inflight}.encode(badSecret)
+		})
+		tokCase(ErrInvalidToken, "of version 1 (no incarnation)", memberA, func(e *badEnv) string {
+			return encodeV1(token{epoch: e.epoch, room: e.room, client: e.a, seq: e.inflight}, badSecret)
+		})
 		tokCase(ErrObserver, "of an observer", func(e *badEnv) string { return e.obs }, func(e *badEnv) string { return e.tok(e.obs, e.inflight, e.epoch, badSecret) })
 		tokCase(ErrNotMember, "of a non-member", func(*badEnv) string { return "stranger" }, func(e *badEnv) string { return e.tok("stranger", e.inflight, e.epoch, badSecret) })
 	}

@@ -18,17 +18,18 @@ var (
 	fuzzPrevious = []byte("fuzz-previous-0123456789abcdef")
 )
 
-func validTokenFields(epoch, room, client string, seq uint64) bool {
-	return epoch != "" && seq != 0 && keys.ValidateRoom(room) == nil && keys.ValidateClientID(client) == nil
+func validTokenFields(epoch, room, client, inc string, seq uint64) bool {
+	return epoch != "" && seq != 0 && validIncarnation(inc) && keys.ValidateRoom(room) == nil && keys.ValidateClientID(client) == nil
 }
 
 // FuzzParseToken: any string is parsed without panicking, every failure is
 // ErrInvalidToken, and whatever is accepted re-encodes to a token that
 // parses back to the same fields.
 func FuzzParseToken(f *testing.F) {
-	f.Add(token{epoch: "1700000000123456", room: "room", client: "1-abcdef", seq: 1}.encode(nil))
-	f.Add(token{epoch: "1700000000123456", room: "room", client: "1-abcdef", seq: 42}.encode(fuzzSecret))
-	f.Add(token{epoch: "e", room: "ü", client: "c", seq: 1 << 62}.encode(fuzzPrevious))
+	f.Add(token{epoch: "1700000000123456", room: "room", client: "1-abcdef", inc: "1700000000123-0", seq: 1}.encode(nil))
+	f.Add(token{epoch: "1700000000123456", room: "room", client: "1-abcdef", inc: "1700000000123-7", seq: 42}.encode(fuzzSecret))
+	f.Add(token{epoch: "e", room: "ü", client: "c", inc: "0-0", seq: 1 << 62}.encode(fuzzPrevious))
+	f.Add(encodeV1(token{epoch: "1700000000123456", room: "room", client: "1-abcdef", seq: 1}, nil))
 	f.Add("")
 	f.Add("AQA")
 	f.Add("AQEAAAA")
@@ -42,7 +43,7 @@ func FuzzParseToken(f *testing.F) {
 				}
 				continue
 			}
-			if !validTokenFields(tok.epoch, tok.room, tok.client, tok.seq) {
+			if !validTokenFields(tok.epoch, tok.room, tok.client, tok.inc, tok.seq) {
 				t.Fatalf("parseToken(%q) accepted invalid fields %+v", s, tok)
 			}
 			again, err := parseToken(tok.encode(secret), secret)
@@ -56,15 +57,15 @@ func FuzzParseToken(f *testing.F) {
 // FuzzTokenRoundTrip: a token built from valid fields parses back to the
 // same fields, signed (under the current or a previous secret) or not.
 func FuzzTokenRoundTrip(f *testing.F) {
-	f.Add("1700000000123456", "room", "1-abcdef", uint64(1))
-	f.Add("e", "a:b c/ü", "x", uint64(1<<63))
-	f.Add("", "room", "c", uint64(1))
-	f.Add("e", "{room}", "c", uint64(7))
-	f.Fuzz(func(t *testing.T, epoch, room, client string, seq uint64) {
-		if !validTokenFields(epoch, room, client, seq) {
+	f.Add("1700000000123456", "room", "1-abcdef", "1700000000123-0", uint64(1))
+	f.Add("e", "a:b c/ü", "x", "0-0", uint64(1<<63))
+	f.Add("", "room", "c", "1-1", uint64(1))
+	f.Add("e", "{room}", "c", "1-", uint64(7))
+	f.Fuzz(func(t *testing.T, epoch, room, client, inc string, seq uint64) {
+		if !validTokenFields(epoch, room, client, inc, seq) {
 			return
 		}
-		want := token{epoch: epoch, room: room, client: client, seq: seq}
+		want := token{epoch: epoch, room: room, client: client, inc: inc, seq: seq}
 		cases := []struct {
 			name         string
 			issue, check []byte
@@ -94,14 +95,15 @@ func FuzzTokenRoundTrip(f *testing.F) {
 // FuzzTokenTamper: changing any single byte of a signed token, in its text
 // or in its decoded bytes, makes it invalid.
 func FuzzTokenTamper(f *testing.F) {
-	f.Add("1700000000123456", "room", "1-abcdef", uint64(1), uint(0), byte(1))
-	f.Add("1700000000123456", "room", "1-abcdef", uint64(300), uint(17), byte(0x80))
-	f.Add("e", "r", "c", uint64(1), uint(1000), byte(0xff))
-	f.Fuzz(func(t *testing.T, epoch, room, client string, seq uint64, pos uint, b byte) {
-		if !validTokenFields(epoch, room, client, seq) {
+	f.Add("1700000000123456", "room", "1-abcdef", "1700000000123-0", uint64(1), uint(0), byte(1))
+	f.Add("1700000000123456", "room", "1-abcdef", "1700000000123-0", uint64(300), uint(17), byte(0x80))
+	f.Add("1700000000123456", "room", "1-abcdef", "1700000000123-12", uint64(300), uint(40), byte('3'))
+	f.Add("e", "r", "c", "0-0", uint64(1), uint(1000), byte(0xff))
+	f.Fuzz(func(t *testing.T, epoch, room, client, inc string, seq uint64, pos uint, b byte) {
+		if !validTokenFields(epoch, room, client, inc, seq) {
 			return
 		}
-		s := token{epoch: epoch, room: room, client: client, seq: seq}.encode(fuzzSecret)
+		s := token{epoch: epoch, room: room, client: client, inc: inc, seq: seq}.encode(fuzzSecret)
 
 		text := []byte(s)
 		i := int(pos % uint(len(text)))

@@ -100,6 +100,7 @@ type mdlRoom struct {
 	seq       uint64
 	pending   [queue.MaxPriority + 1][]mdlMsg
 	members   map[string]bool // client -> has acked the in-flight message (or joined after its release)
+	gen       map[string]int  // client -> its memberships so far: tokens of an earlier one are stale
 	observers map[string]bool
 	inflight  uint64 // 0: none
 	stream    []mdlEvent
@@ -109,7 +110,7 @@ type mdlRoom struct {
 }
 
 func newMdlRoom(name string) *mdlRoom {
-	return &mdlRoom{name: name, members: map[string]bool{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}}
+	return &mdlRoom{name: name, members: map[string]bool{}, gen: map[string]int{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}}
 }
 
 func (r *mdlRoom) add(ev mdlEvent) {
@@ -203,6 +204,7 @@ func (r *mdlRoom) join(c string) {
 		return
 	}
 	r.members[c] = r.inflight != 0
+	r.gen[c]++
 	r.add(mdlEvent{typ: streams.Join, client: c})
 	r.settle()
 }
@@ -230,11 +232,12 @@ func (r *mdlRoom) evict(c string) {
 	r.add(mdlEvent{typ: streams.Evict, client: c, reason: "timeout"})
 }
 
-func (r *mdlRoom) ack(c string, seq uint64) error {
+// ack takes c's ack of seq with a token delivered to c's membership gen.
+func (r *mdlRoom) ack(c string, seq uint64, gen int) error {
 	if _, ok := r.members[c]; !ok {
 		return queue.ErrNotMember
 	}
-	if seq != r.inflight {
+	if seq != r.inflight || gen != r.gen[c] {
 		return queue.ErrStaleAck
 	}
 	r.members[c] = true
@@ -317,6 +320,12 @@ func (m *mdlModel) memberRooms(c string) []string {
 
 type mdlKey struct{ room, client string }
 
+// mdlToken is a delivered ack token and the membership it was delivered to.
+type mdlToken struct {
+	tok string
+	gen int
+}
+
 type mdlHarness struct {
 	t       *testing.T
 	b       *redistest.Backend
@@ -331,7 +340,8 @@ type mdlHarness struct {
 	clients []string
 
 	subs   map[mdlKey]*queue.Subscription
-	tokens map[mdlKey]map[uint64]string // kept after a subscription ends
+	subGen map[mdlKey]int                 // the membership (mdlRoom.gen) of each subscription
+	tokens map[mdlKey]map[uint64]mdlToken // kept after a subscription ends
 	// refreshed is when the test last set a member's deadline in a room
 	// (by Subscribe or Ping), taken before the call: a lower bound.
 	refreshed map[mdlKey]time.Time
@@ -386,7 +396,8 @@ func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness 
 		rooms:     []string{"model:a", "model b", "model::c"},
 		clients:   []string{"c0", "c:1", "c::2", "c3", "c4", "c 5"},
 		subs:      map[mdlKey]*queue.Subscription{},
-		tokens:    map[mdlKey]map[uint64]string{},
+		subGen:    map[mdlKey]int{},
+		tokens:    map[mdlKey]map[uint64]mdlToken{},
 		refreshed: map[mdlKey]time.Time{},
 		position:  map[string]string{},
 		compared:  map[string]int{},
@@ -594,6 +605,7 @@ func (h *mdlHarness) opJoin() []string {
 	require.NoError(h.t, h.q.Subscribe(h.ctx, c, room), h.at("Subscribe"))
 	h.subs[mdlKey{room, c}] = s
 	r.join(c)
+	h.subGen[mdlKey{room, c}] = r.gen[c]
 	h.model.subscribed(c, room)
 	return []string{room}
 }
@@ -632,7 +644,7 @@ func (h *mdlHarness) opAck() ([]string, bool) {
 	}
 	var holders []string
 	for _, c := range mdlKeys(r.members) {
-		if _, ok := h.tokens[mdlKey{room, c}][r.inflight]; ok {
+		if tok, ok := h.tokens[mdlKey{room, c}][r.inflight]; ok && tok.gen == r.gen[c] {
 			holders = append(holders, c)
 		}
 	}
@@ -642,14 +654,16 @@ func (h *mdlHarness) opAck() ([]string, bool) {
 	c := h.pick(holders)
 	seq := r.inflight
 	h.note("ack %s %q %d", c, room, seq)
-	err := h.q.Ack(h.ctx, c, h.tokens[mdlKey{room, c}][seq])
+	tok := h.tokens[mdlKey{room, c}][seq]
+	err := h.q.Ack(h.ctx, c, tok.tok)
 	require.NoError(h.t, err, h.at("Ack of the in-flight message %d by %s", seq, c))
-	require.NoError(h.t, r.ack(c, seq))
+	require.NoError(h.t, r.ack(c, seq, tok.gen))
 	h.counts.acked++
 	return []string{room}, true
 }
 
-// opStaleAck acks, with a real token, a message that is not in flight.
+// opStaleAck acks, with a real token, a message that is not in flight, or
+// the one in flight with a token of an earlier membership of the client.
 func (h *mdlHarness) opStaleAck() ([]string, bool) {
 	room := h.pick(h.rooms)
 	r := h.model.rooms[room]
@@ -659,8 +673,8 @@ func (h *mdlHarness) opStaleAck() ([]string, bool) {
 	}
 	var old []held
 	for _, c := range h.clients {
-		for seq := range h.tokens[mdlKey{room, c}] {
-			if seq != r.inflight {
+		for seq, tok := range h.tokens[mdlKey{room, c}] {
+			if seq != r.inflight || tok.gen != r.gen[c] {
 				old = append(old, held{c, seq})
 			}
 		}
@@ -676,8 +690,9 @@ func (h *mdlHarness) opStaleAck() ([]string, bool) {
 	})
 	x := old[h.rng.IntN(len(old))]
 	h.note("stale ack %s %q %d", x.c, room, x.seq)
-	err := h.q.Ack(h.ctx, x.c, h.tokens[mdlKey{room, x.c}][x.seq])
-	want := r.ack(x.c, x.seq)
+	tok := h.tokens[mdlKey{room, x.c}][x.seq]
+	err := h.q.Ack(h.ctx, x.c, tok.tok)
+	want := r.ack(x.c, x.seq, tok.gen)
 	require.ErrorIs(h.t, err, want, h.at("Ack of message %d by %s (in flight: %d)", x.seq, x.c, r.inflight))
 	if errors.Is(want, queue.ErrStaleAck) {
 		h.counts.stale++
@@ -700,7 +715,7 @@ func (h *mdlHarness) opForeignAck() ([]string, bool) {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
-	tok := toks[seqs[h.rng.IntN(len(seqs))]]
+	tok := toks[seqs[h.rng.IntN(len(seqs))]].tok
 	other := h.pick(h.clients)
 	if other == owner {
 		return nil, false
@@ -881,9 +896,9 @@ func (h *mdlHarness) sameDelivery(key mdlKey, want mdlEvent, m *queue.Message) {
 	}
 	require.NotEmpty(h.t, m.AckToken, h.at("%v: token of %d", key, m.ID))
 	if h.tokens[key] == nil {
-		h.tokens[key] = map[uint64]string{}
+		h.tokens[key] = map[uint64]mdlToken{}
 	}
-	h.tokens[key][m.ID] = m.AckToken
+	h.tokens[key][m.ID] = mdlToken{tok: m.AckToken, gen: h.subGen[key]}
 }
 
 // readStream returns the room's stream entries after the last one compared.

@@ -259,7 +259,9 @@ func (q *Queue) CreateClientID(ctx context.Context) (string, error) {
 // Subscribe makes clientID a voting member of room: from now on it
 // receives every message released there, and the room waits for its ack.
 // Subscribing twice is harmless. The client stays a member while something
-// calls Ping(clientID) at least every ClientTimeout.
+// calls Ping(clientID) at least every ClientTimeout. Once it left or was
+// evicted, subscribing again starts a new membership: the ack tokens
+// delivered to the previous one return ErrStaleAck.
 func (q *Queue) Subscribe(ctx context.Context, clientID, room string) error {
 	_, err := q.subscribe(ctx, clientID, room, false)
 	return err
@@ -467,7 +469,7 @@ func (q *Queue) ackIssued(ctx context.Context, t token) error {
 // ackToken acks for a token already checked (or issued by this process).
 func (q *Queue) ackToken(ctx context.Context, t token) error {
 	clientID := t.client
-	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch)
+	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
 	if err != nil {
 		q.stats.AckRejected(err)
 		return err

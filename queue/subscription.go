@@ -31,6 +31,7 @@ type Subscription struct {
 	last   string
 	early  []streams.Event // read before the join returned
 	epoch  string
+	inc    string // the membership the join made or found (barrier.Joined.Incarnation)
 	buf    []streams.Event
 	err    error // terminal
 	notify chan struct{}
@@ -71,7 +72,7 @@ func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Sub
 		return nil, err
 	}
 	s.mu.Lock()
-	s.last, s.epoch = j.From, j.Epoch
+	s.last, s.epoch, s.inc = j.From, j.Epoch, j.Incarnation
 	s.buf = append(s.buf, owedEvents(q, room, j.Owed)...) // it precedes From
 	for _, ev := range s.early {
 		s.accept(ev)
@@ -254,9 +255,9 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 	}
 	if (ev.Type == streams.Message || ev.Type == undecodable) && !s.observer {
 		s.mu.Lock()
-		epoch := s.epoch
+		epoch, inc := s.epoch, s.inc
 		s.mu.Unlock()
-		t := token{epoch: epoch, room: s.room, client: s.clientID, seq: ev.MessageID}
+		t := token{epoch: epoch, room: s.room, client: s.clientID, inc: inc, seq: ev.MessageID}
 		m.AckToken = t.encode(s.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, s.q.Ack, s.q.ackIssued)
 	}

@@ -17,34 +17,39 @@ import (
 	"github.com/syncfanout/syncfanout/internal/sferr"
 )
 
-// An ack token binds an ack to one delivery: room, message, client and the
-// room's epoch (so tokens from before a reset of Redis are refused). With
-// Options.AckSecret it also carries an HMAC, so an altered or made-up
-// token is refused before it reaches Redis.
+// An ack token binds an ack to one delivery: room, message, client, the
+// room's epoch (so tokens from before a reset of Redis are refused) and
+// the client's incarnation, the membership it was delivered under (so a
+// token from before the client left or was evicted is refused after it
+// joined again). With Options.AckSecret it also carries an HMAC, so an
+// altered or made-up token is refused before it reaches Redis.
 //
 // Wire form: base64url(version | flags | uvarint-length-prefixed epoch,
-// room, client | uvarint seq [| 16-byte HMAC-SHA256 of everything before]).
+// room, client, incarnation | uvarint seq [| 16-byte HMAC-SHA256 of
+// everything before]). Version 1 had no incarnation; its tokens are
+// refused as malformed.
 type token struct {
 	epoch  string
 	room   string
 	client string
+	inc    string // barrier.Joined.Incarnation: the stream ID of the member's join
 	seq    uint64
 }
 
 const (
-	tokenVersion = 1
+	tokenVersion = 2
 	flagSigned   = 1
 	macLen       = 16
 )
 
 func (t token) encode(secret []byte) string {
-	b := make([]byte, 0, 32+len(t.epoch)+len(t.room)+len(t.client)+macLen)
+	b := make([]byte, 0, 32+len(t.epoch)+len(t.room)+len(t.client)+len(t.inc)+macLen)
 	var flags byte
 	if secret != nil {
 		flags |= flagSigned
 	}
 	b = append(b, tokenVersion, flags)
-	for _, s := range []string{t.epoch, t.room, t.client} {
+	for _, s := range [...]string{t.epoch, t.room, t.client, t.inc} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -173,22 +178,44 @@ func parseToken(s string, secret []byte, previous ...[]byte) (token, error) {
 		return bad("signature mismatch")
 	}
 	rest := body[2:]
-	var fields [3]string
+	// The fields are cut from one string: one allocation, not four.
+	text := string(rest)
+	var fields [4]string
+	off := 0
 	for i := range fields {
-		n, k := binary.Uvarint(rest)
-		if k <= 0 || n > uint64(len(rest)-k) {
+		n, k := binary.Uvarint(rest[off:])
+		if k <= 0 || n > uint64(len(rest)-off-k) {
 			return bad("truncated")
 		}
-		fields[i] = string(rest[k : k+int(n)])
-		rest = rest[k+int(n):]
+		fields[i] = text[off+k : off+k+int(n)]
+		off += k + int(n)
 	}
-	seq, k := binary.Uvarint(rest)
-	if k <= 0 || k != len(rest) || seq == 0 {
+	seq, k := binary.Uvarint(rest[off:])
+	if k <= 0 || k != len(rest)-off || seq == 0 {
 		return bad("bad message ID")
 	}
-	t = token{epoch: fields[0], room: fields[1], client: fields[2], seq: seq}
-	if t.epoch == "" || keys.ValidateRoom(t.room) != nil || keys.ValidateClientID(t.client) != nil {
+	t = token{epoch: fields[0], room: fields[1], client: fields[2], inc: fields[3], seq: seq}
+	if t.epoch == "" || !validIncarnation(t.inc) || keys.ValidateRoom(t.room) != nil || keys.ValidateClientID(t.client) != nil {
 		return bad("bad fields")
 	}
 	return t, nil
+}
+
+// validIncarnation reports whether s has the form of a stream ID,
+// "<ms>-<seq>", as every incarnation does.
+func validIncarnation(s string) bool {
+	ms, seq, ok := strings.Cut(s, "-")
+	return ok && allDigits(ms) && allDigits(seq)
+}
+
+func allDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -10,7 +10,7 @@ import (
 // per client per message (make bench-short runs them once; go test -bench
 // Token ./queue measures them).
 
-var benchToken = token{epoch: "1764000000123456", room: "table-42", client: "1k-0123456789abcdef", seq: 123456}
+var benchToken = token{epoch: "1764000000123456", room: "table-42", client: "1k-0123456789abcdef", inc: "1764000000123-0", seq: 123456}
 
 func BenchmarkTokenEncode(b *testing.B) {
 	for _, secret := range [][]byte{nil, []byte("bench-secret-0123456789")} {

@@ -221,7 +221,8 @@ func (w *Worker) isClosed() bool {
 // Subscribe makes clientID a member of room (as Queue.Subscribe) and
 // delivers to HandleMessage, for that client, every message released in
 // the room after the join. Subscribing a hosted client again only
-// refreshes its heartbeat.
+// refreshes its heartbeat, unless its membership ended meanwhile (see
+// resubscribe).
 func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 	if w.opts.FollowAll {
 		return fmt.Errorf("%w: a follow-all worker delivers for every member; subscribe with Queue.Subscribe", sferr.ErrInvalidOption)
@@ -240,7 +241,11 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		return err
 	}
 	r.mu.Lock()
-	if _, ok := r.clients[clientID]; ok {
+	if c, ok := r.clients[clientID]; ok {
+		if c.start != "" {
+			return w.resubscribe(ctx, r, c) // unlocks r.mu
+		}
+		// Its first join is under way: that one sets it up.
 		r.mu.Unlock()
 		w.releaseRoom(r)
 		_, err := w.q.subscribe(ctx, clientID, room, false)
@@ -270,7 +275,7 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		w.releaseRoom(r)
 		return err
 	}
-	c.start, c.epoch = j.From, j.Epoch
+	c.start, c.epoch, c.inc = j.From, j.Epoch, j.Incarnation
 	for _, ev := range owedEvents(w.q, room, j.Owed) {
 		r.deliverMessage(c, ev) // it precedes the client's start
 	}
@@ -280,6 +285,59 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		r.takeFor(c, ev)
 	}
 	r.mu.Unlock()
+	return nil
+}
+
+// resubscribe joins a hosted client c of r again; r.mu is held and is
+// unlocked on return, and the reference Subscribe took on r is dropped (c
+// holds its own). Usually c is still a member: the join only refreshes its
+// heartbeat, and its incarnation, so its tokens, stay as they were. But its
+// membership may have ended (an eviction, a leave by another process)
+// before this worker read the entry saying so: the join then makes a new
+// membership, and c goes on under it from the join on, with tokens of the
+// new incarnation, which the ack scripts require. While the join runs,
+// c's entries wait in c.early, as for a first join, so none is handled
+// under the wrong membership.
+func (w *Worker) resubscribe(ctx context.Context, r *workerRoom, c *workerClient) error {
+	start := c.start
+	c.start = ""
+	r.mu.Unlock()
+	j, err := w.q.subscribe(ctx, c.id, r.name, false)
+	r.mu.Lock()
+	if r.clients[c.id] != c {
+		// Unsubscribe or Close removed it meanwhile.
+		r.mu.Unlock()
+		w.releaseRoom(r)
+		if err == nil && w.isClosed() {
+			_ = w.q.Unsubscribe(ctx, c.id, r.name)
+			return sferr.ErrClosed
+		}
+		return err
+	}
+	early := c.early
+	c.early = nil
+	if err != nil || j.Incarnation == c.inc {
+		c.start = start
+		for _, ev := range early {
+			r.takeFor(c, ev)
+		}
+		r.mu.Unlock()
+		w.releaseRoom(r)
+		return err
+	}
+	// A new membership: the old one ended with an entry before j.From,
+	// read already or not. An eviction is reported when that entry comes
+	// (takeFor); the rest before the join is not for the new membership,
+	// and what it owes is delivered, as for a first join.
+	c.start, c.epoch, c.inc, c.ended = j.From, j.Epoch, j.Incarnation, start
+	for _, ev := range owedEvents(w.q, r.name, j.Owed) {
+		r.deliverMessage(c, ev)
+	}
+	for _, ev := range early {
+		r.takeFor(c, ev)
+	}
+	r.mu.Unlock()
+	w.releaseRoom(r)
 	return nil
 }
 
@@ -364,7 +422,7 @@ func (w *Worker) ackIssued(ctx context.Context, t token) error {
 
 // ackToken batches the ack of a token already checked (or issued here).
 func (w *Worker) ackToken(ctx context.Context, t token) error {
-	req := &ackReq{client: t.client, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
+	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
 	if !w.enqueueAck(t.room, req) {
 		return sferr.ErrClosed
 	}
@@ -378,6 +436,7 @@ func (w *Worker) ackToken(ctx context.Context, t token) error {
 
 type ackReq struct {
 	client string
+	inc    string // the client's membership the token was issued under
 	seq    uint64
 	epoch  string
 	done   chan error // buffered: the batcher never waits for the caller
@@ -531,12 +590,13 @@ func (w *Worker) sendAcks(room string, batch []*ackReq) {
 
 func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 	clients := make([]string, len(reqs))
+	incs := make([]string, len(reqs))
 	for i, r := range reqs {
-		clients[i] = r.client
+		clients[i], incs[i] = r.client, r.inc
 	}
 	// Not any caller's context: the call carries other callers' acks too.
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-	res, err := w.q.barrier.AckBatch(ctx, room, seq, epoch, clients)
+	res, err := w.q.barrier.AckBatch(ctx, room, seq, epoch, clients, incs)
 	cancel()
 	w.m.ackCalls.Add(1)
 	w.m.acks.Add(int64(len(reqs)))
@@ -590,6 +650,11 @@ type workerClient struct {
 	start    string          // deliver entries after this ID; "" until joined
 	early    []streams.Event // handed over before the join returned
 	epoch    string
+	inc      string // its membership, for its tokens (barrier.Joined.Incarnation)
+	// ended, when set, is where its previous membership started: it
+	// ended, with a leave or an eviction entry between ended and start,
+	// and resubscribe made a new one (an eviction is still reported).
+	ended string
 
 	// mailbox, guarded by room.mu
 	queue   []delivery
@@ -668,6 +733,7 @@ type roomSnapshot struct {
 	epoch     string
 	tail      string
 	members   []string
+	incs      map[string]string // member -> incarnation
 	observers []string
 	inflight  *streams.Event // the in-flight message, if any
 	acked     map[string]bool
@@ -702,7 +768,7 @@ func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(cont
 	r.last = snap.tail
 	r.epoch = snap.epoch
 	for _, id := range snap.members {
-		r.clients[id] = &workerClient{id: id, room: r, start: snap.tail, epoch: snap.epoch}
+		r.clients[id] = &workerClient{id: id, room: r, start: snap.tail, epoch: snap.epoch, inc: snap.incs[id]}
 	}
 	for _, id := range snap.observers {
 		r.clients[id] = &workerClient{id: id, room: r, start: snap.tail, epoch: snap.epoch, observer: true}
@@ -780,7 +846,8 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 	case streams.Join:
 		if w.opts.FollowAll {
 			if _, ok := r.clients[ev.ClientID]; !ok {
-				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, start: ev.ID, epoch: r.epoch, observer: ev.Observer}
+				// A member's incarnation is the ID of its join entry.
+				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, start: ev.ID, epoch: r.epoch, inc: ev.ID, observer: ev.Observer}
 			}
 		}
 	case streams.Leave, streams.Evict:
@@ -807,6 +874,11 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 		return
 	}
 	if streams.CompareIDs(ev.ID, c.start) <= 0 {
+		if c.ended != "" && ev.Type == streams.Evict && ev.ClientID == c.id && streams.CompareIDs(ev.ID, c.ended) > 0 {
+			// The eviction that ended its previous membership (resubscribe).
+			c.ended = ""
+			r.enqueue(c, delivery{timeout: true})
+		}
 		return
 	}
 	switch ev.Type {
@@ -844,7 +916,7 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		}
 	}
 	if (ev.Type == streams.Message || ev.Type == undecodable) && !c.observer {
-		t := token{epoch: c.epoch, room: r.name, client: c.id, seq: ev.MessageID}
+		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
 		w.expectAck(r.name, c.epoch, ev.MessageID)
@@ -1066,9 +1138,9 @@ func (w *Worker) followAllRoom(ctx context.Context, name string) error {
 	return r.err
 }
 
-// snapshot reads, in one MULTI, a room's epoch, in-flight message, members,
-// observers, the members that acked the in-flight message and the stream's
-// last entry; then the in-flight message's entry.
+// snapshot reads, in one MULTI, a room's epoch, in-flight message, members
+// and their incarnations, observers, the members that acked the in-flight
+// message and the stream's last entry; then the in-flight message's entry.
 func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error) {
 	ks := w.q.layout.RoomKeys(room)
 	var (
@@ -1076,6 +1148,7 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 		mem   *redis.StringSliceCmd
 		obs   *redis.StringSliceCmd
 		acked *redis.StringSliceCmd
+		incs  *redis.MapStringStringCmd
 		last  *redis.XMessageSliceCmd
 	)
 	_, err := w.q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -1083,6 +1156,7 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 		mem = p.ZRange(ctx, ks[keys.KMem-1], 0, -1)
 		obs = p.ZRange(ctx, ks[keys.KObs-1], 0, -1)
 		acked = p.HKeys(ctx, ks[keys.KAck-1])
+		incs = p.HGetAll(ctx, ks[keys.KInc-1])
 		last = p.XRevRangeN(ctx, ks[keys.KStream-1], "+", "-", 1)
 		return nil
 	})
@@ -1092,7 +1166,7 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 	var snap roomSnapshot
 	mv := meta.Val()
 	snap.epoch, _ = mv[0].(string)
-	snap.members, snap.observers = mem.Val(), obs.Val()
+	snap.members, snap.observers, snap.incs = mem.Val(), obs.Val(), incs.Val()
 	snap.acked = make(map[string]bool, len(acked.Val()))
 	for _, c := range acked.Val() {
 		snap.acked[c] = true

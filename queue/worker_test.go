@@ -409,7 +409,8 @@ func (h *wkAckCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			// same call: one round trip more, but the same call.
 			if err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
 				h.mu.Lock()
-				h.sizes = append(h.sizes, len(args)-3-nkeys-7)
+				// ARGV: 7 fixed, then the clients and their incarnations.
+				h.sizes = append(h.sizes, (len(args)-3-nkeys-7)/2)
 				h.mu.Unlock()
 			}
 			return err

@@ -48,7 +48,8 @@ const (
 	KDue        = 8  // shard ZSET: room -> earliest deadline (heartbeat, ack timeout; an idle room's expiry or stream trim)
 	KStats      = 9  // shard HASH: backlog, members, observers, expired (idle rooms deleted)
 	KQueue0     = 10 // LIST per priority level: KQueue0+p
-	NumRoomKeys = KQueue0 + Levels - 1
+	KInc        = 20 // HASH: member -> incarnation (stream ID of its join), after the Levels lists
+	NumRoomKeys = KInc
 )
 
 // Layout names the keys of one prefix and shard count.
@@ -127,6 +128,7 @@ func (l *Layout) RoomKeys(room string) []string {
 	for p := range Levels {
 		parts[KQueue0-1+p] = part{queueNames[p], room}
 	}
+	parts[KInc-1] = part{"inc:", room}
 	n := 0
 	for _, pt := range parts {
 		n += len(b) + len(pt.name) + len(pt.room)

@@ -82,6 +82,8 @@ func TestRoomKeysLayout(t *testing.T) {
 	for p := range Levels {
 		want = append(want, fmt.Sprintf("%sq%d:r", b, p))
 	}
+	want = append(want, b+"inc:r")
+	require.Equal(t, KQueue0+Levels, KInc, "the incarnations follow the priority lists")
 	require.Equal(t, want, l.RoomKeys("r"))
 	require.Equal(t, want[KStream-1], l.Stream("r"))
 }
@@ -90,7 +92,7 @@ func TestRoomKeysNeverCollide(t *testing.T) {
 	l, err := New("p", 4)
 	require.NoError(t, err)
 	seen := map[string]string{}
-	for _, room := range []string{"a", "a:q0", "q0:a", "mem:a", "a:mem", ":", "::"} {
+	for _, room := range []string{"a", "a:q0", "q0:a", "mem:a", "a:mem", "inc:a", "a:inc", ":", "::"} {
 		for _, k := range l.RoomKeys(room) {
 			if strings.HasSuffix(k, "}:rooms") || strings.HasSuffix(k, "}:due") || strings.HasSuffix(k, "}:stats") {
 				continue

@@ -3,7 +3,8 @@
 -- the last one missing, release the next message in the same step.
 -- include: room.lua
 -- KEYS: the room keys (room.lua).
--- ARGV: 1-5 common (room.lua); 6 client ID; 7 message seq; 8 epoch.
+-- ARGV: 1-5 common (room.lua); 6 client ID; 7 message seq; 8 epoch;
+--       9 incarnation (the membership the token was issued under).
 -- Returns: {status, released count, last released seq or false, now ms,
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
@@ -11,7 +12,9 @@
 --           1 if the ack completed the acked message (nobody is missing) else 0}
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
---           FORGED (seq never issued), STALE (not the in-flight message).
+--           FORGED (seq never issued), STALE (not the in-flight message),
+--           REJOINED (the token is from an earlier membership of the client:
+--           it left or was evicted and joined again since).
 local mv = {META.ep, META.seq, META.f, META.rt}
 if mv[1] ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
 TRACK = true
@@ -32,6 +35,13 @@ local inflight = tonumber(mv[3] or '-1')
 if inflight ~= seq then
   local n, last = settle()
   return {'STALE', n, last or false, NOW, false}
+end
+-- One HGET: the membership the token was issued under must be the
+-- client's current one, or an ack from before an eviction would be taken
+-- as one of the client's next membership.
+if redis.call('HGET', KEYS[K_INC], c) ~= ARGV[9] then
+  local n, last = settle()
+  return {'REJOINED', n, last or false, NOW, false}
 end
 local rt = mv[4]
 redis.call('HSETNX', KEYS[K_ACK], c, NOW)

@@ -4,7 +4,9 @@
 -- and, when they were the last ones missing, release the next message.
 -- include: room.lua
 -- KEYS: the room keys (room.lua).
--- ARGV: 1-5 common (room.lua); 6 epoch; 7 message seq; 8.. client IDs.
+-- ARGV: 1-5 common (room.lua); 6 epoch; 7 message seq; 8..7+n the n client
+--       IDs; 8+n..7+2n their incarnations, in the same order (the memberships
+--       their tokens were issued under).
 -- Returns: {status, released count, last released seq or false, now ms,
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
@@ -16,7 +18,8 @@
 --           client, and nothing changes).
 --   per-client status, as ack.lua: OK (also for a repeated ack of the
 --           in-flight message), NOT_MEMBER, OBSERVER, FORGED (seq never
---           issued), STALE (not the in-flight message). Only the others
+--           issued), STALE (not the in-flight message), REJOINED (a token
+--           from an earlier membership of the client). Only the others
 --           are listed: a reply element costs Redis more than a Lua test.
 local mv = {META.ep, META.seq, META.f, META.rt}
 if mv[1] ~= ARGV[6] then
@@ -33,7 +36,7 @@ local inflight = tonumber(mv[3] or '-1')
 -- A few calls per batch, not a few per client: a gateway's batch of a
 -- hundred acks costs about what one ack does. The per-client work is kept
 -- to a few table operations, which is most of what such a batch costs.
-local nclients = #ARGV - 7
+local nclients = math.floor((#ARGV - 7) / 2)
 -- Membership: a batch covering a good part of the room reads the member
 -- set once (a ZMSCORE looks each client up in the set, linearly while the
 -- set is a small listpack, and formats every score as a double).
@@ -42,7 +45,7 @@ local nmem = redis.call('ZCARD', KEYS[K_MEM])
 if nclients * 4 >= nmem then
   for _, m in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do member[m] = true end
 elseif nclients > 0 then
-  local scores = redis.call('ZMSCORE', KEYS[K_MEM], unpack(ARGV, 8))
+  local scores = redis.call('ZMSCORE', KEYS[K_MEM], unpack(ARGV, 8, 7 + nclients))
   for i = 1, nclients do
     if scores[i] then member[ARGV[7 + i]] = true end
   end
@@ -56,6 +59,12 @@ if forged then
 elseif inflight ~= seq then
   batchStatus = 'STALE'
 end
+-- The incarnations, one HMGET for the batch: each token must be from its
+-- client's current membership (see ack.lua).
+local incs = {}
+if not batchStatus and nclients > 0 and next(member) ~= nil then
+  incs = redis.call('HMGET', KEYS[K_INC], unpack(ARGV, 8, 7 + nclients))
+end
 for i = 1, nclients do
   local c = ARGV[7 + i]
   local m = member[c]
@@ -67,6 +76,9 @@ for i = 1, nclients do
   elseif batchStatus then
     refused[#refused + 1] = i
     refused[#refused + 1] = batchStatus
+  elseif incs[i] ~= ARGV[7 + nclients + i] then
+    refused[#refused + 1] = i
+    refused[#refused + 1] = 'REJOINED'
   elseif m then
     member[c] = false
     fresh[#fresh + 1] = c

@@ -18,6 +18,10 @@
 --   9 stats   HASH   shard totals: backlog, members, observers, malformed
 --                    (entries set aside), expired (rooms)
 --  10..19     LIST   pending messages of priority 0..9
+--  20 inc     HASH   member -> incarnation: the stream ID of the join that made
+--                    it a member; ack tokens carry it, so a token issued before
+--                    the member left or was evicted does not count after it
+--                    joined again with the same client ID
 -- ARGV (common part):
 --   1 room name, 2 stream MAXLEN (0: none), 3 stream max age ms (0: none),
 --   4 ack timeout ms (0: none), 5 "<hold>:<idle ttl>": hold messages while the
@@ -29,7 +33,7 @@
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
 --   o (role: m member, o observer), n (length of a malformed entry).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
-local K_ROOMS, K_DUE, K_STATS, K_Q0 = 7, 8, 9, 10
+local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
 -- Releasing a backlog into a room without members is done in batches so one
 -- call never blocks Redis for long; housekeeping picks up the rest.
@@ -156,6 +160,7 @@ local function drop(c, ev, reason)
   local role
   if redis.call('ZREM', KEYS[K_MEM], c) == 1 then
     redis.call('HDEL', KEYS[K_ACK], c)
+    redis.call('HDEL', KEYS[K_INC], c)
     redis.call('HINCRBY', KEYS[K_STATS], 'members', -1)
     role = 'm'
   elseif redis.call('ZREM', KEYS[K_OBS], c) == 1 then
@@ -352,6 +357,9 @@ local function expire_room()
   local del = {'DEL'}
   for i = K_META, K_STREAM do del[#del + 1] = KEYS[i] end
   for p = 0, LEVELS - 1 do del[#del + 1] = KEYS[K_Q0 + p] end
+  -- An idle room has no members, so its incarnation hash is already gone;
+  -- named anyway so a key added later to a room cannot outlive it.
+  del[#del + 1] = KEYS[K_INC]
   redis.call(unpack(del))
   redis.call('ZREM', KEYS[K_ROOMS], ROOM)
   redis.call('ZREM', KEYS[K_DUE], ROOM)

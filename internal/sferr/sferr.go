@@ -42,7 +42,12 @@ const (
 	StatusForged    = "FORGED"
 	StatusEpoch     = "EPOCH"
 	StatusAlready   = "ALREADY"
+	StatusRejoined  = "REJOINED"
 )
+
+// errRejoined is the stale ack of a token issued under an earlier
+// membership of its client: it left or was evicted, and joined again.
+var errRejoined = fmt.Errorf("%w: token from an earlier membership of the client (it left or was evicted, then joined again)", ErrStaleAck)
 
 // FromStatus maps a script status code to its sentinel error (nil for OK).
 // An unknown code is a programming error between Go and Lua, reported as
@@ -57,6 +62,8 @@ func FromStatus(code string) error {
 		return ErrObserver
 	case StatusStale:
 		return ErrStaleAck
+	case StatusRejoined:
+		return errRejoined
 	case StatusForged:
 		return ErrInvalidToken
 	case StatusEpoch:
