@@ -111,12 +111,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	top.SetOutput(stderr)
 	g.register(top)
 	cmds := commands()
-	top.Usage = func() { mainUsage(top.Output(), top, cmds) }
+	// The flag package calls Usage for -h and for bad flags alike; the
+	// usage is printed below instead, once, where it belongs: on stdout
+	// when asked for, on stderr after a mistake.
+	top.Usage = func() {}
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			mainUsage(stdout, top, cmds)
 			return exitOK
 		}
+		mainUsage(stderr, top, cmds)
 		return exitUsage
 	}
 	rest := top.Args()
@@ -156,13 +160,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	fs.Usage = func() { commandUsage(fs.Output(), fs, cmd) }
+	fs.Usage = func() {} // as for top
 	pos, err := parseInterleaved(fs, rest[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			commandUsage(stdout, fs, cmd)
 			return exitOK
 		}
+		commandUsage(stderr, fs, cmd)
 		return exitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { g.shardsSet = g.shardsSet || f.Name == "shards" })
