@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/syncfanout/syncfanout/internal/redistest"
 )
 
 // TestHelpAndUsageErrors: help, however asked for, goes to stdout once
@@ -51,5 +55,40 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		require.Equal(t, exitUsage, code, "%v", args)
 		require.Empty(t, out, "%v", args)
 		require.Equal(t, 1, strings.Count(errOut, "Commands:"), "%v: %s", args, errOut)
+	}
+}
+
+// TestRedisFromEnv: without --redis, the CLI takes $REDIS_URL, else
+// $REDIS_ADDR, as URL or host:port. (t.Setenv: not parallel.)
+func TestRedisFromEnv(t *testing.T) {
+	b := redistest.Standalone(t)
+	port, err := redistest.FreePort()
+	require.NoError(t, err)
+	down := fmt.Sprintf("127.0.0.1:%d", port)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	call := func(args ...string) (stderr string, code int) {
+		var o, e bytes.Buffer
+		code = run(ctx, append([]string{"--prefix", b.Prefix, "--timeout", "2s"}, args...), &o, &e)
+		return e.String(), code
+	}
+	for _, tc := range []struct{ url, addr, reached string }{
+		{"", b.Addrs[0], b.Addrs[0]},
+		{"", "redis://" + b.Addrs[0], b.Addrs[0]},
+		{"redis://" + b.Addrs[0], down, b.Addrs[0]}, // REDIS_URL wins
+		{b.Addrs[0], "", b.Addrs[0]},
+		{"", down, down},
+	} {
+		t.Setenv("REDIS_URL", tc.url)
+		t.Setenv("REDIS_ADDR", tc.addr)
+		stderr, code := call("rooms")
+		if tc.reached == down {
+			require.Equal(t, exitUnreachable, code, "%+v: %s", tc, stderr)
+			require.Contains(t, stderr, "cannot reach Redis at "+down, "%+v", tc)
+			continue
+		}
+		// Reached: nothing was ever stored under the test's prefix.
+		require.Equal(t, exitNotFound, code, "%+v: %s", tc, stderr)
+		require.Contains(t, stderr, "no syncfanout deployment under prefix", "%+v", tc)
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/redisenv"
 )
 
 // Exit codes.
@@ -94,11 +96,11 @@ type globals struct {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	def := os.Getenv("REDIS_URL")
+	def, _ := redisenv.Lookup()
 	if def == "" {
 		def = "redis://127.0.0.1:6379"
 	}
-	fs.StringVar(&g.redisURL, "redis", def, "Redis `URL` (redis:// or rediss://); several comma-separated seeds mean Redis Cluster; $REDIS_URL when set")
+	fs.StringVar(&g.redisURL, "redis", def, "Redis `URL` (redis:// or rediss://) or host:port; several comma-separated seeds mean Redis Cluster; default $REDIS_URL, else $REDIS_ADDR")
 	fs.BoolVar(&g.cluster, "cluster", false, "treat a single --redis seed as a Redis Cluster")
 	fs.StringVar(&g.prefix, "prefix", "syncfanout", "key prefix of the deployment (queue.Options.Prefix)")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "time allowed to reach Redis and for each command's reads")

@@ -20,7 +20,7 @@ import (
 )
 
 // installHint is the one-line message for a machine without Redis.
-const installHint = "redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR / REDIS_CLUSTER_ADDRS"
+const installHint = "redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR (or REDIS_URL) / REDIS_CLUSTER_ADDRS"
 
 // startTimeout bounds how long a redis-server may take to answer PING.
 const startTimeout = 20 * time.Second
