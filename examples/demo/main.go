@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,7 +25,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("redis", "", "Redis address (default $REDIS_ADDR, else a throwaway redis-server)")
+	addr := flag.String("redis", "", "Redis host:port or URL (default $REDIS_URL, else $REDIS_ADDR, else a throwaway redis-server)")
 	duration := flag.Duration("duration", 0, "repeat the scenario for this long (0: run it once)")
 	flag.Parse()
 
@@ -45,14 +44,13 @@ func run(addr string, duration time.Duration) error {
 	defer stop()
 
 	if addr == "" {
-		addr = strings.TrimSpace(os.Getenv(exredis.EnvAddr))
+		addr = exredis.EnvValue()
 	}
 	prefix := "sfdemo"
 	external := addr != ""
 	if external {
 		// A shared server: keep to our own keys and remove them at the end.
 		prefix = "sfdemo-" + randomHex(4)
-		fmt.Printf("Redis: %s (keys under %q, deleted at exit)\n", addr, prefix)
 	} else {
 		srv, err := exredis.Start(ctx)
 		if err != nil {
@@ -63,9 +61,13 @@ func run(addr string, duration time.Duration) error {
 		fmt.Printf("Redis: started a throwaway redis-server on %s (no persistence, stopped at exit)\n", addr)
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb, err := exredis.Connect(ctx, addr)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	if external {
+		fmt.Printf("Redis: %s (keys under %q, deleted at exit)\n", exredis.Redact(addr), prefix)
 		defer deleteKeys(rdb, prefix)
 	}
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix})
@@ -112,7 +114,7 @@ func randomHex(n int) string {
 }
 
 // deleteKeys removes what the demo wrote on a server it did not start.
-func deleteKeys(rdb *redis.Client, prefix string) {
+func deleteKeys(rdb redis.UniversalClient, prefix string) {
 	// The run's context may already be cancelled (Ctrl-C).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
