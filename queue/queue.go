@@ -58,6 +58,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if err := checkShards(ctx, rdb, layout); err != nil {
 		return nil, err
 	}
+	warnContextTimeout(rdb, opts.Logger)
 	if opts.WaitReplicas > 0 {
 		if rdb, err = newWaitClient(rdb, opts.WaitReplicas, opts.WaitTimeout); err != nil {
 			return nil, err
