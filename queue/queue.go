@@ -517,6 +517,8 @@ type RoomState = barrier.State
 
 // RoomState returns the room's pending count, in-flight message and its
 // age, every member with its last heartbeat, and who acked or is missing.
+// Rooms exist implicitly: one that holds nothing (never used, or expired)
+// has an empty state (LastSeq 0, no members, StreamLen 0) and no error.
 func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err := q.check(ctx); err != nil {
 		return RoomState{}, err

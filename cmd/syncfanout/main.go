@@ -33,7 +33,7 @@ const (
 	exitFailure     = 1 // a Redis or data error
 	exitUsage       = 2 // bad flags or arguments
 	exitUnreachable = 3 // Redis did not answer within --timeout
-	exitNotFound    = 4 // unknown room, or no deployment under the prefix
+	exitNotFound    = 4 // no deployment under the prefix
 )
 
 // cliError carries an exit code and a message meant for people.
@@ -249,7 +249,8 @@ Global flags (also accepted after the command):
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, `
-Exit codes: 0 ok, 1 error, 2 bad usage, 3 Redis unreachable, 4 unknown room.
+Exit codes: 0 ok, 1 error, 2 bad usage, 3 Redis unreachable, 4 no deployment
+under the prefix. A room that holds nothing is shown empty, with a note.
 Run 'syncfanout COMMAND --help' for a command's flags.
 `)
 }
