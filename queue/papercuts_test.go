@@ -1,7 +1,10 @@
 package queue_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -31,4 +34,52 @@ func TestRoomStateOfUnusedRoom(t *testing.T) {
 		_, err = q.SendOutOfBand(ctx, "oob", "x", queue.Priority(0))
 		require.NoError(t, err)
 	})
+}
+
+// TestNextReportsRedisDown: with Redis down, Next returns a *ReadError
+// wrapping the Redis error long before the caller's deadline, instead of
+// the deadline's error; the subscription stays open and delivers again
+// once Redis is back.
+func TestNextReportsRedisDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.NewServer(t, redistest.ServerOptions{AOF: true}) // the room survives the restart
+	rdb := srv.Client(t)
+	q := setupOn(t, rdb, "nextdown", queue.Options{})
+	ctx := testContext(t)
+	sub := join(t, ctx, q, "r")
+	send(t, ctx, q, "r", "before")
+	m := next(t, ctx, sub)
+	require.Equal(t, "before", text(t, m))
+	require.NoError(t, m.Ack(ctx))
+
+	require.NoError(t, srv.Stop())
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	began := time.Now()
+	_, err := sub.Next(wait)
+	var re *queue.ReadError
+	require.ErrorAs(t, err, &re, "got %v after %v", err, time.Since(began))
+	require.Equal(t, "r", re.Room)
+	require.NotErrorIs(t, err, context.DeadlineExceeded)
+	require.NoError(t, wait.Err(), "the error came with the deadline")
+
+	require.NoError(t, srv.Restart())
+	// Read errors may still come while the reader reconnects; the message
+	// sent after the restart arrives.
+	for {
+		_, err := q.Send(ctx, "r", "after")
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		m, err := sub.Next(ctx)
+		if errors.As(err, &re) {
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, "after", text(t, m))
+		break
+	}
 }

@@ -27,6 +27,7 @@ type router struct {
 	subs         map[string][]*Subscription // by room
 	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
 	workers      map[*Worker]struct{}       // closed with the Queue
+	fails        map[int]*shardFail         // by shard: readers' failures (readfail.go)
 }
 
 func newRouter(q *Queue) *router {
@@ -96,8 +97,11 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	rd, ok := r.readers[shard]
 	if !ok {
 		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
-			OnError:     func(err error) { r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err) },
-			OnReconnect: r.checkReset,
+			OnError: func(err error) {
+				r.q.opts.Logger.Warn("syncfanout: stream reader", "shard", shard, "err", err)
+				r.readerFailed(shard, err)
+			},
+			OnReconnect: r.onReconnect(shard),
 		})
 		r.readers[shard] = rd
 	}
