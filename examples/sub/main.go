@@ -180,6 +180,12 @@ loop:
 
 func consume(ctx context.Context, sub *queue.Subscription, n int, work time.Duration) error {
 	for m, err := range sub.Messages(ctx) {
+		var re *queue.ReadError
+		if errors.As(err, &re) {
+			// Redis is unreachable: the subscription waits for it.
+			fmt.Fprintf(os.Stderr, "subscriber %d: %v\n", n, err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", n, err)
 		}
