@@ -3,6 +3,7 @@
 package exredis
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -274,3 +275,26 @@ func logTail(path string) string {
 
 // Redact hides the password of a Redis URL, for messages.
 func Redact(addr string) string { return redisenv.Redact(addr) }
+
+// IsTerminal reports whether f (os.Stdin, say) is an interactive terminal.
+func IsTerminal(f *os.File) bool { return isTerminal(f) }
+
+func charDevice(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && f.Name() != os.DevNull
+}
+
+// WaitForEnter returns when a line (or end of file) arrives on f, or when
+// ctx ends (Ctrl-C).
+func WaitForEnter(ctx context.Context, f *os.File) {
+	line := make(chan struct{})
+	go func() {
+		// Left blocked on Ctrl-C: the program is about to exit.
+		_, _ = bufio.NewReader(f).ReadString('\n')
+		close(line)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-line:
+	}
+}
