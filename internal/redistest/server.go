@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/pidrecord"
 )
 
 // installHint is the one-line message for a machine without Redis.
@@ -241,6 +243,11 @@ func (s *Server) start(ctx context.Context) error {
 	_ = out.Close() // the child has its own copy
 	if err != nil {
 		return fmt.Errorf("redistest: start redis-server: %w", err)
+	}
+	// .ci/run judges only the servers its tests started.
+	if err := pidrecord.Record(p.pid); err != nil {
+		_ = p.kill()
+		return fmt.Errorf("redistest: %w", err)
 	}
 	if err := s.waitReady(ctx, p); err != nil {
 		_ = p.kill()

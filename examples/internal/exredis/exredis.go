@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncfanout/syncfanout/internal/pidrecord"
 	"github.com/syncfanout/syncfanout/internal/redisenv"
 )
 
@@ -204,6 +205,11 @@ func start(ctx context.Context, bin string) (*Server, error) {
 		_ = cmd.Wait()
 		close(s.exited)
 	}()
+	// Under .ci/run, the examples' tests start servers too.
+	if err := pidrecord.Record(cmd.Process.Pid); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
 	if err := s.waitReady(ctx); err != nil {
 		tail := logTail(log)
 		_ = s.Stop()
