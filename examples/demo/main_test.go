@@ -55,7 +55,8 @@ func TestDemoKeepsRoomForInspection(t *testing.T) {
 	require.NoError(t, err)
 	pr, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	cmd.Stderr = &stderr
+	var keptErr bytes.Buffer // read only once the demo has exited
+	cmd.Stderr = &keptErr
 	require.NoError(t, cmd.Start())
 	var commands []string
 	sc := bufio.NewScanner(pr)
@@ -68,7 +69,11 @@ func TestDemoKeepsRoomForInspection(t *testing.T) {
 			break
 		}
 	}
-	require.Len(t, commands, 2, "stderr: %s", stderr.String())
+	if len(commands) != 2 {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("want 2 commands, got %q; stderr: %s", commands, keptErr.String())
+	}
 	// The commands as printed, from the repository's root, while the demo waits.
 	for _, c := range commands {
 		run := exec.CommandContext(ctx, "go", append([]string{"run", "./cmd/syncfanout"}, strings.Fields(c)...)...)
@@ -85,5 +90,6 @@ func TestDemoKeepsRoomForInspection(t *testing.T) {
 	_, err = io.WriteString(stdin, "\n")
 	require.NoError(t, err)
 	_, _ = io.Copy(io.Discard, pr) // until the demo exits
-	require.NoError(t, cmd.Wait(), "stderr: %s", stderr.String())
+	err = cmd.Wait()
+	require.NoError(t, err, "stderr: %s", keptErr.String())
 }
