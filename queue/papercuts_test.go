@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 )
@@ -39,11 +41,27 @@ func TestRoomStateOfUnusedRoom(t *testing.T) {
 // TestNextReportsRedisDown: with Redis down, Next returns a *ReadError
 // wrapping the Redis error long before the caller's deadline, instead of
 // the deadline's error; the subscription stays open and delivers again
-// once Redis is back.
+// once Redis is back. On private servers (with AOF, so the room survives
+// the restart): a standalone one, and the cluster master of the room.
 func TestNextReportsRedisDown(t *testing.T) {
 	t.Parallel()
-	srv := redistest.NewServer(t, redistest.ServerOptions{AOF: true}) // the room survives the restart
-	rdb := srv.Client(t)
+	t.Run(redistest.NameStandalone, func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.NewServer(t, redistest.ServerOptions{AOF: true})
+		testNextReportsRedisDown(t, srv.Client(t), func(string) *redistest.Server { return srv })
+	})
+	t.Run(redistest.NameCluster, func(t *testing.T) {
+		t.Parallel()
+		c := redistest.NewCluster(t, redistest.ClusterOptions{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+		testNextReportsRedisDown(t, c.Client(t), func(streamKey string) *redistest.Server {
+			srv, err := c.MasterForSlot(testContext(t), keys.Slot(streamKey))
+			require.NoError(t, err)
+			return srv
+		})
+	})
+}
+
+func testNextReportsRedisDown(t *testing.T, rdb redis.UniversalClient, serverOf func(streamKey string) *redistest.Server) {
 	q := setupOn(t, rdb, "nextdown", queue.Options{})
 	ctx := testContext(t)
 	sub := join(t, ctx, q, "r")
@@ -51,12 +69,15 @@ func TestNextReportsRedisDown(t *testing.T) {
 	m := next(t, ctx, sub)
 	require.Equal(t, "before", text(t, m))
 	require.NoError(t, m.Ack(ctx))
+	key, err := q.StreamKey("r")
+	require.NoError(t, err)
+	srv := serverOf(key)
 
 	require.NoError(t, srv.Stop())
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	began := time.Now()
-	_, err := sub.Next(wait)
+	_, err = sub.Next(wait)
 	var re *queue.ReadError
 	require.ErrorAs(t, err, &re, "got %v after %v", err, time.Since(began))
 	require.Equal(t, "r", re.Room)
@@ -71,6 +92,7 @@ func TestNextReportsRedisDown(t *testing.T) {
 		if err == nil {
 			break
 		}
+		require.NoError(t, ctx.Err(), "Send after the restart: %v", err)
 		time.Sleep(50 * time.Millisecond)
 	}
 	for {
