@@ -40,8 +40,8 @@ test: ensure-redis ## Run all tests with -race in both modules, on standalone an
 	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz-smoke.sh || status=1; \
 	exit $$status
 
-demo: ## Run the lock-step demo (against REDIS_ADDR, else a throwaway redis-server)
-	@if [ -z "$${REDIS_ADDR:-}" ]; then bash scripts/ensure-redis.sh; fi
+demo: ## Run the lock-step demo (against REDIS_URL or REDIS_ADDR, else a throwaway redis-server)
+	@if [ -z "$${REDIS_URL:-}$${REDIS_ADDR:-}" ]; then bash scripts/ensure-redis.sh; fi
 	@if [ -d examples/demo ]; then \
 		$(GO) run ./examples/demo; \
 	else \

@@ -14,6 +14,9 @@
 // Cluster) and never closes it:
 //
 //	q, err := queue.New(ctx, rdb, queue.Options{Prefix: "myapp"})
+//	if err != nil {
+//		return err
+//	}
 //	defer q.Close()
 //
 //	id, err := q.Send(ctx, "lobby", payload, queue.Priority(1), queue.Producer("svc-a"))

@@ -190,8 +190,9 @@ type sendOptions struct {
 }
 
 // Priority sets the priority of a message: MinPriority (0, released first)
-// to MaxPriority (9). Default DefaultPriority (5). Out-of-band messages
-// ignore it.
+// to MaxPriority (9). Default DefaultPriority (5). SendOutOfBand checks it
+// too (ErrInvalidPriority) and otherwise ignores it: out-of-band messages
+// skip the queue.
 func Priority(p int) SendOption {
 	return func(o *sendOptions) error {
 		if p < MinPriority || p > MaxPriority {

@@ -61,6 +61,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if err := checkShards(ctx, rdb, layout); err != nil {
 		return nil, err
 	}
+	warnContextTimeout(rdb, opts.Logger)
 	if opts.WaitReplicas > 0 {
 		if rdb, err = newWaitClient(rdb, opts.WaitReplicas, opts.WaitTimeout); err != nil {
 			return nil, err
@@ -550,6 +551,8 @@ type RoomState = barrier.State
 
 // RoomState returns the room's pending count, in-flight message and its
 // age, every member with its last heartbeat, and who acked or is missing.
+// Rooms exist implicitly: one that holds nothing (never used, or expired)
+// has an empty state (LastSeq 0, no members, StreamLen 0) and no error.
 func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err := q.check(ctx); err != nil {
 		return RoomState{}, err

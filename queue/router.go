@@ -30,6 +30,7 @@ type router struct {
 	subs         map[string][]*Subscription // by room
 	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
 	workers      map[*Worker]struct{}       // closed with the Queue
+	fails        map[int]*shardFail         // by shard: readers' failures (readfail.go)
 }
 
 func newRouter(q *Queue) *router {
@@ -102,8 +103,9 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
 			OnError: func(err error) {
 				r.warnRead.warn(r.q.opts.Logger, "syncfanout: stream reader", "shard", shard, "err", err)
+				r.readerFailed(shard, err)
 			},
-			OnReconnect: r.checkReset,
+			OnReconnect: r.onReconnect(shard),
 		})
 		r.readers[shard] = rd
 	}

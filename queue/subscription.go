@@ -35,6 +35,9 @@ type Subscription struct {
 	buf    []streams.Event
 	err    error // terminal
 	notify chan struct{}
+	// failSeen is the number of the router's reader failures for the room's
+	// shard already returned by Next, or older than the join.
+	failSeen uint64
 }
 
 // Join creates a client ID (or uses WithClientID), joins room with it and
@@ -63,6 +66,7 @@ func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Sub
 		}
 	}
 	s := &Subscription{q: q, room: room, clientID: id, observer: jo.observer, notify: make(chan struct{}, 1)}
+	s.failSeen = q.router.failSeq(room)
 	if err := q.router.register(s); err != nil {
 		return nil, err
 	}
@@ -193,14 +197,24 @@ func (s *Subscription) fail(err error) {
 
 // Next returns the next message. It returns an *EvictedError when the
 // client was evicted, ErrNotMember when it was removed from the room by
-// someone else, ErrClosed after Close, or the context's error.
+// someone else, ErrClosed after Close, or the context's error. While Redis
+// cannot be reached it returns a *ReadError wrapping the Redis error, once
+// per failed attempt of the room's reader to reach it (they are at most 2s
+// apart); the subscription stays open and Next delivers again once Redis
+// answers.
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
+	m, err, _ := s.next(ctx)
+	return m, err
+}
+
+// next is Next, telling whether an error leaves the subscription open.
+func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient bool) {
 	for {
 		s.mu.Lock()
 		if s.err != nil && len(s.buf) == 0 {
 			err := s.err
 			s.mu.Unlock()
-			return nil, err
+			return nil, err, false
 		}
 		if len(s.buf) > 0 {
 			ev := s.buf[0]
@@ -208,17 +222,20 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 			s.mu.Unlock()
 			m, err := s.deliver(ctx, ev)
 			if err != nil {
-				return nil, err
+				return nil, err, false
 			}
 			if m != nil {
-				return m, nil
+				return m, nil, false
 			}
 			continue
 		}
 		s.mu.Unlock()
+		if err := s.q.router.newFailure(s); err != nil {
+			return nil, err, true
+		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, ctx.Err(), false
 		case <-s.notify:
 		}
 	}
@@ -289,12 +306,19 @@ func (s *Subscription) end(err error) bool {
 
 // Messages iterates over the subscription's messages until the context
 // ends, the subscription is closed (the iteration then just stops) or the
-// client is evicted (yielded as an error).
+// client is evicted (yielded as an error). A *ReadError (Redis unreachable)
+// is yielded too, and the iteration goes on if the loop does.
 func (s *Subscription) Messages(ctx context.Context) iter.Seq2[*Message, error] {
 	return func(yield func(*Message, error) bool) {
 		for {
-			m, err := s.Next(ctx)
+			m, err, transient := s.next(ctx)
 			if err != nil {
+				if transient {
+					if !yield(nil, err) {
+						return
+					}
+					continue
+				}
 				if !errors.Is(err, sferr.ErrClosed) {
 					yield(nil, err)
 				}

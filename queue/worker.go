@@ -992,6 +992,10 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 	w.m.delivered.Add(1)
 	if err := w.opts.HandleMessage(w.ctx, clientID, d.msg); err != nil {
 		w.m.handlerErrors.Add(1)
+		// A handler cut short by Close is expected, not worth a warning.
+		if w.ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return
+		}
 		w.log.Warn("syncfanout: HandleMessage failed", "client", clientID, "room", room, "message", d.msg.ID, "err", err)
 	}
 }

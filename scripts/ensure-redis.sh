@@ -5,7 +5,7 @@
 # otherwise prints the install hint and fails.
 set -euo pipefail
 
-hint='redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR / REDIS_CLUSTER_ADDRS'
+hint='redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR (or REDIS_URL) / REDIS_CLUSTER_ADDRS'
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -30,8 +30,8 @@ if [ "$(id -u)" = 0 ] && have apt-get; then
 	fi
 fi
 
-if [ -n "${REDIS_ADDR:-}" ] && [ -n "${REDIS_CLUSTER_ADDRS:-}" ]; then
-	echo "ensure-redis: no redis-server binary; using REDIS_ADDR and REDIS_CLUSTER_ADDRS (tests that need a private server will fail)" >&2
+if [ -n "${REDIS_URL:-}${REDIS_ADDR:-}" ] && [ -n "${REDIS_CLUSTER_ADDRS:-}" ]; then
+	echo "ensure-redis: no redis-server binary; using REDIS_URL or REDIS_ADDR, and REDIS_CLUSTER_ADDRS (tests that need a private server will fail)" >&2
 	exit 0
 fi
 

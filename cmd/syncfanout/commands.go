@@ -217,6 +217,7 @@ func stateCmd() *command {
 			if err != nil {
 				return err
 			}
+			e.emptyNote("state", st)
 			s := stateView(st)
 			if f == "json" {
 				return writeJSON(e.stdout, s)
@@ -422,6 +423,7 @@ func peekCmd() *command {
 			if err != nil {
 				return err
 			}
+			e.emptyNote("peek", st)
 			ctx, cancel := e.withTimeout(ctx)
 			defer cancel()
 			msgs, err := q.Peek(ctx, room, offset, n)
@@ -515,9 +517,11 @@ func replayCmd() *command {
 			if err != nil {
 				return err
 			}
-			if _, err := e.roomState(ctx, q, room); err != nil {
+			st, err := e.roomState(ctx, q, room)
+			if err != nil {
 				return err
 			}
+			e.emptyNote("replay", st)
 			out := bufio.NewWriter(e.stdout)
 			defer out.Flush()
 			p := &eventPrinter{w: out, format: f}
@@ -578,11 +582,11 @@ func tailCmd() *command {
 			if err != nil {
 				return err
 			}
-			if _, err := e.roomState(ctx, q, room); err != nil {
-				var ce *cliError
-				if !errors.As(err, &ce) || ce.code != exitNotFound {
-					return err
-				}
+			st, err := e.roomState(ctx, q, room)
+			if err != nil {
+				return err
+			}
+			if emptyRoom(st) {
 				fmt.Fprintf(e.stderr, "syncfanout tail: room %q has no history yet; waiting for it\n", room)
 			}
 			p := &eventPrinter{w: e.stdout, format: f}

@@ -184,23 +184,25 @@ func roomArg(room string) error {
 	return nil
 }
 
-// knownRoom fails with exitNotFound when Redis holds nothing of the room.
-// roomState reads a room's state within --timeout; a room that holds
-// nothing is an unknown room (exit code 4).
+// roomState reads a room's state within --timeout. A room with nothing
+// stored (never used, or gone after retention) is not an error: its state
+// is empty, as the library's RoomState says; commands that show it add a
+// note on stderr (emptyNote), in case the name or --prefix is wrong.
 func (e *env) roomState(ctx context.Context, q *queue.Queue, room string) (queue.RoomState, error) {
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	st, err := q.RoomState(ctx, room)
-	if err != nil {
-		return st, err
-	}
-	return st, knownRoom(st)
+	return q.RoomState(ctx, room)
 }
 
-func knownRoom(st queue.RoomState) error {
-	if st.LastSeq == 0 && st.Pending == 0 && st.InFlight == nil && len(st.Members) == 0 &&
-		len(st.Observers) == 0 && st.StreamLen == 0 {
-		return &cliError{code: exitNotFound, msg: fmt.Sprintf("unknown room %q (nothing stored under this prefix)", st.Room)}
+// emptyRoom reports whether Redis holds nothing of the room.
+func emptyRoom(st queue.RoomState) bool {
+	return st.LastSeq == 0 && st.Pending == 0 && st.InFlight == nil && len(st.Members) == 0 &&
+		len(st.Observers) == 0 && st.StreamLen == 0
+}
+
+// emptyNote tells on stderr that the room holds nothing.
+func (e *env) emptyNote(cmd string, st queue.RoomState) {
+	if emptyRoom(st) {
+		fmt.Fprintf(e.stderr, "syncfanout %s: room %q holds nothing under prefix %q (never used, or expired)\n", cmd, st.Room, e.g.prefix)
 	}
-	return nil
 }

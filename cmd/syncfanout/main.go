@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/redisenv"
 )
 
 // Exit codes.
@@ -31,7 +33,7 @@ const (
 	exitFailure     = 1 // a Redis or data error
 	exitUsage       = 2 // bad flags or arguments
 	exitUnreachable = 3 // Redis did not answer within --timeout
-	exitNotFound    = 4 // unknown room, or no deployment under the prefix
+	exitNotFound    = 4 // no deployment under the prefix
 )
 
 // cliError carries an exit code and a message meant for people.
@@ -94,11 +96,11 @@ type globals struct {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	def := os.Getenv("REDIS_URL")
+	def, _ := redisenv.Lookup()
 	if def == "" {
 		def = "redis://127.0.0.1:6379"
 	}
-	fs.StringVar(&g.redisURL, "redis", def, "Redis `URL` (redis:// or rediss://); several comma-separated seeds mean Redis Cluster; $REDIS_URL when set")
+	fs.StringVar(&g.redisURL, "redis", def, "Redis `URL` (redis:// or rediss://) or host:port; several comma-separated seeds mean Redis Cluster; default $REDIS_URL, else $REDIS_ADDR")
 	fs.BoolVar(&g.cluster, "cluster", false, "treat a single --redis seed as a Redis Cluster")
 	fs.StringVar(&g.prefix, "prefix", "syncfanout", "key prefix of the deployment (queue.Options.Prefix)")
 	fs.DurationVar(&g.timeout, "timeout", 5*time.Second, "time allowed to reach Redis and for each command's reads")
@@ -111,12 +113,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	top.SetOutput(stderr)
 	g.register(top)
 	cmds := commands()
-	top.Usage = func() { mainUsage(top.Output(), top, cmds) }
+	// The flag package calls Usage for -h and for bad flags alike; the
+	// usage is printed below instead, once, where it belongs: on stdout
+	// when asked for, on stderr after a mistake.
+	top.Usage = func() {}
 	if err := top.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			mainUsage(stdout, top, cmds)
 			return exitOK
 		}
+		mainUsage(stderr, top, cmds)
 		return exitUsage
 	}
 	rest := top.Args()
@@ -156,13 +162,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	fs.Usage = func() { commandUsage(fs.Output(), fs, cmd) }
+	fs.Usage = func() {} // as for top
 	pos, err := parseInterleaved(fs, rest[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			commandUsage(stdout, fs, cmd)
 			return exitOK
 		}
+		commandUsage(stderr, fs, cmd)
 		return exitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { g.shardsSet = g.shardsSet || f.Name == "shards" })
@@ -242,7 +249,8 @@ Global flags (also accepted after the command):
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, `
-Exit codes: 0 ok, 1 error, 2 bad usage, 3 Redis unreachable, 4 unknown room.
+Exit codes: 0 ok, 1 error, 2 bad usage, 3 Redis unreachable, 4 no deployment
+under the prefix. A room that holds nothing is shown empty, with a note.
 Run 'syncfanout COMMAND --help' for a command's flags.
 `)
 }

@@ -45,8 +45,8 @@ type result struct {
 	code           int
 }
 
-// cli runs the binary against a backend; REDIS_URL from the environment
-// is left out so only the flags count.
+// cli runs the binary against a backend; REDIS_URL and REDIS_ADDR from
+// the environment are left out so only the flags count.
 type cli struct {
 	bin    string
 	prefix string
@@ -64,7 +64,7 @@ func newCLI(bin string, b *redistest.Backend) cli {
 func (c cli) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.bin, append([]string{"--redis", c.url, "--prefix", c.prefix}, args...)...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REDIS_URL=") {
+		if !strings.HasPrefix(kv, "REDIS_URL=") && !strings.HasPrefix(kv, "REDIS_ADDR=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -271,8 +271,13 @@ func testErrors(t *testing.T, bin string) {
 		// Nothing under the prefix yet.
 		fails(exitNotFound, "err_no_deployment.golden", "rooms")
 		scenario(ctx, t, b)
-		fails(exitNotFound, "err_unknown_room.golden", "state", "nosuchroom")
-		fails(exitNotFound, "err_unknown_room_replay.golden", "replay", "nosuchroom")
+		// A room that holds nothing is empty, as RoomState says, not an error.
+		for _, cmd := range []string{"state", "peek", "replay"} {
+			r := c.run(ctx, t, cmd, "nosuchroom")
+			require.Equal(t, 0, r.code, "%s: %s", cmd, r.stderr)
+			golden(t, "empty_room_"+cmd+".golden", r.stdout)
+			require.Equal(t, "syncfanout "+cmd+": room \"nosuchroom\" holds nothing under prefix \""+b.Prefix+"\" (never used, or expired)\n", r.stderr)
+		}
 		fails(exitUsage, "err_no_room.golden", "state")
 		fails(exitUsage, "err_bad_room.golden", "peek", "bad{room}")
 		fails(exitUsage, "err_bad_since.golden", "replay", "lobby", "--since", "yesterday")

@@ -6,6 +6,11 @@
 //	go run ./examples/demo              # starts a throwaway redis-server
 //	REDIS_ADDR=host:port go run ./examples/demo
 //	go run ./examples/demo -duration 1m # repeat the scenario for a minute
+//
+// The room stays for inspection with the syncfanout command: on a
+// throwaway server, the demo keeps the server up until Enter or Ctrl-C
+// when it runs in a terminal (or with -keep), and prints the commands to
+// run meanwhile; on your own server, -keep leaves its keys in place.
 package main
 
 import (
@@ -16,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,11 +30,12 @@ import (
 )
 
 func main() {
-	addr := flag.String("redis", "", "Redis address (default $REDIS_ADDR, else a throwaway redis-server)")
+	addr := flag.String("redis", "", "Redis host:port or URL (default $REDIS_URL, else $REDIS_ADDR, else a throwaway redis-server)")
 	duration := flag.Duration("duration", 0, "repeat the scenario for this long (0: run it once)")
+	keep := flag.Bool("keep", false, "keep the room for inspection: the throwaway server stays up until Enter or Ctrl-C even when stdin is not a terminal; on your server, its keys are not deleted")
 	flag.Parse()
 
-	if err := run(*addr, *duration); err != nil {
+	if err := run(*addr, *duration, *keep); err != nil {
 		if errors.Is(err, exredis.ErrNoRedisServer) {
 			fmt.Fprintln(os.Stderr, err)
 		} else {
@@ -40,19 +45,18 @@ func main() {
 	}
 }
 
-func run(addr string, duration time.Duration) error {
+func run(addr string, duration time.Duration, keep bool) error {
 	ctx, stop := exredis.RunContext(0)
 	defer stop()
 
 	if addr == "" {
-		addr = strings.TrimSpace(os.Getenv(exredis.EnvAddr))
+		addr = exredis.EnvValue()
 	}
 	prefix := "sfdemo"
 	external := addr != ""
 	if external {
 		// A shared server: keep to our own keys and remove them at the end.
 		prefix = "sfdemo-" + randomHex(4)
-		fmt.Printf("Redis: %s (keys under %q, deleted at exit)\n", addr, prefix)
 	} else {
 		srv, err := exredis.Start(ctx)
 		if err != nil {
@@ -63,11 +67,20 @@ func run(addr string, duration time.Duration) error {
 		fmt.Printf("Redis: started a throwaway redis-server on %s (no persistence, stopped at exit)\n", addr)
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	if external {
-		defer deleteKeys(rdb, prefix)
+	rdb, err := exredis.Connect(ctx, addr)
+	if err != nil {
+		return err
 	}
+	defer rdb.Close()
+	if external && !keep {
+		fmt.Printf("Redis: %s (keys under %q, deleted at exit)\n", exredis.Redact(addr), prefix)
+		defer deleteKeys(rdb, prefix)
+	} else if external {
+		fmt.Printf("Redis: %s (keys under %q, kept at exit)\n", exredis.Redact(addr), prefix)
+	}
+	// On a throwaway server, the room is kept while the server is: until
+	// Enter when someone is at the terminal to press it.
+	keep = keep || (!external && exredis.IsTerminal(os.Stdin))
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix})
 	if err != nil {
 		return err
@@ -90,6 +103,9 @@ func run(addr string, duration time.Duration) error {
 			if err := replay(ctx, q, r); err != nil {
 				return err
 			}
+			if keep {
+				defer inspect(ctx, addr, prefix, room, external)
+			}
 		} else {
 			fmt.Printf("round %d: %s\n", round, r.summary())
 			if !r.ok() {
@@ -105,6 +121,24 @@ func run(addr string, duration time.Duration) error {
 	}
 }
 
+// inspect prints the commands that show the room with the syncfanout
+// tool and, on a throwaway server, waits for Enter (or Ctrl-C) before the
+// server stops.
+func inspect(ctx context.Context, addr, prefix, room string, external bool) {
+	if ctx.Err() != nil {
+		return
+	}
+	fmt.Printf("\nThe room is kept for inspection. From this repository, in another terminal:\n")
+	for _, cmd := range []string{"state", "replay"} {
+		fmt.Printf("  go run ./cmd/syncfanout --redis %s --prefix %s %s %s\n", exredis.Redact(addr), prefix, cmd, room)
+	}
+	if external {
+		return
+	}
+	fmt.Printf("Press Enter (or Ctrl-C) to stop the throwaway redis-server and exit.\n")
+	exredis.WaitForEnter(ctx, os.Stdin)
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -112,7 +146,7 @@ func randomHex(n int) string {
 }
 
 // deleteKeys removes what the demo wrote on a server it did not start.
-func deleteKeys(rdb *redis.Client, prefix string) {
+func deleteKeys(rdb redis.UniversalClient, prefix string) {
 	// The run's context may already be cancelled (Ctrl-C).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

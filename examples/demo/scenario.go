@@ -83,7 +83,7 @@ type result struct {
 }
 
 // runScenario runs the scenario once in room and returns what happened.
-func runScenario(ctx context.Context, rdb *redis.Client, q *queue.Queue, room string) (*result, error) {
+func runScenario(ctx context.Context, rdb redis.UniversalClient, q *queue.Queue, room string) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 

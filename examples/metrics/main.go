@@ -19,13 +19,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/syncfanout/syncfanout/examples/internal/exredis"
 	"github.com/syncfanout/syncfanout/metrics"
@@ -35,8 +33,8 @@ import (
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:2112", "listen address of the /metrics endpoint")
-	flag.StringVar(&cfg.redis, "redis", strings.TrimSpace(os.Getenv(exredis.EnvAddr)),
-		"Redis host:port, several comma-separated for a cluster (default $REDIS_ADDR; empty: start a throwaway redis-server)")
+	flag.StringVar(&cfg.redis, "redis", exredis.EnvValue(),
+		"Redis host:port or URL, several comma-separated host:port for a cluster (default $REDIS_URL, else $REDIS_ADDR; empty: start a throwaway redis-server)")
 	flag.StringVar(&cfg.prefix, "prefix", "syncfanout-example", "key prefix of the example's rooms")
 	duration := flag.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	flag.Parse()
@@ -72,11 +70,9 @@ func run(ctx context.Context, cfg config) error {
 		redisAddr = srv.Addr + " (throwaway redis-server, stopped at exit)"
 		cfg.redis = srv.Addr
 	}
-	var rdb redis.UniversalClient
-	if addrs := strings.Split(cfg.redis, ","); len(addrs) > 1 {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: cfg.redis})
+	rdb, err := exredis.Connect(ctx, cfg.redis)
+	if err != nil {
+		return err
 	}
 	defer rdb.Close()
 

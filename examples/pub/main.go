@@ -11,14 +11,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/syncfanout/syncfanout/examples/internal/exredis"
 	"github.com/syncfanout/syncfanout/queue"
 )
 
 func main() {
-	addr := flag.String("redis", exredis.AddrDefault(), "Redis address (default $REDIS_ADDR, else 127.0.0.1:6379)")
+	addr := flag.String("redis", exredis.AddrDefault(), "Redis host:port or URL (default $REDIS_URL, else $REDIS_ADDR, else 127.0.0.1:6379)")
 	prefix := flag.String("prefix", "syncfanout", "key prefix, the same for every process of a deployment")
 	room := flag.String("room", "demo-room", "room to send to")
 	duration := flag.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -38,7 +36,10 @@ func run(addr, prefix, room string, duration, interval time.Duration, priority i
 	ctx, stop := exredis.RunContext(duration)
 	defer stop()
 
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb, err := exredis.Connect(ctx, addr)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix})
 	if err != nil {

@@ -22,8 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/syncfanout/syncfanout/examples/internal/exredis"
 	"github.com/syncfanout/syncfanout/queue"
 )
@@ -37,7 +35,7 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.addr, "redis", exredis.AddrDefault(), "Redis address (default $REDIS_ADDR, else 127.0.0.1:6379)")
+	flag.StringVar(&c.addr, "redis", exredis.AddrDefault(), "Redis host:port or URL (default $REDIS_URL, else $REDIS_ADDR, else 127.0.0.1:6379)")
 	flag.StringVar(&c.prefix, "prefix", "syncfanout", "key prefix, the same for every process of a deployment")
 	flag.StringVar(&c.room, "room", "demo-room", "room to subscribe to")
 	flag.DurationVar(&c.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -56,7 +54,10 @@ func run(c config) error {
 	ctx, stop := exredis.RunContext(c.duration)
 	defer stop()
 
-	rdb := redis.NewClient(&redis.Options{Addr: c.addr})
+	rdb, err := exredis.Connect(ctx, c.addr)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: c.prefix, ClientTimeout: 15 * time.Second})
 	if err != nil {
@@ -179,6 +180,12 @@ loop:
 
 func consume(ctx context.Context, sub *queue.Subscription, n int, work time.Duration) error {
 	for m, err := range sub.Messages(ctx) {
+		var re *queue.ReadError
+		if errors.As(err, &re) {
+			// Redis is unreachable: the subscription waits for it.
+			fmt.Fprintf(os.Stderr, "subscriber %d: %v\n", n, err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", n, err)
 		}

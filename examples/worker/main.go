@@ -25,8 +25,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/syncfanout/syncfanout/examples/internal/exredis"
 	"github.com/syncfanout/syncfanout/queue"
 )
@@ -39,7 +37,7 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.addr, "redis", exredis.AddrDefault(), "Redis address (default $REDIS_ADDR, else 127.0.0.1:6379)")
+	flag.StringVar(&c.addr, "redis", exredis.AddrDefault(), "Redis host:port or URL (default $REDIS_URL, else $REDIS_ADDR, else 127.0.0.1:6379)")
 	flag.StringVar(&c.prefix, "prefix", "syncfanout", "key prefix, the same for every process of a deployment")
 	flag.StringVar(&c.room, "room", "demo-room", "with -clients: the room they join; otherwise the room whose deliveries are printed (\"\" for all)")
 	flag.DurationVar(&c.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -57,7 +55,10 @@ func run(c config) error {
 	ctx, stop := exredis.RunContext(c.duration)
 	defer stop()
 
-	rdb := redis.NewClient(&redis.Options{Addr: c.addr})
+	rdb, err := exredis.Connect(ctx, c.addr)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: c.prefix, ClientTimeout: 15 * time.Second})
 	if err != nil {

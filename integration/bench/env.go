@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/syncfanout/syncfanout/internal/pidrecord"
 	"github.com/syncfanout/syncfanout/queue"
 )
 
@@ -84,6 +85,12 @@ func (e *Env) startServer(ctx context.Context) error {
 			"--maxclients", "10000")
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("starting redis-server: %w", err)
+		}
+		// Under .ci/run, TestBenchShort starts one too.
+		if err := pidrecord.Record(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
 		}
 		c := redis.NewClient(&redis.Options{Addr: e.addr, MaxRetries: -1})
 		deadline := time.Now().Add(10 * time.Second)

@@ -89,7 +89,7 @@ func runChild() int {
 	}
 	fmt.Printf("joined %s\n", sub.ClientID())
 	for {
-		m, err := sub.Next(ctx)
+		m, err := nextMessage(ctx, sub)
 		if err != nil {
 			return fail(err)
 		}

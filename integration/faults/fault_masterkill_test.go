@@ -65,7 +65,7 @@ func startConsumer(ctx context.Context, name, room string, sub *queue.Subscripti
 	go func() {
 		defer close(c.done)
 		for {
-			m, err := sub.Next(ctx)
+			m, err := nextMessage(ctx, sub)
 			if err != nil {
 				c.mu.Lock()
 				c.err = err

@@ -247,7 +247,7 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 	tg.restart(t, true)
 	restarted := time.Now()
 	for name, sub := range subs {
-		_, err := sub.Next(ctx)
+		_, err := nextMessage(ctx, sub)
 		require.ErrorIs(t, err, queue.ErrRoomReset, "subscription %s", name)
 	}
 	noticed := time.Since(restarted)
@@ -311,7 +311,7 @@ func lockstepRound(ctx context.Context, t *testing.T, rec *recorder, subs map[st
 	t.Helper()
 	got := map[string]*queue.Message{}
 	for name, sub := range subs {
-		m, err := sub.Next(ctx)
+		m, err := nextMessage(ctx, sub)
 		require.NoError(t, err, "subscription %s", name)
 		rec.received(name, m)
 		got[name] = m

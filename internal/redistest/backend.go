@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/redisenv"
 )
 
 // Backend names, as Backend.Name and as the subtest names of Backends.
@@ -23,8 +25,9 @@ const (
 // Environment variables that select existing servers instead of starting
 // redis-server processes.
 const (
-	// EnvStandalone names a standalone server, host:port.
-	EnvStandalone = "REDIS_ADDR"
+	// EnvStandalone names a standalone server, host:port or URL. REDIS_URL
+	// is read too, and wins when both are set (internal/redisenv).
+	EnvStandalone = redisenv.EnvAddr
 	// EnvCluster names cluster seeds, comma-separated host:port.
 	EnvCluster = "REDIS_CLUSTER_ADDRS"
 )
@@ -290,11 +293,15 @@ func splitAddrs(v string) []string {
 }
 
 func startStandalone(ctx context.Context) ([]string, string, func() error, error) {
-	if v := strings.TrimSpace(os.Getenv(EnvStandalone)); v != "" {
-		if _, err := rawDo(ctx, v, "PING"); err != nil {
-			return nil, "", nil, fmt.Errorf("redistest: %s=%s: PING: %w", EnvStandalone, v, err)
+	if v, name := redisenv.Lookup(); v != "" {
+		addr, err := redisenv.Addr(v)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("redistest: %s: %w", name, err)
 		}
-		return []string{v}, "using " + EnvStandalone, nil, nil
+		if _, err := rawDo(ctx, addr, "PING"); err != nil {
+			return nil, "", nil, fmt.Errorf("redistest: %s=%s: PING: %w", name, redisenv.Redact(v), err)
+		}
+		return []string{addr}, "using " + name, nil, nil
 	}
 	if _, err := redisServerBin(); err != nil {
 		standaloneStarter.Lock()

@@ -3,7 +3,8 @@
 // Every package's tests run against real redis-server processes: a
 // standalone server and a 3-master Redis Cluster, started once per test
 // binary on free loopback ports and shared by all its tests, or the servers
-// named by REDIS_ADDR (standalone, host:port) and REDIS_CLUSTER_ADDRS
+// named by REDIS_URL or REDIS_ADDR (standalone, a URL or host:port; the
+// first wins) and REDIS_CLUSTER_ADDRS
 // (comma-separated cluster seeds). Each test gets its own key prefix and its
 // own clients; its keys are deleted at cleanup (SCAN + UNLINK, never
 // FLUSHALL), so tests can run in parallel against shared servers.

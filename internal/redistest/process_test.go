@@ -84,6 +84,7 @@ func TestNoProcessOutlivesHarness(t *testing.T) {
 				helperPIDsEnv+"="+pidFile,
 				"TMPDIR="+dir, // its data dirs, left behind when it is killed
 				EnvStandalone+"=",
+				"REDIS_URL=",
 				EnvCluster+"=",
 			)
 			var out bytes.Buffer

@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/pidrecord"
 )
 
 // installHint is the one-line message for a machine without Redis.
-const installHint = "redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR / REDIS_CLUSTER_ADDRS"
+const installHint = "redis-server not found: install it (apt-get install -y redis-server) or set REDIS_ADDR (or REDIS_URL) / REDIS_CLUSTER_ADDRS"
 
 // startTimeout bounds how long a redis-server may take to answer PING.
 const startTimeout = 20 * time.Second
@@ -241,6 +243,11 @@ func (s *Server) start(ctx context.Context) error {
 	_ = out.Close() // the child has its own copy
 	if err != nil {
 		return fmt.Errorf("redistest: start redis-server: %w", err)
+	}
+	// .ci/run judges only the servers its tests started.
+	if err := pidrecord.Record(p.pid); err != nil {
+		_ = p.kill()
+		return fmt.Errorf("redistest: %w", err)
 	}
 	if err := s.waitReady(ctx, p); err != nil {
 		_ = p.kill()

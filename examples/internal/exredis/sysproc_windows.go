@@ -2,6 +2,12 @@
 
 package exredis
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+// isTerminal is a guess on Windows: a character device.
+func isTerminal(f *os.File) bool { return charDevice(f) }
