@@ -65,6 +65,7 @@ type Collector struct {
 	ackRejected, evictions                           *prometheus.Desc
 	releaseLatency, barrierWait, endToEnd            *prometheus.Desc
 	rooms, backlog, members, observers, roomBacklog  *prometheus.Desc
+	roomInFlightAge                                  *prometheus.Desc
 	malformedPending                                 *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
 	shardConflict, configRestored                    *prometheus.Desc
@@ -96,6 +97,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.observers = desc("observers", "Observer memberships over all rooms (whole deployment).")
 	c.malformedPending = desc("malformed_pending_entries_total", "Pending entries that the release step set aside as malformed instead of releasing them, each recorded as a malformed event in its room's stream (whole deployment).")
 	c.roomBacklog = desc("room_backlog_messages", "Pending messages of the rooms with the largest backlog (the TopRooms first).", "room")
+	c.roomInFlightAge = desc("room_inflight_age_seconds", "How long ago the message in flight of each of the TopRooms rooms was released (Redis clock against this host's); rooms without one are left out. A room whose age keeps growing while it has a backlog is blocked.", "room")
 	c.redisUp = desc("redis_up", "1 if the last scrape read the deployment gauges from Redis, 0 if it failed.")
 	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
 	c.shardConflict = desc("shard_conflict", "1 while this process's housekeeping finds the deployment split: another NumShards stored, or Queues with another NumShards running on the prefix.")
@@ -108,7 +110,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed, c.expired,
 		c.releaseLatency, c.barrierWait, c.endToEnd,
-		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.malformedPending, c.redisUp, c.scrapeSeconds,
+		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.roomInFlightAge, c.malformedPending, c.redisUp, c.scrapeSeconds,
 		c.shardConflict, c.configRestored,
 	} {
 		ch <- d
@@ -157,7 +159,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	begin := time.Now()
 	m, err := c.q.Metrics(ctx, c.opts.TopRooms)
-	metric(c.scrapeSeconds, prometheus.GaugeValue, time.Since(begin).Seconds())
+	var since map[string]time.Time
+	if err == nil && len(m.TopRooms) > 0 {
+		// The rooms a stuck barrier makes grow are the top rooms: reading
+		// only theirs bounds the cost by TopRooms, not by the room count.
+		rooms := make([]string, len(m.TopRooms))
+		for i, r := range m.TopRooms {
+			rooms[i] = r.Room
+		}
+		since, err = c.q.InFlightSince(ctx, rooms)
+	}
+	now := time.Now()
+	metric(c.scrapeSeconds, prometheus.GaugeValue, now.Sub(begin).Seconds())
 	if err != nil {
 		metric(c.redisUp, prometheus.GaugeValue, 0)
 		return
@@ -174,6 +187,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue // no backlog; naming dead rooms would only add series
 		}
 		metric(c.roomBacklog, prometheus.GaugeValue, float64(r.Backlog), r.Room)
+		if at, ok := since[r.Room]; ok {
+			metric(c.roomInFlightAge, prometheus.GaugeValue, max(now.Sub(at).Seconds(), 0), r.Room)
+		}
 	}
 }
 

@@ -274,7 +274,8 @@ func TestCollectorOptions(t *testing.T) {
 }
 
 // TestScrapeCostIsPerShard counts the Redis commands of one scrape: it
-// depends on the number of shards, not of rooms.
+// depends on the number of shards and on TopRooms, not on the number of
+// rooms.
 func TestScrapeCostIsPerShard(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -324,15 +325,17 @@ func TestScrapeCostIsPerShard(t *testing.T) {
 			}
 		}
 
-		fill(0, 10)
+		// More rooms than TopRooms from the start: each exported top room
+		// costs one read of its in-flight message.
+		fill(0, 30)
 		small := scrape()
-		fill(10, 10000)
+		fill(30, 10000)
 		large := scrape()
 		require.Equal(t, 10000.0, value(t, reg, "syncfanout_rooms"))
 		require.Equal(t, 10000.0, value(t, reg, "syncfanout_backlog_messages"))
-		t.Logf("commands per scrape: %d with 10 rooms, %d with 10000 rooms (%d shards)", small, large, shards)
+		t.Logf("commands per scrape: %d with 30 rooms, %d with 10000 rooms (%d shards, 20 top rooms)", small, large, shards)
 		require.Equal(t, small, large, "a scrape must cost the same whatever the number of rooms")
-		require.LessOrEqual(t, large, int64(4*shards), "a scrape must cost O(shards)")
+		require.LessOrEqual(t, large, int64(4*shards+20), "a scrape must cost O(shards + TopRooms)")
 	})
 }
 
@@ -368,4 +371,63 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 		}
 		return next(ctx, cmds)
 	}
+}
+
+// TestCollectorInFlightAge: the top rooms with a message in flight export
+// how long it has waited, the others nothing; the age grows while a member
+// holds the barrier and the series goes when the message completes.
+func TestCollectorInFlightAge(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: time.Minute})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics.NewCollector(q, metrics.Options{TopRooms: 1}))
+		count := func() int {
+			n, err := testutil.GatherAndCount(reg, "syncfanout_room_inflight_age_seconds")
+			require.NoError(t, err)
+			return n
+		}
+
+		alice, err := q.Join(ctx, "stuck", queue.WithClientID("alice"))
+		require.NoError(t, err)
+		bob, err := q.Join(ctx, "stuck", queue.WithClientID("bob"))
+		require.NoError(t, err)
+		require.Zero(t, count(), "no message in flight, no age")
+
+		for i := range 3 {
+			_, err := q.Send(ctx, "stuck", i)
+			require.NoError(t, err)
+		}
+		// A room with a smaller backlog is not among the TopRooms=1: its
+		// message in flight is not read.
+		_, err = q.Join(ctx, "small", queue.WithClientID("carol"))
+		require.NoError(t, err)
+		_, err = q.Send(ctx, "small", "y")
+		require.NoError(t, err)
+
+		m, err := alice.Next(ctx)
+		require.NoError(t, err)
+		require.NoError(t, m.Ack(ctx))
+		held, err := bob.Next(ctx) // bob holds the room: read, not acked
+		require.NoError(t, err)
+		require.Equal(t, 1, count())
+		first := value(t, reg, "syncfanout_room_inflight_age_seconds", "room", "stuck")
+		require.GreaterOrEqual(t, first, 0.0)
+		time.Sleep(50 * time.Millisecond)
+		require.Greater(t, value(t, reg, "syncfanout_room_inflight_age_seconds", "room", "stuck"), first)
+
+		// Bob acks: the next message is in flight.
+		require.NoError(t, held.Ack(ctx))
+		require.Equal(t, 1, count())
+		for range 2 {
+			for _, s := range []*queue.Subscription{alice, bob} {
+				m, err := s.Next(ctx)
+				require.NoError(t, err)
+				require.NoError(t, m.Ack(ctx))
+			}
+		}
+		require.Zero(t, count(), "every message completed")
+	})
 }

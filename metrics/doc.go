@@ -11,5 +11,7 @@
 // (queue.Stats): they describe what this process did. Gauges describe the
 // whole deployment and are read from Redis on each scrape through
 // Queue.Metrics, at a cost of one pipeline of three commands per shard,
-// whatever the number of rooms: scraping often is safe.
+// and then one HGET per exported top room (Queue.InFlightSince, for
+// room_inflight_age_seconds), whatever the number of rooms: scraping
+// often is safe.
 package metrics
