@@ -83,12 +83,8 @@ func NewApiClient(ctx context.Context, options *ApiOptions) (RedisQueueApiClient
 	if err != nil {
 		return nil, err
 	}
-	rdb, owns := redisClient(options.RedisClient, options.RedisOptions)
-	q, err := queue.New(ctx, rdb, qo)
+	q, rdb, owns, err := openQueue(ctx, options.RedisClient, options.RedisOptions, qo)
 	if err != nil {
-		if owns {
-			_ = rdb.Close()
-		}
 		return nil, err
 	}
 	return &apiClient{q: q, rdb: rdb, ownsRedis: owns}, nil

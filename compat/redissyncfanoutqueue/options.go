@@ -154,3 +154,18 @@ func redisClient(client redis.UniversalClient, opts *redis.Options) (redis.Unive
 	}
 	return redis.NewClient(opts), true
 }
+
+// openQueue opens the queue.Queue behind an API or worker client, on the
+// caller's client or on one it makes from opts (closed again if New fails),
+// and says whether Close must close that client.
+func openQueue(ctx context.Context, client redis.UniversalClient, opts *redis.Options, qo queue.Options) (*queue.Queue, redis.UniversalClient, bool, error) {
+	rdb, owns := redisClient(client, opts)
+	q, err := queue.New(ctx, rdb, qo)
+	if err != nil {
+		if owns {
+			_ = rdb.Close()
+		}
+		return nil, nil, false, err
+	}
+	return q, rdb, owns, nil
+}

@@ -57,12 +57,8 @@ func NewWorkerClient(ctx context.Context, options *WorkerOptions) (RedisQueueWor
 	if err != nil {
 		return nil, err
 	}
-	rdb, owns := redisClient(options.RedisClient, options.RedisOptions)
-	q, err := queue.New(ctx, rdb, qo)
+	q, rdb, owns, err := openQueue(ctx, options.RedisClient, options.RedisOptions, qo)
 	if err != nil {
-		if owns {
-			_ = rdb.Close()
-		}
 		return nil, err
 	}
 	c := &workerClient{q: q, rdb: rdb, ownsRedis: owns}
