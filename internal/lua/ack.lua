@@ -21,7 +21,13 @@ TRACK = true
 reap()
 local c = ARGV[6]
 local seq = tonumber(ARGV[7])
-if not redis.call('ZSCORE', KEYS[K_MEM], c) then
+-- The incarnation hash holds exactly the current members (join writes it,
+-- drop deletes it), so its HGET is the membership test too: one call where
+-- a ZSCORE of the member set and a second lookup would be two. Only a
+-- client without an entry is looked up in the member set, for a member
+-- whose entry was lost (refused below as REJOINED, as before).
+local inc = redis.call('HGET', KEYS[K_INC], c)
+if not inc and not redis.call('ZSCORE', KEYS[K_MEM], c) then
   local status = 'NOT_MEMBER'
   if redis.call('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
   local n, last = settle()
@@ -36,10 +42,10 @@ if inflight ~= seq then
   local n, last = settle()
   return {'STALE', n, last or false, NOW, false}
 end
--- One HGET: the membership the token was issued under must be the
--- client's current one, or an ack from before an eviction would be taken
--- as one of the client's next membership.
-if redis.call('HGET', KEYS[K_INC], c) ~= ARGV[9] then
+-- The membership the token was issued under must be the client's current
+-- one, or an ack from before an eviction would be taken as one of the
+-- client's next membership.
+if inc ~= ARGV[9] then
   local n, last = settle()
   return {'REJOINED', n, last or false, NOW, false}
 end
