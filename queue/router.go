@@ -156,10 +156,8 @@ func (r *router) direct(room string, a barrier.Appended) {
 		}
 		evs = append(evs, ev)
 	}
-	prev := a.Prev
 	for _, ev := range evs {
-		r.handing(room, prev, ev, subs)
-		prev = ev.ID
+		r.handing(room, a.Prev, ev, subs) // a subscription at Prev takes them all
 	}
 	for _, s := range subs {
 		s.pushDirect(a.Prev, evs)
@@ -170,9 +168,9 @@ func (r *router) direct(room string, a barrier.Appended) {
 }
 
 // handing tells the Queue's ack coalescer which local members are about to
-// be handed the message ev (taking it after prev, "" for any position), so
-// that their acks wait for each other; before the push, so the first ack
-// back already knows of the others.
+// be handed the message ev (those at prev, or anywhere before ev if prev
+// is ""), so that their acks wait for each other; before the push, so the
+// first ack back already knows of the others.
 func (r *router) handing(room, prev string, ev streams.Event, subs []*Subscription) {
 	if ev.Type != streams.Message && ev.Type != undecodable {
 		return
