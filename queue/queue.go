@@ -40,6 +40,8 @@ type Queue struct {
 	mu     sync.Mutex
 	closed bool
 	router *router // in-process subscriptions and their readers
+
+	acks *joinAcks // coalesces the acks of the subscriptions of a room
 }
 
 // New validates opts, checks that NumShards agrees with the deployment (it
@@ -88,6 +90,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.router = newRouter(q)
+	q.acks = newJoinAcks(q)
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
@@ -459,12 +462,14 @@ func ownTokenAck(t token, issued string, verify func(ctx context.Context, client
 	}
 }
 
-// ackIssued acks a token this Queue issued.
+// ackIssued acks a token a subscription of this Queue issued, with the
+// acks of the room's other local members handed the same message
+// (joinAcks).
 func (q *Queue) ackIssued(ctx context.Context, t token) error {
 	if err := q.check(ctx); err != nil {
 		return err
 	}
-	return q.ackToken(ctx, t)
+	return q.acks.ack(ctx, t)
 }
 
 // ackToken acks for a token already checked (or issued by this process).

@@ -126,6 +126,7 @@ func (r *router) dispatch(room string, ev streams.Event, err error) {
 	subs := append([]*Subscription(nil), r.subs[room]...)
 	sinks := append([]roomSink(nil), r.sinks[room]...)
 	r.mu.Unlock()
+	r.handing(room, "", ev, subs)
 	for _, s := range subs {
 		s.push(ev)
 	}
@@ -155,12 +156,34 @@ func (r *router) direct(room string, a barrier.Appended) {
 		}
 		evs = append(evs, ev)
 	}
+	for _, ev := range evs {
+		r.handing(room, a.Prev, ev, subs) // a subscription at Prev takes them all
+	}
 	for _, s := range subs {
 		s.pushDirect(a.Prev, evs)
 	}
 	for _, s := range sinks {
 		s.pushDirect(a.Prev, evs)
 	}
+}
+
+// handing tells the Queue's ack coalescer which local members are about to
+// be handed the message ev (those at prev, or anywhere before ev if prev
+// is ""), so that their acks wait for each other; before the push, so the
+// first ack back already knows of the others.
+func (r *router) handing(room, prev string, ev streams.Event, subs []*Subscription) {
+	if ev.Type != streams.Message && ev.Type != undecodable {
+		return
+	}
+	var ids []string
+	epoch := ""
+	for _, s := range subs {
+		if ep, ok := s.handing(prev, ev.ID); ok && (epoch == "" || ep == epoch) {
+			epoch = ep
+			ids = append(ids, s.clientID)
+		}
+	}
+	r.q.acks.handing(room, epoch, ev.MessageID, ids)
 }
 
 // heartbeat beats for every local subscription, one script call per room,

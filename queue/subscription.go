@@ -133,6 +133,21 @@ func (s *Subscription) push(ev streams.Event) {
 	s.signal()
 }
 
+// handing returns the subscription's epoch and whether it will take the
+// entry id as the next step after prev ("" for any position before id):
+// the router tells joinAcks who is about to be handed a message.
+func (s *Subscription) handing(prev, id string) (epoch string, ok bool) {
+	if s.observer {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.last == "" || streams.CompareIDs(id, s.last) <= 0 || (prev != "" && s.last != prev) {
+		return "", false
+	}
+	return s.epoch, true
+}
+
 // pushDirect takes entries returned by a script of this process (an ack
 // or a send that released a message) before the reader sees them. They are
 // taken only when the subscription's position is exactly prev, the entry
@@ -299,6 +314,7 @@ func (s *Subscription) end(err error) bool {
 	s.mu.Unlock()
 	if first {
 		s.q.router.unregister(s)
+		s.q.acks.gone(s.room, s.clientID)
 	}
 	s.signal()
 	return first

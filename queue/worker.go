@@ -589,38 +589,48 @@ func (w *Worker) sendAcks(room string, batch []*ackReq) {
 }
 
 func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
+	// Not any caller's context: the call carries other callers' acks too.
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	refused, _ := w.q.ackBatch(ctx, room, epoch, seq, reqs) // an error went to every caller
+	cancel()
+	w.m.ackCalls.Add(1)
+	w.m.acks.Add(int64(len(reqs)))
+	w.m.ackRefused.Add(int64(refused))
+}
+
+// ackBatch sends the acks of reqs, all for message seq of room under
+// epoch, in one ack_batch call and hands every caller its own outcome, as
+// Ack would have returned it. It reports how many acks were refused, or
+// the call's error (then every caller got it).
+func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, reqs []*ackReq) (refused int, err error) {
 	clients := make([]string, len(reqs))
 	incs := make([]string, len(reqs))
 	for i, r := range reqs {
 		clients[i], incs[i] = r.client, r.inc
 	}
-	// Not any caller's context: the call carries other callers' acks too.
-	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-	res, err := w.q.barrier.AckBatch(ctx, room, seq, epoch, clients, incs)
-	cancel()
-	w.m.ackCalls.Add(1)
-	w.m.acks.Add(int64(len(reqs)))
+	res, err := q.barrier.AckBatch(ctx, room, seq, epoch, clients, incs)
 	if err != nil {
 		for _, r := range reqs {
 			r.done <- err
 		}
-		return
+		return 0, err
 	}
 	// The released message first: waking the callers takes a while, and
 	// the next message's fanout should not wait behind it.
-	w.q.router.direct(room, res.Appended)
+	q.router.direct(room, res.Appended)
 	for i, r := range reqs {
 		if e := res.Errs[i]; e != nil {
-			w.m.ackRefused.Add(1)
-			w.q.stats.AckRejected(e)
+			refused++
+			q.stats.AckRejected(e)
 			r.done <- e
 			continue
 		}
-		w.q.stats.Acked.Add(1)
+		q.stats.Acked.Add(1)
 		r.done <- nil
 	}
-	w.q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
-	w.q.stats.Released.Add(uint64(res.Released))
+	q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
+	q.stats.Released.Add(uint64(res.Released))
+	return refused, nil
 }
 
 // workerRoom is a room the worker delivers for. It is a sink of the
