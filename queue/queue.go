@@ -29,7 +29,7 @@ type Queue struct {
 	barrier *barrier.Barrier
 	oob     *oob.Broadcaster
 
-	stats Stats
+	stats counters
 
 	warnHousekeeping warnLimiter
 
@@ -127,8 +127,8 @@ func (q *Queue) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Stats returns the Queue's in-process counters.
-func (q *Queue) Stats() *Stats { return &q.stats }
+// Stats returns a snapshot of the Queue's in-process counters.
+func (q *Queue) Stats() Stats { return q.stats.snapshot() }
 
 // Send enqueues data for every member of room. data is msgpack-encoded
 // unless it is a []byte, which is stored untouched. It returns the
@@ -436,12 +436,12 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	}
 	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
 	if err != nil {
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	if t.client != clientID {
 		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	return q.ackToken(ctx, t)
@@ -472,7 +472,7 @@ func (q *Queue) ackToken(ctx context.Context, t token) error {
 	clientID := t.client
 	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
 	if err != nil {
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	q.stats.Acked.Add(1)

@@ -459,7 +459,7 @@ func TestRule07_AckTimeout(t *testing.T) {
 		require.Equal(t, m2, next(t, ctx, c).ID, "the stuck member must be evicted and m2 released")
 		require.ErrorIs(t, nextErr(t, ctx, stuck), queue.ErrEvicted)
 		require.ErrorIs(t, got.Ack(ctx), queue.ErrNotMember, "an evicted member's ack is refused")
-		require.EqualValues(t, 1, q.Stats().EvictedAckTimeout.Load())
+		require.EqualValues(t, 1, q.Stats().EvictedAckTimeout)
 
 		evs := history(t, ctx, q, room)
 		i := findEvent(evs, isClientEvent(streams.Evict, stuck.ClientID()))
@@ -1521,7 +1521,7 @@ func TestRule15_MalformedEntriesSkipped(t *testing.T) {
 		require.NoError(t, m.Ack(ctx))
 		require.Equal(t, id, next(t, ctx, o).ID)
 		// Each undecodable entry is counted once by the Queue's reader.
-		require.EqualValues(t, len(garbage), q.Stats().Invalid.Load())
+		require.EqualValues(t, len(garbage), q.Stats().Invalid)
 
 		var decodeErrs, events int
 		for _, err := range q.History(ctx, room, streams.Range{}) {
@@ -1616,5 +1616,5 @@ func checkResume(t *testing.T, subRdb, prodRdb redis.UniversalClient, prefix str
 		}
 	}
 	require.Equal(t, m3, next(t, ctx, s).ID)
-	require.Zero(t, qs.Stats().Invalid.Load())
+	require.Zero(t, qs.Stats().Invalid)
 }

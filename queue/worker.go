@@ -398,12 +398,12 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	}
 	t, err := parseToken(ackToken, w.q.opts.AckSecret, w.q.opts.PreviousAckSecrets...)
 	if err != nil {
-		w.q.stats.AckRejected(err)
+		w.q.stats.ackRejected(err)
 		return err
 	}
 	if t.client != clientID {
 		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		w.q.stats.AckRejected(err)
+		w.q.stats.ackRejected(err)
 		return err
 	}
 	return w.ackToken(ctx, t)
@@ -612,7 +612,7 @@ func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 	for i, r := range reqs {
 		if e := res.Errs[i]; e != nil {
 			w.m.ackRefused.Add(1)
-			w.q.stats.AckRejected(e)
+			w.q.stats.ackRejected(e)
 			r.done <- e
 			continue
 		}
