@@ -562,7 +562,7 @@ func TestGarbageStreamEntries(t *testing.T) {
 		// unreadable payload its subscription dropped; the worker counts
 		// both kinds for itself.
 		require.Equal(t, uint64(len(undecodable)+len(badKind)), q.Stats().Invalid)
-		require.Equal(t, uint64(len(undecodable)+len(badKind)), w.Metrics().Invalid)
+		require.Equal(t, uint64(len(undecodable)+len(badKind)), w.Stats().Invalid)
 		select {
 		case m := <-got:
 			t.Fatalf("unexpected delivery %d", m.ID)

@@ -234,7 +234,7 @@ func fencedWorker(t *testing.T, b *redistest.Backend, followAll bool) {
 		// The worker follows the room before X joins: it learns of X
 		// from its join entry.
 		require.NoError(t, wkWaitFor(wait, "the worker to find the room", func() (bool, error) {
-			return w.Metrics().Rooms == 1, nil
+			return w.Stats().Rooms == 1, nil
 		}))
 	}
 	subscribeX() // nobody beats for X

@@ -1281,9 +1281,10 @@ func (w *Worker) Close() error {
 	return nil
 }
 
-// WorkerMetrics are a worker's counters and its latency over the last
-// LatencyWindow messages.
-type WorkerMetrics struct {
+// WorkerStats is a snapshot of a worker's in-process counters and its
+// latency over the last LatencyWindow messages (Stats, as for a Queue:
+// Metrics are the deployment's gauges read from Redis).
+type WorkerStats struct {
 	// Received counts the messages (queued and out-of-band) read from the
 	// streams of the rooms the worker delivers for, once per message.
 	Received uint64
@@ -1310,9 +1311,9 @@ type WorkerMetrics struct {
 	LatencySamples                     int
 }
 
-// Metrics returns the worker's counters. It reads no Redis.
-func (w *Worker) Metrics() WorkerMetrics {
-	m := WorkerMetrics{
+// Stats returns a snapshot of the worker's counters. It reads no Redis.
+func (w *Worker) Stats() WorkerStats {
+	m := WorkerStats{
 		Received: w.m.received.Load(), Delivered: w.m.delivered.Load(), Invalid: w.m.invalid.Load(),
 		HandlerErrors: w.m.handlerErrors.Load(), HandlerPanics: w.m.handlerPanics.Load(),
 		ClientTimeouts: w.m.timeouts.Load(),
