@@ -404,7 +404,7 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	if len(evicted) == 0 {
 		return nil
 	}
-	return &sferr.EvictedError{ClientID: clientID, Rooms: evicted}
+	return &EvictedError{ClientID: clientID, Rooms: evicted}
 }
 
 // beat extends the client's deadline in each room and returns the rooms it
@@ -546,9 +546,6 @@ func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*Pe
 	return out, nil
 }
 
-// RoomState is a consistent snapshot of a room; see barrier.State.
-type RoomState = barrier.State
-
 // RoomState returns the room's pending count, in-flight message and its
 // age, every member with its last heartbeat, and who acked or is missing.
 // Rooms exist implicitly: one that holds nothing (never used, or expired)
@@ -560,5 +557,9 @@ func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err := keys.ValidateRoom(room); err != nil {
 		return RoomState{}, err
 	}
-	return q.barrier.State(ctx, room)
+	s, err := q.barrier.State(ctx, room)
+	if err != nil {
+		return RoomState{}, err
+	}
+	return roomState(s), nil
 }

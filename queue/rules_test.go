@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
@@ -763,7 +762,7 @@ func TestRule11_RoomState(t *testing.T) {
 			require.Equal(t, m.LastHeartbeat.Add(timeout), m.Deadline, "deadline = last heartbeat + ClientTimeout")
 		}
 		require.Len(t, st.Members, 4)
-		require.True(t, slices.IsSortedFunc(st.Members, func(x, y barrier.Member) int { return strings.Compare(x.ClientID, y.ClientID) }))
+		require.True(t, slices.IsSortedFunc(st.Members, func(x, y queue.Member) int { return strings.Compare(x.ClientID, y.ClientID) }))
 		ma0 := st.Members[byID[a.ClientID()]]
 		require.True(t, ma0.Acked)
 		require.False(t, ma0.AckedAt.Before(st.InFlight.ReleasedAt))
@@ -783,7 +782,7 @@ func TestRule11_RoomState(t *testing.T) {
 		require.NoError(t, q.Ping(ctx, z))
 		t1 := serverTime(t, ctx, b.Client)
 		st = roomState(t, ctx, q, room)
-		mz := st.Members[slices.IndexFunc(st.Members, func(m barrier.Member) bool { return m.ClientID == z })]
+		mz := st.Members[slices.IndexFunc(st.Members, func(m queue.Member) bool { return m.ClientID == z })]
 		between(t, mz.LastHeartbeat, t0, t1, "last heartbeat after Ping")
 		require.Equal(t, mz.LastHeartbeat.Add(timeout), mz.Deadline)
 
