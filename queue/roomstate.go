@@ -19,7 +19,7 @@ type RoomState struct {
 	Observers  []Member             // by client ID
 	Missing    []string             // members the in-flight message waits on, sorted
 	StreamLen  int64                // entries in the room's delivery stream
-	Hold       bool
+	Hold       bool                 // the last Send came from a Queue with Options.HoldWhenEmpty
 }
 
 // Member is a member or observer of a room.
