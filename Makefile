@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 BENCH_SHORT_ARGS ?= -short
 
 .DEFAULT_GOAL := help
-.PHONY: help ensure-redis ensure-promtool test demo bench bench-short lint tidy fuzz-smoke soak
+.PHONY: help ensure-redis ensure-promtool test demo bench bench-short lint apidiff tidy fuzz-smoke soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,9 +70,13 @@ bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark prog
 		echo "no benchmark program yet (integration/bench)"; \
 	fi
 
-lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules
+lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules, then report API changes (apidiff)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do echo "==> go vet ./... in $$m"; (cd $$m && $(GO) vet ./...); done
+	@bash scripts/apidiff.sh
+
+apidiff: ## Report (never fail) exported-API changes since APIDIFF_BASE (default HEAD~1, the previous commit)
+	@bash scripts/apidiff.sh
 
 tidy: ## Run go mod tidy in both modules
 	@set -e; for m in $(MODULES); do echo "==> go mod tidy in $$m"; (cd $$m && $(GO) mod tidy); done

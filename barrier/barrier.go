@@ -27,12 +27,6 @@ func New(rdb redis.UniversalClient, layout *keys.Layout, cfg lua.RoomConfig, cli
 	return &Barrier{rdb: rdb, layout: layout, cfg: cfg, clientTimeout: clientTimeout}
 }
 
-// Layout returns the key layout.
-func (b *Barrier) Layout() *keys.Layout { return b.layout }
-
-// Config returns the common script configuration.
-func (b *Barrier) Config() lua.RoomConfig { return b.cfg }
-
 func (b *Barrier) run(ctx context.Context, s *redis.Script, room string, extra ...any) ([]any, error) {
 	v, err := lua.Run(ctx, b.rdb, s, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
 	if err != nil {

@@ -179,8 +179,9 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
-// exported returns every series name the collector exports once a room
-// has members, a backlog and a message in flight; a histogram gives its
+// exported returns every series name the collectors (of a Queue and of a
+// Worker) export once a room has members, a backlog and a message in
+// flight and the worker delivered a message; a histogram gives its
 // _bucket, _sum and _count series.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
@@ -205,6 +206,26 @@ func exported(t *testing.T) map[string]bool {
 	_, err = s.Next(ctx) // the second message stays in flight
 	require.NoError(t, err)
 
+	// A worker delivering and acking one message makes its series exist,
+	// latency included.
+	delivered := make(chan *queue.Message, 1)
+	w, err := q.NewWorker(queue.WorkerOptions{HandleMessage: func(_ context.Context, _ string, m *queue.Message) error {
+		delivered <- m
+		return nil
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() })
+	reg.MustRegister(metrics.NewWorkerCollector(w, metrics.Options{}))
+	require.NoError(t, w.Subscribe(ctx, "gateway-client", "gateway"))
+	_, err = q.Send(ctx, "gateway", "hello")
+	require.NoError(t, err)
+	select {
+	case m := <-delivered:
+		require.NoError(t, w.Ack(ctx, "gateway-client", m.AckToken))
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	names := map[string]bool{}
@@ -221,6 +242,7 @@ func exported(t *testing.T) map[string]bool {
 		names[mf.GetName()] = true
 	}
 	require.True(t, names["syncfanout_room_inflight_age_seconds"], "the activity must make every series exist")
+	require.True(t, names["syncfanout_worker_latency_seconds"], "the activity must make every series exist")
 	return names
 }
 

@@ -132,28 +132,28 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		metric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	counter(c.sent, s.Sent.Load())
-	counter(c.released, s.Released.Load())
-	counter(c.oob, s.OutOfBand.Load())
-	counter(c.delivered, s.Delivered.Load())
-	counter(c.acked, s.Acked.Load())
-	counter(c.ackRejected, s.AckStale.Load(), ReasonStale)
-	counter(c.ackRejected, s.AckInvalid.Load(), ReasonInvalid)
-	counter(c.ackRejected, s.AckNotMember.Load(), ReasonNotMember)
-	counter(c.evictions, s.EvictedTimeout.Load(), ReasonTimeout)
-	counter(c.evictions, s.EvictedAckTimeout.Load(), ReasonAckTimeout)
-	counter(c.evictions, s.EvictedLeave.Load(), ReasonLeave)
-	counter(c.malformed, s.Invalid.Load())
-	counter(c.configRestored, s.ConfigRestored.Load())
+	counter(c.sent, s.Sent)
+	counter(c.released, s.Released)
+	counter(c.oob, s.OutOfBand)
+	counter(c.delivered, s.Delivered)
+	counter(c.acked, s.Acked)
+	counter(c.ackRejected, s.AckStale, ReasonStale)
+	counter(c.ackRejected, s.AckInvalid, ReasonInvalid)
+	counter(c.ackRejected, s.AckNotMember, ReasonNotMember)
+	counter(c.evictions, s.EvictedTimeout, ReasonTimeout)
+	counter(c.evictions, s.EvictedAckTimeout, ReasonAckTimeout)
+	counter(c.evictions, s.EvictedLeave, ReasonLeave)
+	counter(c.malformed, s.Invalid)
+	counter(c.configRestored, s.ConfigRestored)
 	conflict := 0.0
-	if s.ShardConflict.Load() {
+	if s.ShardConflict {
 		conflict = 1
 	}
 	metric(c.shardConflict, prometheus.GaugeValue, conflict)
-	counter(c.expired, s.ExpiredRooms.Load())
-	histogram(ch, c.releaseLatency, s.ReleaseLatency.Snapshot())
-	histogram(ch, c.barrierWait, s.BarrierWait.Snapshot())
-	histogram(ch, c.endToEnd, s.EndToEnd.Snapshot())
+	counter(c.expired, s.ExpiredRooms)
+	histogram(ch, c.releaseLatency, s.ReleaseLatency)
+	histogram(ch, c.barrierWait, s.BarrierWait)
+	histogram(ch, c.endToEnd, s.EndToEnd)
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ScrapeTimeout)
 	defer cancel()

@@ -231,7 +231,7 @@ func TestCollectorIdleRooms(t *testing.T) {
 		require.Equal(t, 0.0, value(t, reg, "syncfanout_rooms_expired_total"))
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(""), "syncfanout_room_backlog_messages"))
 
-		require.Eventually(t, func() bool { return q.Stats().ExpiredRooms.Load() == 1 }, 10*time.Second, 20*time.Millisecond)
+		require.Eventually(t, func() bool { return q.Stats().ExpiredRooms == 1 }, 10*time.Second, 20*time.Millisecond)
 		require.Equal(t, 1.0, value(t, reg, "syncfanout_rooms_expired_total"))
 		require.Equal(t, 0.0, value(t, reg, "syncfanout_idle_rooms"))
 	})

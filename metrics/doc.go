@@ -1,4 +1,5 @@
-// Package metrics exports a Queue's activity to Prometheus.
+// Package metrics exports the activity of a Queue and its Workers to
+// Prometheus.
 //
 // NewCollector returns a prometheus.Collector; register it on the registry
 // of your choice (the package never touches prometheus.DefaultRegisterer):
@@ -14,4 +15,7 @@
 // and then one HGET per exported top room (Queue.InFlightSince, for
 // room_inflight_age_seconds), whatever the number of rooms: scraping
 // often is safe.
+//
+// NewWorkerCollector does the same for a Worker's in-process counters
+// (queue.WorkerStats); it reads no Redis.
 package metrics

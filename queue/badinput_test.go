@@ -561,8 +561,8 @@ func TestGarbageStreamEntries(t *testing.T) {
 		// The Queue counts each undecodable entry once (its readers) and each
 		// unreadable payload its subscription dropped; the worker counts
 		// both kinds for itself.
-		require.Equal(t, uint64(len(undecodable)+len(badKind)), q.Stats().Invalid.Load())
-		require.Equal(t, uint64(len(undecodable)+len(badKind)), w.Metrics().Invalid)
+		require.Equal(t, uint64(len(undecodable)+len(badKind)), q.Stats().Invalid)
+		require.Equal(t, uint64(len(undecodable)+len(badKind)), w.Stats().Invalid)
 		select {
 		case m := <-got:
 			t.Fatalf("unexpected delivery %d", m.ID)

@@ -68,7 +68,7 @@ func TestSendBatch(t *testing.T) {
 		v := view(t, ctx, q, room)
 		require.Zero(t, v.Pending)
 		require.Zero(t, v.InFlight)
-		require.EqualValues(t, 1+len(batch)+2, q.Stats().Sent.Load())
+		require.EqualValues(t, 1+len(batch)+2, q.Stats().Sent)
 
 		// A batch into a room nobody is in is released at once, in order,
 		// into the stream, as Sends would be.

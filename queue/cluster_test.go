@@ -453,5 +453,5 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, stats["CROSSSLOT"])
 	require.Positive(t, hook.count("TRYAGAIN"), "the migration refused scripts beyond go-redis's retries, and the engine retried them")
-	t.Logf("errorstats %v; errors seen by the clients %v; worker %+v", stats, hook.counts, w.Metrics())
+	t.Logf("errorstats %v; errors seen by the clients %v; worker %+v", stats, hook.counts, w.Stats())
 }

@@ -529,9 +529,9 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		requireWaiting(ids[4], a.ClientID(), bb.ClientID(), eID)
 
 		st := q.Stats()
-		require.Equal(t, stale, st.AckStale.Load())
-		require.Equal(t, invalid, st.AckInvalid.Load())
-		require.Equal(t, notMember, st.AckNotMember.Load())
+		require.Equal(t, stale, st.AckStale)
+		require.Equal(t, invalid, st.AckInvalid)
+		require.Equal(t, notMember, st.AckNotMember)
 
 		// With AckSecret, a token altered anywhere is refused before Redis.
 		qs := dftQueue(t, b, b.NewClient(t), queue.Options{AckSecret: []byte("0123456789abcdef0123456789abcdef")})
@@ -691,14 +691,14 @@ func TestDefect06_NoSpuriousDeliveries(t *testing.T) {
 		}
 
 		st := q.Stats()
-		require.EqualValues(t, n, st.Sent.Load())
-		require.EqualValues(t, oobs+1, st.OutOfBand.Load())
-		require.EqualValues(t, 3*(n+oobs+1), st.Delivered.Load())
-		require.EqualValues(t, 2*n, st.Acked.Load())
-		require.EqualValues(t, n, st.Released.Load())
+		require.EqualValues(t, n, st.Sent)
+		require.EqualValues(t, oobs+1, st.OutOfBand)
+		require.EqualValues(t, 3*(n+oobs+1), st.Delivered)
+		require.EqualValues(t, 2*n, st.Acked)
+		require.EqualValues(t, n, st.Released)
 		for name, v := range map[string]uint64{
-			"Invalid": st.Invalid.Load(), "AckStale": st.AckStale.Load(), "AckInvalid": st.AckInvalid.Load(),
-			"AckNotMember": st.AckNotMember.Load(), "EvictedTimeout": st.EvictedTimeout.Load(), "EvictedAckTimeout": st.EvictedAckTimeout.Load(),
+			"Invalid": st.Invalid, "AckStale": st.AckStale, "AckInvalid": st.AckInvalid,
+			"AckNotMember": st.AckNotMember, "EvictedTimeout": st.EvictedTimeout, "EvictedAckTimeout": st.EvictedAckTimeout,
 		} {
 			require.Zero(t, v, name)
 		}
@@ -782,8 +782,8 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 			got := []uint64{dftNext(ctx, t, s).ID, dftNext(ctx, t, s).ID}
 			require.ElementsMatch(t, []uint64{second, oob}, got, "client %s", s.ClientID())
 		}
-		require.EqualValues(t, len(garbage), q.Stats().Invalid.Load(), "every malformed entry counted once")
-		require.EqualValues(t, 2*3, q.Stats().Delivered.Load(), "no malformed entry delivered")
+		require.EqualValues(t, len(garbage), q.Stats().Invalid, "every malformed entry counted once")
+		require.EqualValues(t, 2*3, q.Stats().Delivered, "no malformed entry delivered")
 
 		// The history reader reports them as decode errors and goes on too.
 		var bad int
@@ -922,7 +922,7 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 			require.Zero(t, st.Pending)
 			require.Nil(t, st.InFlight)
 		}
-		require.EqualValues(t, 5, q.Stats().Released.Load())
+		require.EqualValues(t, 5, q.Stats().Released)
 		var got []uint64
 		for _, ev := range dftOfType(dftEvents(ctx, t, b.Client, l, empty), streams.Message) {
 			got = append(got, ev.MessageID)
@@ -1030,7 +1030,7 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 			var ev *queue.EvictedError
 			require.ErrorAs(t, err, &ev, "the stuck subscription is told")
 			require.Equal(t, []string{room}, ev.Rooms)
-			require.EqualValues(t, 1, q.Stats().EvictedAckTimeout.Load())
+			require.EqualValues(t, 1, q.Stats().EvictedAckTimeout)
 
 			evs := dftEvents(ctx, t, b.Client, l, room)
 			evicts := dftOfType(evs, streams.Evict)

@@ -1,6 +1,10 @@
 package queue
 
-import "github.com/syncfanout/syncfanout/internal/sferr"
+import (
+	"fmt"
+
+	"github.com/syncfanout/syncfanout/internal/sferr"
+)
 
 // Sentinel errors; test with errors.Is. Every error the package returns
 // for bad input wraps one of these, and such a call changes nothing in Redis.
@@ -56,5 +60,15 @@ var (
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches
-// ErrEvicted.
-type EvictedError = sferr.EvictedError
+// ErrEvicted with errors.Is.
+type EvictedError struct {
+	ClientID string
+	Rooms    []string
+}
+
+func (e *EvictedError) Error() string {
+	return fmt.Sprintf("syncfanout: client %q was evicted from %d room(s): %q", e.ClientID, len(e.Rooms), e.Rooms)
+}
+
+// Is reports whether target is ErrEvicted.
+func (e *EvictedError) Is(target error) bool { return target == ErrEvicted }

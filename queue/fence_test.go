@@ -25,8 +25,8 @@ import (
 func fencedAck(t *testing.T, ctx context.Context, q *queue.Queue, w *queue.Worker, room string, old *queue.Message, client string) {
 	t.Helper()
 	before := view(t, ctx, q, room)
-	stale := q.Stats().AckStale.Load()
-	acked := q.Stats().Acked.Load()
+	stale := q.Stats().AckStale
+	acked := q.Stats().Acked
 	require.ErrorIs(t, old.Ack(ctx), queue.ErrStaleAck, "Message.Ack with the token of an earlier membership")
 	require.ErrorIs(t, q.Ack(ctx, client, old.AckToken), queue.ErrStaleAck, "Queue.Ack with the token of an earlier membership")
 	n := uint64(2)
@@ -35,8 +35,8 @@ func fencedAck(t *testing.T, ctx context.Context, q *queue.Queue, w *queue.Worke
 		n++
 	}
 	require.Equal(t, before, view(t, ctx, q, room), "a fenced ack changed the barrier")
-	require.Equal(t, acked, q.Stats().Acked.Load(), "a fenced ack was counted as accepted")
-	require.GreaterOrEqual(t, q.Stats().AckStale.Load()-stale, n-1, "fenced acks are counted as stale")
+	require.Equal(t, acked, q.Stats().Acked, "a fenced ack was counted as accepted")
+	require.GreaterOrEqual(t, q.Stats().AckStale-stale, n-1, "fenced acks are counted as stale")
 }
 
 // TestFencedRejoin_Evicted: X holds message k, is evicted while k is still
@@ -234,7 +234,7 @@ func fencedWorker(t *testing.T, b *redistest.Backend, followAll bool) {
 		// The worker follows the room before X joins: it learns of X
 		// from its join entry.
 		require.NoError(t, wkWaitFor(wait, "the worker to find the room", func() (bool, error) {
-			return w.Metrics().Rooms == 1, nil
+			return w.Stats().Rooms == 1, nil
 		}))
 	}
 	subscribeX() // nobody beats for X

@@ -222,7 +222,7 @@ func TestIdleRooms_ChurnLeavesNothing(t *testing.T) {
 		require.Zero(t, m.Members)
 		require.Zero(t, m.Observers)
 		require.EqualValues(t, idleRooms, m.ExpiredRooms)
-		require.EqualValues(t, idleRooms, q.Stats().ExpiredRooms.Load())
+		require.EqualValues(t, idleRooms, q.Stats().ExpiredRooms)
 	})
 }
 
@@ -335,14 +335,14 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 			require.Equal(t, ids, messageIDs(history(t, ctx, q, room)), room)
 		}
 		require.Len(t, roomState(t, ctx, q, "b-joined").Members, 1)
-		require.EqualValues(t, 1, hk.Stats().ExpiredRooms.Load())
+		require.EqualValues(t, 1, hk.Stats().ExpiredRooms)
 
 		// Both go IdleRoomTTL after their last event.
 		require.NoError(t, member.Close(ctx))
 		require.Eventually(t, func() bool {
 			return roomIs(ctx, q, "a-sent", gone) && roomIs(ctx, q, "b-joined", gone)
 		}, 10*time.Second, 20*time.Millisecond)
-		require.EqualValues(t, 3, hk.Stats().ExpiredRooms.Load())
+		require.EqualValues(t, 3, hk.Stats().ExpiredRooms)
 
 		// Sends racing housekeeping around the deadline: each second send
 		// either finds the room (ID 2, same epoch, both messages) or a new
@@ -440,7 +440,7 @@ func TestIdleRooms_KeepForever(t *testing.T) {
 		require.Zero(t, m.KnownRooms)
 		require.EqualValues(t, 1, m.IdleRooms)
 		require.Equal(t, []queue.RoomBacklog{{Room: "kept", Idle: true}}, m.TopRooms)
-		require.Zero(t, q.Stats().ExpiredRooms.Load())
+		require.Zero(t, q.Stats().ExpiredRooms)
 	})
 }
 

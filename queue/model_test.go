@@ -459,13 +459,13 @@ func (h *mdlHarness) run() {
 	}
 	h.drain()
 	st := h.q.Stats()
-	require.Equal(h.t, h.counts.sent, st.Sent.Load(), h.at("Stats.Sent"))
-	require.Equal(h.t, h.counts.oob, st.OutOfBand.Load(), h.at("Stats.OutOfBand"))
-	require.Equal(h.t, h.counts.acked, st.Acked.Load(), h.at("Stats.Acked"))
-	require.Equal(h.t, h.counts.stale, st.AckStale.Load(), h.at("Stats.AckStale"))
-	require.Equal(h.t, h.counts.notMember, st.AckNotMember.Load(), h.at("Stats.AckNotMember"))
-	require.Equal(h.t, h.counts.invalid, st.AckInvalid.Load(), h.at("Stats.AckInvalid"))
-	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered.Load(), h.at("subscriptions' Stats.Delivered"))
+	require.Equal(h.t, h.counts.sent, st.Sent, h.at("Stats.Sent"))
+	require.Equal(h.t, h.counts.oob, st.OutOfBand, h.at("Stats.OutOfBand"))
+	require.Equal(h.t, h.counts.acked, st.Acked, h.at("Stats.Acked"))
+	require.Equal(h.t, h.counts.stale, st.AckStale, h.at("Stats.AckStale"))
+	require.Equal(h.t, h.counts.notMember, st.AckNotMember, h.at("Stats.AckNotMember"))
+	require.Equal(h.t, h.counts.invalid, st.AckInvalid, h.at("Stats.AckInvalid"))
+	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered, h.at("subscriptions' Stats.Delivered"))
 	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked; longest gap between pings %v",
 		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, h.maxGap.Round(time.Millisecond))
 }

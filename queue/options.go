@@ -12,9 +12,13 @@ import (
 // Priority range: lower numbers are released first.
 const (
 	MinPriority     = 0
-	MaxPriority     = keys.Levels - 1
+	MaxPriority     = 9
 	DefaultPriority = 5
 )
+
+// The scripts keep one queue per priority: a build fails here (constant
+// overflow) if MaxPriority and keys.Levels disagree.
+const _ = uint(keys.Levels-1-MaxPriority) + uint(MaxPriority-(keys.Levels-1))
 
 // Options configure a Queue. The zero value of every field selects the
 // documented default.

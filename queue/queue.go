@@ -29,7 +29,7 @@ type Queue struct {
 	barrier *barrier.Barrier
 	oob     *oob.Broadcaster
 
-	stats Stats
+	stats counters
 
 	warnHousekeeping warnLimiter
 
@@ -130,8 +130,8 @@ func (q *Queue) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Stats returns the Queue's in-process counters.
-func (q *Queue) Stats() *Stats { return &q.stats }
+// Stats returns a snapshot of the Queue's in-process counters.
+func (q *Queue) Stats() Stats { return q.stats.snapshot() }
 
 // Send enqueues data for every member of room. data is msgpack-encoded
 // unless it is a []byte, which is stored untouched. It returns the
@@ -407,7 +407,7 @@ func (q *Queue) Ping(ctx context.Context, clientID string) error {
 	if len(evicted) == 0 {
 		return nil
 	}
-	return &sferr.EvictedError{ClientID: clientID, Rooms: evicted}
+	return &EvictedError{ClientID: clientID, Rooms: evicted}
 }
 
 // beat extends the client's deadline in each room and returns the rooms it
@@ -439,12 +439,12 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	}
 	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
 	if err != nil {
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	if t.client != clientID {
 		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	return q.ackToken(ctx, t)
@@ -477,7 +477,7 @@ func (q *Queue) ackToken(ctx context.Context, t token) error {
 	clientID := t.client
 	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
 	if err != nil {
-		q.stats.AckRejected(err)
+		q.stats.ackRejected(err)
 		return err
 	}
 	q.stats.Acked.Add(1)
@@ -551,9 +551,6 @@ func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*Pe
 	return out, nil
 }
 
-// RoomState is a consistent snapshot of a room; see barrier.State.
-type RoomState = barrier.State
-
 // RoomState returns the room's pending count, in-flight message and its
 // age, every member with its last heartbeat, and who acked or is missing.
 // Rooms exist implicitly: one that holds nothing (never used, or expired)
@@ -565,5 +562,9 @@ func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err := keys.ValidateRoom(room); err != nil {
 		return RoomState{}, err
 	}
-	return q.barrier.State(ctx, room)
+	s, err := q.barrier.State(ctx, room)
+	if err != nil {
+		return RoomState{}, err
+	}
+	return roomState(s), nil
 }

@@ -188,7 +188,7 @@ func (r *router) lost(ctx context.Context, s *Subscription) {
 			return
 		}
 	}
-	s.fail(&sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}})
+	s.fail(&EvictedError{ClientID: s.clientID, Rooms: []string{s.room}})
 }
 
 // confirmChecks reads again, after a pause and a refresh of the cluster's

@@ -19,7 +19,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
@@ -459,7 +458,7 @@ func TestRule07_AckTimeout(t *testing.T) {
 		require.Equal(t, m2, next(t, ctx, c).ID, "the stuck member must be evicted and m2 released")
 		require.ErrorIs(t, nextErr(t, ctx, stuck), queue.ErrEvicted)
 		require.ErrorIs(t, got.Ack(ctx), queue.ErrNotMember, "an evicted member's ack is refused")
-		require.EqualValues(t, 1, q.Stats().EvictedAckTimeout.Load())
+		require.EqualValues(t, 1, q.Stats().EvictedAckTimeout)
 
 		evs := history(t, ctx, q, room)
 		i := findEvent(evs, isClientEvent(streams.Evict, stuck.ClientID()))
@@ -763,7 +762,7 @@ func TestRule11_RoomState(t *testing.T) {
 			require.Equal(t, m.LastHeartbeat.Add(timeout), m.Deadline, "deadline = last heartbeat + ClientTimeout")
 		}
 		require.Len(t, st.Members, 4)
-		require.True(t, slices.IsSortedFunc(st.Members, func(x, y barrier.Member) int { return strings.Compare(x.ClientID, y.ClientID) }))
+		require.True(t, slices.IsSortedFunc(st.Members, func(x, y queue.Member) int { return strings.Compare(x.ClientID, y.ClientID) }))
 		ma0 := st.Members[byID[a.ClientID()]]
 		require.True(t, ma0.Acked)
 		require.False(t, ma0.AckedAt.Before(st.InFlight.ReleasedAt))
@@ -783,7 +782,7 @@ func TestRule11_RoomState(t *testing.T) {
 		require.NoError(t, q.Ping(ctx, z))
 		t1 := serverTime(t, ctx, b.Client)
 		st = roomState(t, ctx, q, room)
-		mz := st.Members[slices.IndexFunc(st.Members, func(m barrier.Member) bool { return m.ClientID == z })]
+		mz := st.Members[slices.IndexFunc(st.Members, func(m queue.Member) bool { return m.ClientID == z })]
 		between(t, mz.LastHeartbeat, t0, t1, "last heartbeat after Ping")
 		require.Equal(t, mz.LastHeartbeat.Add(timeout), mz.Deadline)
 
@@ -1521,7 +1520,7 @@ func TestRule15_MalformedEntriesSkipped(t *testing.T) {
 		require.NoError(t, m.Ack(ctx))
 		require.Equal(t, id, next(t, ctx, o).ID)
 		// Each undecodable entry is counted once by the Queue's reader.
-		require.EqualValues(t, len(garbage), q.Stats().Invalid.Load())
+		require.EqualValues(t, len(garbage), q.Stats().Invalid)
 
 		var decodeErrs, events int
 		for _, err := range q.History(ctx, room, streams.Range{}) {
@@ -1616,5 +1615,5 @@ func checkResume(t *testing.T, subRdb, prodRdb redis.UniversalClient, prefix str
 		}
 	}
 	require.Equal(t, m3, next(t, ctx, s).ID)
-	require.Zero(t, qs.Stats().Invalid.Load())
+	require.Zero(t, qs.Stats().Invalid)
 }

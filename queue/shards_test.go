@@ -44,7 +44,7 @@ func TestShardCountReasserted(t *testing.T) {
 		require.NoError(t, b.Client.Del(ctx, key).Err())
 		waitStored(t, ctx, b.Client, key, "16")
 		// Counted once the script's reply is back, after the key is visible.
-		require.Eventually(t, func() bool { return q.Stats().ConfigRestored.Load() == 1 }, waitLimit, time.Millisecond)
+		require.Eventually(t, func() bool { return q.Stats().ConfigRestored == 1 }, waitLimit, time.Millisecond)
 
 		snap := snapshotter(t, ctx, b)
 		before := snap()
@@ -57,7 +57,7 @@ func TestShardCountReasserted(t *testing.T) {
 		cfg, err := b.Client.HGetAll(ctx, key).Result()
 		require.NoError(t, err)
 		require.Equal(t, map[string]string{"numShards": "16"}, cfg)
-		require.False(t, q.Stats().ShardConflict.Load())
+		require.False(t, q.Stats().ShardConflict)
 	})
 }
 
@@ -88,7 +88,7 @@ func TestShardSplitDetected(t *testing.T) {
 		defer func() { _ = q8.Close() }()
 
 		require.Eventually(t, func() bool {
-			return q16.Stats().ShardConflict.Load() && q8.Stats().ShardConflict.Load()
+			return q16.Stats().ShardConflict && q8.Stats().ShardConflict
 		}, waitLimit, 10*time.Millisecond, "the split went unnoticed")
 		for _, n := range []int{16, 8} {
 			_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: n, Logger: discardLogger})
@@ -99,7 +99,7 @@ func TestShardSplitDetected(t *testing.T) {
 		require.NoError(t, q8.Close())
 		require.NoError(t, b.Client.Del(ctx, key).Err())
 		waitStored(t, ctx, b.Client, key, "16")
-		require.Eventually(t, func() bool { return !q16.Stats().ShardConflict.Load() },
+		require.Eventually(t, func() bool { return !q16.Stats().ShardConflict },
 			waitLimit, 10*time.Millisecond, "the split is still reported")
 		again, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 16, Logger: discardLogger})
 		require.NoError(t, err)

@@ -10,55 +10,84 @@ import (
 	"github.com/syncfanout/syncfanout/internal/sferr"
 )
 
-// Stats are the in-process counters of one Queue (package metrics exports
-// them to Prometheus). Released counts the releases triggered by this
-// Queue's own calls.
+// Stats is a snapshot of the in-process counters of one Queue (package
+// metrics exports them to Prometheus): plain values, copied by
+// Queue.Stats, that nothing updates afterwards. Released counts the
+// releases triggered by this Queue's own calls.
 type Stats struct {
-	Sent      atomic.Uint64
-	Released  atomic.Uint64
-	OutOfBand atomic.Uint64
-	Delivered atomic.Uint64 // messages handed to local subscribers
-	Acked     atomic.Uint64
+	Sent      uint64
+	Released  uint64
+	OutOfBand uint64
+	Delivered uint64 // messages handed to local subscribers
+	Acked     uint64
 	// Acks refused, by reason.
-	AckStale     atomic.Uint64
-	AckInvalid   atomic.Uint64 // malformed, altered, foreign or pre-reset tokens
-	AckNotMember atomic.Uint64 // non-members and observers
+	AckStale     uint64
+	AckInvalid   uint64 // malformed, altered, foreign or pre-reset tokens
+	AckNotMember uint64 // non-members and observers
 	// Evictions of local subscribers seen in the streams, by reason;
 	// EvictedLeave counts those removed by someone else's Unsubscribe.
-	EvictedTimeout    atomic.Uint64
-	EvictedAckTimeout atomic.Uint64
-	EvictedLeave      atomic.Uint64
+	EvictedTimeout    uint64
+	EvictedAckTimeout uint64
+	EvictedLeave      uint64
 	// Malformed stream entries skipped.
-	Invalid atomic.Uint64
+	Invalid uint64
 	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
 	// (Options.IdleRoomTTL).
-	ExpiredRooms atomic.Uint64
+	ExpiredRooms uint64
 	// Local subscriptions ended with ErrRoomReset: Redis lost the room's
 	// state (restart without persistence, failover that lost writes).
-	Reset atomic.Uint64
+	Reset uint64
 	// ConfigRestored counts the housekeeping rounds that found the
 	// deployment's stored NumShards gone and stored this Queue's again.
-	ConfigRestored atomic.Uint64
+	ConfigRestored uint64
 	// ShardConflict is true while housekeeping finds the deployment split:
 	// another NumShards stored, or Queues with another NumShards running
 	// on the same prefix (see ErrShardMismatch).
-	ShardConflict atomic.Bool
+	ShardConflict bool
 
 	// ReleaseLatency: from the step that released a queued message (the
 	// last ack of the previous one, a leave, an eviction, or its own send
 	// when the barrier was open) to its delivery to a local subscriber; the
 	// server's clock against this host's.
-	ReleaseLatency Histogram
+	ReleaseLatency HistogramSnapshot
 	// BarrierWait: from a message's release to its last ack (server
 	// clock), observed by the Queue that sent that ack.
-	BarrierWait Histogram
+	BarrierWait HistogramSnapshot
 	// EndToEnd: from enqueue (server clock) to delivery to a local
 	// subscriber (this host's clock), out-of-band messages included.
-	EndToEnd Histogram
+	EndToEnd HistogramSnapshot
 }
 
-// AckRejected counts a refused ack under its reason.
-func (s *Stats) AckRejected(err error) {
+// counters are the live counters behind Stats, updated without locks on
+// the hot paths; field for field as Stats.
+type counters struct {
+	Sent, Released, OutOfBand, Delivered, Acked     atomic.Uint64
+	AckStale, AckInvalid, AckNotMember              atomic.Uint64
+	EvictedTimeout, EvictedAckTimeout, EvictedLeave atomic.Uint64
+	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
+	ShardConflict                                   atomic.Bool
+
+	ReleaseLatency, BarrierWait, EndToEnd histogram
+}
+
+// snapshot copies the counters one by one, so counters updated meanwhile
+// may be from slightly different instants.
+func (s *counters) snapshot() Stats {
+	return Stats{
+		Sent: s.Sent.Load(), Released: s.Released.Load(), OutOfBand: s.OutOfBand.Load(),
+		Delivered: s.Delivered.Load(), Acked: s.Acked.Load(),
+		AckStale: s.AckStale.Load(), AckInvalid: s.AckInvalid.Load(), AckNotMember: s.AckNotMember.Load(),
+		EvictedTimeout: s.EvictedTimeout.Load(), EvictedAckTimeout: s.EvictedAckTimeout.Load(),
+		EvictedLeave: s.EvictedLeave.Load(),
+		Invalid:      s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
+		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
+		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
+		EndToEnd: s.EndToEnd.snapshot(),
+	}
+}
+
+// ackRejected counts a refused ack under its reason.
+func (s *counters) ackRejected(err error) {
 	switch {
 	case errors.Is(err, sferr.ErrStaleAck):
 		s.AckStale.Add(1)
@@ -69,7 +98,7 @@ func (s *Stats) AckRejected(err error) {
 	}
 }
 
-// latencyBounds are the upper bounds of every Histogram's buckets. Server
+// latencyBounds are the upper bounds of every histogram's buckets. Server
 // times have millisecond resolution, so the first bucket also holds zero.
 var latencyBounds = [...]time.Duration{
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
@@ -79,23 +108,23 @@ var latencyBounds = [...]time.Duration{
 	10 * time.Second, 30 * time.Second, time.Minute, 5 * time.Minute,
 }
 
-// Histogram counts durations in fixed buckets without locks, so the hot
+// histogram counts durations in fixed buckets without locks, so the hot
 // paths pay two atomic adds and package queue needs no metrics library.
-type Histogram struct {
+type histogram struct {
 	counts [len(latencyBounds) + 1]atomic.Uint64 // the last one: above every bound
 	sum    atomic.Int64                          // nanoseconds
 }
 
-// Observe records one duration; negative ones (clock skew between this
+// observe records one duration; negative ones (clock skew between this
 // host and Redis) count as zero.
-func (h *Histogram) Observe(d time.Duration) {
+func (h *histogram) observe(d time.Duration) {
 	d = max(d, 0)
 	i, _ := slices.BinarySearch(latencyBounds[:], d)
 	h.counts[i].Add(1)
 	h.sum.Add(int64(d))
 }
 
-// HistogramSnapshot is a point-in-time copy of a Histogram.
+// HistogramSnapshot is a point-in-time copy of a latency histogram.
 type HistogramSnapshot struct {
 	Bounds     []time.Duration // bucket upper bounds, increasing
 	Cumulative []uint64        // observations <= Bounds[i]
@@ -103,10 +132,10 @@ type HistogramSnapshot struct {
 	Sum        time.Duration
 }
 
-// Snapshot copies the histogram. Buckets are read one by one while others
+// snapshot copies the histogram. Buckets are read one by one while others
 // may add to them, so the copy may lag by the observations in progress,
 // but its counts are always cumulative and consistent with Count.
-func (h *Histogram) Snapshot() HistogramSnapshot {
+func (h *histogram) snapshot() HistogramSnapshot {
 	s := HistogramSnapshot{
 		Bounds:     append([]time.Duration(nil), latencyBounds[:]...),
 		Cumulative: make([]uint64, len(latencyBounds)),
@@ -123,17 +152,17 @@ func (h *Histogram) Snapshot() HistogramSnapshot {
 
 // observeDelivery records the latencies of a message handed to a local
 // subscriber.
-func (s *Stats) observeDelivery(m *Message) {
-	s.EndToEnd.Observe(m.ReceivedAt.Sub(m.EnqueuedAt))
+func (s *counters) observeDelivery(m *Message) {
+	s.EndToEnd.observe(m.ReceivedAt.Sub(m.EnqueuedAt))
 	if !m.OutOfBand {
-		s.ReleaseLatency.Observe(m.ReceivedAt.Sub(m.ReleasedAt))
+		s.ReleaseLatency.observe(m.ReceivedAt.Sub(m.ReleasedAt))
 	}
 }
 
 // observeAck records how long the barrier held the acked message when
 // this ack was the last one missing.
-func (s *Stats) observeAck(res barrier.Acked) {
+func (s *counters) observeAck(res barrier.Acked) {
 	if res.Completed && !res.InFlightAt.IsZero() {
-		s.BarrierWait.Observe(res.At.Sub(res.InFlightAt))
+		s.BarrierWait.observe(res.At.Sub(res.InFlightAt))
 	}
 }

@@ -259,7 +259,7 @@ func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient
 func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message, error) {
 	switch ev.Type {
 	case streams.Evict:
-		err := &sferr.EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
+		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
 		if ev.Reason == "ack-timeout" {
 			s.q.stats.EvictedAckTimeout.Add(1)
 		} else {

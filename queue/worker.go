@@ -398,12 +398,12 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	}
 	t, err := parseToken(ackToken, w.q.opts.AckSecret, w.q.opts.PreviousAckSecrets...)
 	if err != nil {
-		w.q.stats.AckRejected(err)
+		w.q.stats.ackRejected(err)
 		return err
 	}
 	if t.client != clientID {
 		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		w.q.stats.AckRejected(err)
+		w.q.stats.ackRejected(err)
 		return err
 	}
 	return w.ackToken(ctx, t)
@@ -621,7 +621,7 @@ func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, re
 	for i, r := range reqs {
 		if e := res.Errs[i]; e != nil {
 			refused++
-			q.stats.AckRejected(e)
+			q.stats.ackRejected(e)
 			r.done <- e
 			continue
 		}
@@ -1291,9 +1291,10 @@ func (w *Worker) Close() error {
 	return nil
 }
 
-// WorkerMetrics are a worker's counters and its latency over the last
-// LatencyWindow messages.
-type WorkerMetrics struct {
+// WorkerStats is a snapshot of a worker's in-process counters and its
+// latency over the last LatencyWindow messages (Stats, as for a Queue:
+// Metrics are the deployment's gauges read from Redis).
+type WorkerStats struct {
 	// Received counts the messages (queued and out-of-band) read from the
 	// streams of the rooms the worker delivers for, once per message.
 	Received uint64
@@ -1320,9 +1321,9 @@ type WorkerMetrics struct {
 	LatencySamples                     int
 }
 
-// Metrics returns the worker's counters. It reads no Redis.
-func (w *Worker) Metrics() WorkerMetrics {
-	m := WorkerMetrics{
+// Stats returns a snapshot of the worker's counters. It reads no Redis.
+func (w *Worker) Stats() WorkerStats {
+	m := WorkerStats{
 		Received: w.m.received.Load(), Delivered: w.m.delivered.Load(), Invalid: w.m.invalid.Load(),
 		HandlerErrors: w.m.handlerErrors.Load(), HandlerPanics: w.m.handlerPanics.Load(),
 		ClientTimeouts: w.m.timeouts.Load(),

@@ -272,8 +272,8 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 		}
 		wg.Wait()
 		require.False(t, t.Failed())
-		require.Equal(t, numRooms, w.Metrics().Rooms)
-		require.Equal(t, numRooms*perRoom, w.Metrics().Clients)
+		require.Equal(t, numRooms, w.Stats().Rooms)
+		require.Equal(t, numRooms*perRoom, w.Stats().Clients)
 
 		layout, err := keys.New(b.Prefix, shards)
 		require.NoError(t, err)
@@ -308,7 +308,7 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 		require.NoError(t, err)
 		require.LessOrEqual(t, n, len(used), "blocked XREAD connections after the run")
 
-		m := w.Metrics()
+		m := w.Stats()
 		require.Equal(t, uint64(numRooms*(msgs+1)), m.Received)
 		require.Equal(t, uint64(numRooms*perRoom*(msgs+1)), m.Delivered)
 		require.Equal(t, int64(numRooms*perRoom*msgs), m.Acks)
@@ -361,7 +361,7 @@ func TestWorkerReaderConnectionsPerShard(t *testing.T) {
 		close(work)
 		wg.Wait()
 		require.Zero(t, failed.Load())
-		require.Equal(t, numClients, w.Metrics().Clients)
+		require.Equal(t, numClients, w.Stats().Clients)
 		var n int
 		require.NoError(t, wkWaitFor(ctx, "the readers to block", func() (bool, error) {
 			var err error
@@ -476,17 +476,17 @@ func TestWorkerAckBatching(t *testing.T) {
 			go func() { errs <- w.Ack(ctx, c, tokens[c]) }()
 		}
 		require.NoError(t, wkWaitFor(ctx, "the other acks to queue up", func() (bool, error) {
-			return w.Metrics().AcksWaiting == n-1, nil
+			return w.Stats().AcksWaiting == n-1, nil
 		}))
 		close(hook.hold)
 		for range n {
 			require.NoError(t, <-errs)
 		}
 		require.Equal(t, []int{1, n - 1}, hook.calls(), "clients per ack_batch call")
-		m := w.Metrics()
+		m := w.Stats()
 		require.Equal(t, int64(n), m.Acks)
 		require.Equal(t, int64(2), m.AckCalls)
-		require.Equal(t, uint64(1), q.Stats().BarrierWait.Snapshot().Count, "the batch that completed message 0 observed its barrier wait")
+		require.Equal(t, uint64(1), q.Stats().BarrierWait.Count, "the batch that completed message 0 observed its barrier wait")
 
 		// The batch released the next message; acking it concurrently takes
 		// far fewer calls than clients.
@@ -581,7 +581,7 @@ func TestWorkerAckCoalescing(t *testing.T) {
 			return len(hook.calls()) >= 4, nil
 		}))
 		require.Equal(t, []int{n, n - 1, 1, n}, hook.calls(), "clients per ack_batch call")
-		m := w.Metrics()
+		m := w.Stats()
 		require.Equal(t, int64(3*n), m.Acks)
 		require.Equal(t, int64(4), m.AckCalls)
 	})
@@ -625,10 +625,10 @@ func TestWorkerHandlerFailuresContained(t *testing.T) {
 		// failures may still be on their way into the counters.
 		want := uint64(msgs + 1)
 		require.NoError(t, wkWaitFor(ctx, "the handler failures to be counted", func() (bool, error) {
-			m := w.Metrics()
+			m := w.Stats()
 			return m.HandlerErrors >= want && m.HandlerPanics >= want, nil
 		}))
-		m := w.Metrics()
+		m := w.Stats()
 		require.Equal(t, uint64(msgs+1), m.HandlerErrors)
 		require.Equal(t, uint64(msgs+1), m.HandlerPanics)
 		require.Equal(t, uint64(len(clients)*(msgs+1)), m.Delivered)
@@ -693,8 +693,8 @@ func TestWorkerClientTimeout(t *testing.T) {
 		require.Nil(t, st.InFlight)
 		require.Len(t, timeouts, 0)
 		require.Len(t, in["room"], 0)
-		require.Equal(t, uint64(1), w.Metrics().ClientTimeouts)
-		require.Equal(t, 1, w.Metrics().Clients)
+		require.Equal(t, uint64(1), w.Stats().ClientTimeouts)
+		require.Equal(t, 1, w.Stats().Clients)
 	})
 }
 
@@ -1075,9 +1075,9 @@ func TestWorkerFollowAll(t *testing.T) {
 			delete(want, g.d.client)
 		}
 		require.Len(t, timeouts, 0)
-		var sum queue.WorkerMetrics
+		var sum queue.WorkerStats
 		for _, w := range workers {
-			m := w.Metrics()
+			m := w.Stats()
 			sum.Delivered += m.Delivered
 			sum.ClientTimeouts += m.ClientTimeouts
 			require.Zero(t, m.HandlerErrors+m.HandlerPanics)

@@ -199,13 +199,6 @@ func (r *Reader) Position(streamKey string) (string, bool) {
 	return f.last, true
 }
 
-// Len returns the number of followed rooms.
-func (r *Reader) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.rooms)
-}
-
 // Close stops the reader, closes its pub/sub connection and waits for its
 // goroutines.
 func (r *Reader) Close() {

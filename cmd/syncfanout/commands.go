@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
@@ -248,7 +247,7 @@ func stateView(st queue.RoomState) stateJSON {
 			s.InFlight.AckDeadlineSeconds = ptr(in.AckDeadline.Sub(st.Now).Seconds())
 		}
 	}
-	view := func(m barrier.Member) memberJSON {
+	view := func(m queue.Member) memberJSON {
 		j := memberJSON{Client: m.ClientID, Observer: m.Observer}
 		if !m.Observer {
 			j.Acked = ptr(m.Acked)
@@ -316,7 +315,7 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	printMembers := func(title string, ms []barrier.Member, acks bool) error {
+	printMembers := func(title string, ms []queue.Member, acks bool) error {
 		fmt.Fprintf(w, "\n%s (%d)\n", title, len(ms))
 		if len(ms) == 0 {
 			return nil

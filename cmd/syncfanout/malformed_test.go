@@ -62,7 +62,7 @@ func testMalformedAlike(t *testing.T, bin string) {
 			require.NoError(t, err)
 			require.Equal(t, want, m.ID, "the subscription's reader must skip the garbage")
 		}
-		require.EqualValues(t, len(garbage), q.Stats().Invalid.Load(), "the subscriptions' reader counts each garbage entry once")
+		require.EqualValues(t, len(garbage), q.Stats().Invalid, "the subscriptions' reader counts each garbage entry once")
 
 		// classify returns the IDs of the valid events and of the skipped entries.
 		type verdict struct{ good, skipped []string }

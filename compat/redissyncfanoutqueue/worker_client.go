@@ -126,7 +126,7 @@ func (c *workerClient) Close() error {
 
 // GetMetrics reads no Redis; it works after Close too.
 func (c *workerClient) GetMetrics(ctx context.Context, options *GetWorkerMetricsOptions) (*WorkerMetrics, error) {
-	m := c.w.Metrics()
+	m := c.w.Stats()
 	return &WorkerMetrics{
 		ReceivedMessagesCount: int64(m.Received),
 		InvalidMessagesCount:  int64(m.Invalid) + c.invalid.Load(),

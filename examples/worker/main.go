@@ -129,7 +129,7 @@ func run(c config) error {
 			return nil
 		case <-tick.C:
 		}
-		m := w.Metrics()
+		m := w.Stats()
 		fmt.Printf("%s  metrics: received=%d delivered=%d invalid=%d handler errors=%d timeouts=%d acks=%d in %d calls | rooms=%d clients=%d | latency min/avg/max %v/%v/%v over %d\n",
 			time.Now().Format("15:04:05"), m.Received, m.Delivered, m.Invalid, m.HandlerErrors+m.HandlerPanics, m.ClientTimeouts,
 			m.Acks, m.AckCalls, m.Rooms, m.Clients,

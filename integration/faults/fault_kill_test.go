@@ -185,7 +185,7 @@ func TestEndClientKilled(t *testing.T) {
 
 		// Exactly once: one callback, one eviction in the stream, however
 		// many processes ran housekeeping.
-		require.Equal(t, uint64(1), w.Metrics().ClientTimeouts)
+		require.Equal(t, uint64(1), w.Stats().ClientTimeouts)
 		select {
 		case got := <-timeouts:
 			t.Fatalf("a second HandleClientTimeout: %s", got)

@@ -262,7 +262,7 @@ func testRestartWithoutData(t *testing.T, tg *restartTarget, q *queue.Queue, log
 	case <-ctx.Done():
 		t.Fatal("the worker's client was not reported")
 	}
-	require.GreaterOrEqual(t, q.Stats().Reset.Load(), uint64(3))
+	require.GreaterOrEqual(t, q.Stats().Reset, uint64(3))
 	for len(gotByWorker) > 0 {
 		<-gotByWorker
 	}

@@ -70,11 +70,6 @@ func payload(producer, seq, prio int) []byte {
 	return fmt.Appendf(nil, "%d:%d:%d", producer, seq, prio)
 }
 
-func parsePayload(b []byte) (producer, seq, prio int, err error) {
-	_, err = fmt.Sscanf(string(b), "%d:%d:%d", &producer, &seq, &prio)
-	return
-}
-
 // transient reports errors worth retrying while Redis is restarting or
 // failing over: anything but the library's own verdicts.
 func transient(err error) bool {

@@ -64,7 +64,6 @@ func aclLine(t *testing.T, name, user, password, prefix string) []any {
 // aclTarget is where the ACL test creates its users: every master of a
 // deployment, through an admin connection each.
 type aclTarget struct {
-	name    string
 	admins  []*redis.Client
 	connect func(user, password string) redis.UniversalClient
 }

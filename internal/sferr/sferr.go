@@ -74,16 +74,3 @@ func FromStatus(code string) error {
 		return fmt.Errorf("syncfanout: unexpected script status %q", code)
 	}
 }
-
-// EvictedError reports the rooms a client was evicted from; it matches
-// ErrEvicted with errors.Is.
-type EvictedError struct {
-	ClientID string
-	Rooms    []string
-}
-
-func (e *EvictedError) Error() string {
-	return fmt.Sprintf("syncfanout: client %q was evicted from %d room(s): %q", e.ClientID, len(e.Rooms), e.Rooms)
-}
-
-func (e *EvictedError) Is(target error) bool { return target == ErrEvicted }

@@ -1,0 +1,68 @@
+package queue
+
+import (
+	"time"
+
+	"github.com/syncfanout/syncfanout/barrier"
+)
+
+// RoomState is a consistent snapshot of a room, read in one atomic step.
+type RoomState struct {
+	Room       string
+	Epoch      string    // changes when Redis lost the room's state (see ErrRoomReset)
+	Now        time.Time // server clock at the snapshot
+	LastSeq    uint64    // highest message ID issued
+	Pending    int
+	ByPriority [MaxPriority + 1]int // pending messages by priority
+	InFlight   *InFlight            // nil when no message is in flight
+	Members    []Member             // voting members, by client ID
+	Observers  []Member             // by client ID
+	Missing    []string             // members the in-flight message waits on, sorted
+	StreamLen  int64                // entries in the room's delivery stream
+	Hold       bool                 // the last Send came from a Queue with Options.HoldWhenEmpty
+}
+
+// Member is a member or observer of a room.
+type Member struct {
+	ClientID      string
+	Observer      bool
+	LastHeartbeat time.Time
+	Deadline      time.Time // evicted when no heartbeat arrives before it
+	Acked         bool      // acked the in-flight message (or joined after it)
+	AckedAt       time.Time // zero when it joined after the release
+}
+
+// InFlight is the released message the barrier waits on.
+type InFlight struct {
+	Seq         uint64
+	StreamID    string
+	ReleasedAt  time.Time
+	Age         time.Duration // by the server clock
+	AckDeadline time.Time     // zero without an ack timeout
+}
+
+// roomState converts the barrier's snapshot at the API boundary, so that
+// users name queue types and barrier stays free to change.
+func roomState(s barrier.State) RoomState {
+	r := RoomState{
+		Room: s.Room, Epoch: s.Epoch, Now: s.Now, LastSeq: s.LastSeq,
+		Pending: s.Pending, ByPriority: s.ByPriority,
+		Members: members(s.Members), Observers: members(s.Observers),
+		Missing: s.Missing, StreamLen: s.StreamLen, Hold: s.Hold,
+	}
+	if f := s.InFlight; f != nil {
+		r.InFlight = &InFlight{Seq: f.Seq, StreamID: f.StreamID, ReleasedAt: f.ReleasedAt, Age: f.Age, AckDeadline: f.AckDeadline}
+	}
+	return r
+}
+
+func members(ms []barrier.Member) []Member {
+	if ms == nil {
+		return nil
+	}
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member(m)
+	}
+	return out
+}
