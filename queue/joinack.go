@@ -198,7 +198,7 @@ func (a *joinAcks) send(room, epoch string, seq uint64, reqs []*ackReq) {
 		n := min(len(reqs), maxAckBatch)
 		// Not the sending caller's context: the call carries the others' acks.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(a.q.ctx), 10*time.Second)
-		_, _ = a.q.ackBatch(ctx, room, epoch, seq, reqs[:n]) // each caller got its outcome
+		_ = a.q.ackBatch(ctx, room, epoch, seq, reqs[:n], nil) // each caller got its outcome
 		cancel()
 		reqs = reqs[n:]
 	}

@@ -591,18 +591,21 @@ func (w *Worker) sendAcks(room string, batch []*ackReq) {
 func (w *Worker) sendAckGroup(room, epoch string, seq uint64, reqs []*ackReq) {
 	// Not any caller's context: the call carries other callers' acks too.
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-	refused, _ := w.q.ackBatch(ctx, room, epoch, seq, reqs) // an error went to every caller
+	_ = w.q.ackBatch(ctx, room, epoch, seq, reqs, func(refused int) { // an error went to every caller
+		w.m.ackCalls.Add(1)
+		w.m.acks.Add(int64(len(reqs)))
+		w.m.ackRefused.Add(int64(refused))
+	})
 	cancel()
-	w.m.ackCalls.Add(1)
-	w.m.acks.Add(int64(len(reqs)))
-	w.m.ackRefused.Add(int64(refused))
 }
 
 // ackBatch sends the acks of reqs, all for message seq of room under
 // epoch, in one ack_batch call and hands every caller its own outcome, as
-// Ack would have returned it. It reports how many acks were refused, or
-// the call's error (then every caller got it).
-func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, reqs []*ackReq) (refused int, err error) {
+// Ack would have returned it; on the call's error every caller gets it.
+// Every count, the Queue's and count's (if not nil, told how many acks
+// were refused), is made before any caller wakes: a caller whose Ack
+// returned finds it in the stats.
+func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, reqs []*ackReq, count func(refused int)) error {
 	clients := make([]string, len(reqs))
 	incs := make([]string, len(reqs))
 	for i, r := range reqs {
@@ -610,27 +613,35 @@ func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, re
 	}
 	res, err := q.barrier.AckBatch(ctx, room, seq, epoch, clients, incs)
 	if err != nil {
+		if count != nil {
+			count(0)
+		}
 		for _, r := range reqs {
 			r.done <- err
 		}
-		return 0, err
+		return err
 	}
 	// The released message first: waking the callers takes a while, and
 	// the next message's fanout should not wait behind it.
 	q.router.direct(room, res.Appended)
-	for i, r := range reqs {
-		if e := res.Errs[i]; e != nil {
+	refused := 0
+	for _, e := range res.Errs {
+		if e != nil {
 			refused++
 			q.stats.ackRejected(e)
-			r.done <- e
 			continue
 		}
 		q.stats.Acked.Add(1)
-		r.done <- nil
 	}
 	q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
 	q.stats.Released.Add(uint64(res.Released))
-	return refused, nil
+	if count != nil {
+		count(refused)
+	}
+	for i, r := range reqs {
+		r.done <- res.Errs[i]
+	}
+	return nil
 }
 
 // workerRoom is a room the worker delivers for. It is a sink of the
