@@ -119,6 +119,10 @@ type State struct {
 	Missing    []string // members the in-flight message waits on
 	StreamLen  int64
 	Hold       bool
+	// Policy holds the room's stored policy fields (PolicyFields names);
+	// PolicyStored is false when none is stored (the default applies).
+	Policy       map[string]string
+	PolicyStored bool
 }
 
 // State reads a room's state in one atomic step.
@@ -137,6 +141,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
+	s.Policy, s.PolicyStored = policyFields(meta)
 	if lens, ok := v[6].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {

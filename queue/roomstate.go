@@ -20,6 +20,10 @@ type RoomState struct {
 	Missing    []string             // members the in-flight message waits on, sorted
 	StreamLen  int64                // entries in the room's delivery stream
 	Hold       bool                 // the last Send came from a Queue with Options.HoldWhenEmpty
+	// Policy is the policy the room follows: its stored one, or this
+	// Queue's Options.DefaultPolicy when PolicyStored is false.
+	Policy       Policy
+	PolicyStored bool
 }
 
 // Member is a member or observer of a room.

@@ -31,6 +31,9 @@ type Stats struct {
 	EvictedLeave      uint64
 	// Malformed stream entries skipped.
 	Invalid uint64
+	// Dropped counts the pending messages that this Queue's sends dropped
+	// by their room's Policy.Overflow (DropOldest, DropLowestPriority).
+	Dropped uint64
 	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
 	// (Options.IdleRoomTTL).
 	ExpiredRooms uint64
@@ -65,6 +68,7 @@ type counters struct {
 	AckStale, AckInvalid, AckNotMember              atomic.Uint64
 	EvictedTimeout, EvictedAckTimeout, EvictedLeave atomic.Uint64
 	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
+	Dropped                                         atomic.Uint64
 	ShardConflict                                   atomic.Bool
 
 	ReleaseLatency, BarrierWait, EndToEnd histogram
@@ -81,6 +85,7 @@ func (s *counters) snapshot() Stats {
 		EvictedLeave: s.EvictedLeave.Load(),
 		Invalid:      s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
+		Dropped:        s.Dropped.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
 		EndToEnd: s.EndToEnd.snapshot(),
 	}

@@ -16,7 +16,8 @@
 --   8 due     ZSET   shard index: room -> earliest deadline (heartbeat, ack,
 --                    drain; for an idle room: its expiry or next stream trim)
 --   9 stats   HASH   shard totals: backlog, members, observers, malformed
---                    (entries set aside), expired (rooms)
+--                    (entries set aside), expired (rooms), dropped (by
+--                    overflow policies), skipped (stragglers)
 --  10..19     LIST   pending messages of priority 0..9
 --  20 inc     HASH   member -> incarnation: the stream ID of the join that made
 --                    it a member; ack tokens carry it, so a token issued before
@@ -27,11 +28,22 @@
 --   4 ack timeout ms (0: none), 5 "<hold>:<idle ttl>": hold messages while the
 --   room is empty (1/0), then how long a room stays idle before it is deleted
 --   with its history (ms; negative: never). Both share one argument so that
---   every script's own arguments keep their positions.
+--   every script's own arguments keep their positions; a Queue whose
+--   Options.DefaultPolicy is not the zero Policy appends ";<policy>" (its
+--   text form, see policy()), for rooms without a stored policy.
 -- Stream events: t = m (message), o (out-of-band), j (join), l (leave),
 --   e (evict), x (malformed pending entry set aside); id, p (producer),
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
 --   o (role: m member, o observer), n (length of a malformed entry).
+-- Policy events (see policy() below): t = p (policy set; v its text form),
+--   d (a pending message dropped by Overflow: id, p, pr, et, n payload
+--   length, r the overflow policy), s (a straggler skipped at the ack
+--   deadline: id the message, c the member, r "ack-deadline").
+-- Meta fields of the room's policy: p:set (a policy was stored; without it
+--   the default applies), p:window, p:quorum, p:qfrac, p:maxlag,
+--   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
+--   value), dn (how many pending messages have a per-message ack deadline,
+--   each in field d:<seq> in ms; absent: none).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
@@ -57,7 +69,9 @@ local NOW = now_ms()
 -- calls (HSET and HDEL) at the end of the script.
 local META = {}
 do
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad'}
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'dn', 'p:set',
+    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
+    'p:maxpayload', 'p:straggler'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -82,6 +96,41 @@ local function flush_meta()
   if #set > 2 then redis.call(unpack(set)) end
   if #del > 2 then redis.call(unpack(del)) end
   META_DIRTY = {}
+end
+
+-- POLICY_FIELDS are the names of a policy's fields, in meta ("p:" first)
+-- and in its text form "name=value,...", which holds only the fields that
+-- are not their zero value (Policy.String in package queue).
+local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
+  'overflow', 'maxpayload', 'straggler'}
+local POLICY = nil
+-- policy returns the room's policy: the stored one when p:set is there,
+-- else the Queue's default from ARGV[5]; absent fields take their zero
+-- value (window 1, quorum 0: every member, overflow "reject", straggler
+-- "evict"). Built on first use, from what META already read: the default
+-- policy costs no Redis call.
+local function policy()
+  if POLICY then return POLICY end
+  local raw = {}
+  if META['p:set'] then
+    for _, k in ipairs(POLICY_FIELDS) do raw[k] = META['p:' .. k] end
+  else
+    local def = string.match(ARGV[5], ';(.*)$')
+    if def then
+      for k, v in string.gmatch(def, '([%w]+)=([^,]*)') do raw[k] = v end
+    end
+  end
+  POLICY = {
+    window = tonumber(raw.window or '1'),
+    quorum = tonumber(raw.quorum or '0'),
+    qfrac = tonumber(raw.qfrac or '0'),
+    maxlag = tonumber(raw.maxlag or '0'),
+    maxpending = tonumber(raw.maxpending or '0'),
+    overflow = raw.overflow or 'reject',
+    maxpayload = tonumber(raw.maxpayload or '0'),
+    straggler = raw.straggler or 'evict',
+  }
+  return POLICY
 end
 
 -- DEADLINES says this call changed a heartbeat deadline or the ack
@@ -175,6 +224,34 @@ local function drop(c, ev, reason)
   return role
 end
 
+-- SKIPPED counts the stragglers this call skipped (policy straggler=skip).
+local SKIPPED = 0
+-- stragglers handles the members that did not ack the in-flight message
+-- by its ack deadline, by the room's straggler policy: evict them (reason
+-- ack-timeout), or skip them: the message completes without them and they
+-- stay members, each named in a skip event. Returns how many it evicted.
+local function stragglers()
+  local skip = policy().straggler == 'skip'
+  local n = 0
+  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+    if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+      if skip then
+        append({'t', 's', 'id', META.f or '', 'c', c, 'r', 'ack-deadline'})
+        SKIPPED = SKIPPED + 1
+      else
+        drop(c, 'e', 'ack-timeout')
+        n = n + 1
+      end
+    end
+  end
+  -- The release step completes the message without reading the acks.
+  if SKIPPED > 0 then
+    ACKED_ALL = true
+    redis.call('HINCRBY', KEYS[K_STATS], 'skipped', SKIPPED)
+  end
+  return n
+end
+
 -- reap evicts members whose heartbeat deadline passed and, when the ack
 -- deadline of the in-flight message passed, the members that did not ack it.
 -- The due index holds the room's earliest deadline (update_index keeps it
@@ -199,16 +276,25 @@ local function reap()
   end
   local ad = tonumber(META.ad or '0')
   if ad > 0 and ad <= NOW then
-    for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
-      if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
-        drop(c, 'e', 'ack-timeout')
-        n = n + 1
-      end
-    end
+    n = n + stragglers()
     mset('ad', false)
     DEADLINES = true
   end
   return n
+end
+
+-- payload_refusal applies the room's MaxPayloadBytes to the payloads
+-- ARGV[from..] (each a kind byte and the body): the reply refusing the
+-- call for the first one too large, or nil. Nothing is written before it.
+local function payload_refusal(from)
+  local limit = policy().maxpayload
+  if limit <= 0 then return nil end
+  for i = from, #ARGV do
+    if #ARGV[i] - 1 > limit then
+      return {'TOO_LARGE', i - from, #ARGV[i] - 1, limit}
+    end
+  end
+  return nil
 end
 
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
@@ -269,6 +355,32 @@ local function release_entry(m, p)
   return seq, id
 end
 
+-- take_deadline removes the per-message ack deadline of message seq (the
+-- AckDeadline send option) and returns it in ms, or nil; "dn" in meta
+-- counts such messages, so rooms without any pay no call here.
+local function take_deadline(seq)
+  local dn = tonumber(META.dn or '0')
+  if dn <= 0 then return nil end
+  local f = 'd:' .. seq
+  local d = META[f]
+  if d and META_DIRTY[f] then
+    -- Set by this very call (a send released at once): never written.
+    META[f], META_DIRTY[f] = nil, nil
+  else
+    d = redis.call('HGET', KEYS[K_META], f)
+    if not d then return nil end
+    mset(f, false)
+  end
+  if dn > 1 then mset('dn', dn - 1) else mset('dn', false) end
+  return tonumber(d)
+end
+
+-- ack_timeout is the ack timeout of message seq, released now: its own
+-- deadline if it was sent with one, else the Queue's AckTimeout (0: none).
+local function ack_timeout(seq)
+  return take_deadline(seq) or ACKTIMEOUT
+end
+
 -- release is the barrier: it completes the in-flight message once every
 -- current member acked it and then releases the next pending message (all of
 -- them, in batches, when nobody is there to ack). Returns how many messages
@@ -318,13 +430,14 @@ local function release()
         else
           last = seq
           n = n + 1
+          local timeout = ack_timeout(seq)
           if st.nmem > 0 then
             mset('f', seq)
             mset('fs', id)
             mset('rt', NOW)
             st.inflight = true
-            if ACKTIMEOUT > 0 then
-              st.ad = NOW + ACKTIMEOUT
+            if timeout > 0 then
+              st.ad = NOW + timeout
               mset('ad', st.ad)
               DEADLINES = true
             end
@@ -386,7 +499,7 @@ local function index_idle()
     return
   end
   -- Read here only: live rooms, the per-message path, never need it.
-  local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
+  local IDLETTL = tonumber(string.match(ARGV[5], '^[01]:(%-?%d+)') or '-1')
   local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
   local expiry -- nil: kept forever
   if s < 0 then
