@@ -3,8 +3,10 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -39,21 +41,21 @@ func TestPolicyText(t *testing.T) {
 
 // invalidPolicies are refused by SetPolicy and Options.DefaultPolicy.
 var invalidPolicies = map[string]queue.Policy{
-	"negative window":       {Window: -1},
-	"huge window":           {Window: math.MaxInt32},
-	"negative quorum":       {Quorum: -1},
-	"fraction above 1":      {QuorumFraction: 1.5},
-	"negative fraction":     {QuorumFraction: -0.1},
-	"NaN fraction":          {QuorumFraction: math.NaN()},
-	"quorum and fraction":   {Quorum: 2, QuorumFraction: 0.5},
-	"negative max lag":      {MaxLag: -1},
-	"negative max pending":  {MaxPending: -1},
-	"unknown overflow":      {Overflow: queue.OverflowPolicy(7)},
-	"negative overflow":     {Overflow: queue.OverflowPolicy(-1)},
-	"negative max payload":  {MaxPayloadBytes: -1},
-	"payload above global":  {MaxPayloadBytes: 1<<20 + 1},
-	"unknown straggler":     {Straggler: queue.StragglerPolicy(2)},
-	"negative straggler":    {Straggler: queue.StragglerPolicy(-1)},
+	"negative window":      {Window: -1},
+	"huge window":          {Window: math.MaxInt32},
+	"negative quorum":      {Quorum: -1},
+	"fraction above 1":     {QuorumFraction: 1.5},
+	"negative fraction":    {QuorumFraction: -0.1},
+	"NaN fraction":         {QuorumFraction: math.NaN()},
+	"quorum and fraction":  {Quorum: 2, QuorumFraction: 0.5},
+	"negative max lag":     {MaxLag: -1},
+	"negative max pending": {MaxPending: -1},
+	"unknown overflow":     {Overflow: queue.OverflowPolicy(7)},
+	"negative overflow":    {Overflow: queue.OverflowPolicy(-1)},
+	"negative max payload": {MaxPayloadBytes: -1},
+	"payload above global": {MaxPayloadBytes: 1<<20 + 1},
+	"unknown straggler":    {Straggler: queue.StragglerPolicy(2)},
+	"negative straggler":   {Straggler: queue.StragglerPolicy(-1)},
 }
 
 // TestSetPolicyInvalid (project rule 12, "Policies are validated"): every invalid policy
@@ -182,4 +184,235 @@ func errorsAsRoomFull(err error) (*queue.RoomFullError, bool) {
 	return rf, ok
 }
 
-var _ = context.Background
+// pendingIDs lists a room's pending message IDs in release order.
+func pendingIDs(t *testing.T, ctx context.Context, q *queue.Queue, room string) []uint64 {
+	t.Helper()
+	ps, err := q.Peek(ctx, room, 0, 100)
+	require.NoError(t, err)
+	var ids []uint64
+	for _, p := range ps {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// TestMaxPendingReject (project rule 13, "Backlog limit: Reject"): with
+// MaxPending and Overflow Reject, a send that would take the backlog
+// beyond the limit returns a *RoomFullError (errors.Is ErrRoomFull) with
+// the limit, and writes nothing; a batch is refused whole. Once the
+// backlog shrinks, sends go through again.
+func TestMaxPendingReject(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "full-reject"
+		a := join(t, ctx, q, room)
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 3}))
+		first := send(t, ctx, q, room, "in flight")
+		for i := range 3 {
+			send(t, ctx, q, room, fmt.Sprint("pending ", i))
+		}
+		snapshot := snapshotter(t, ctx, b)
+		before := snapshot()
+		_, err := q.Send(ctx, room, "one too many")
+		require.ErrorIs(t, err, queue.ErrRoomFull)
+		rf, ok := errorsAsRoomFull(err)
+		require.True(t, ok, "%v is a *RoomFullError", err)
+		require.Equal(t, queue.RoomFullError{Room: room, MaxPending: 3, Pending: 3, Sent: 1}, *rf)
+		require.Equal(t, before, snapshot(), "a refused send writes nothing")
+
+		m := next(t, ctx, a)
+		require.Equal(t, first, m.ID)
+		require.NoError(t, m.Ack(ctx)) // releases one: 2 pending
+		_, err = q.SendBatch(ctx, room, []any{"x", "y"})
+		require.ErrorIs(t, err, queue.ErrRoomFull, "2 pending + 2 > 3: the whole batch is refused")
+		rf, _ = errorsAsRoomFull(err)
+		require.Equal(t, 2, rf.Sent)
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, 2, st.Pending)
+		require.Equal(t, first+3, st.LastSeq, "no ID was used by the refused sends")
+		id := send(t, ctx, q, room, "fits")
+		require.Equal(t, first+4, id)
+		require.Empty(t, ofType(history(t, ctx, q, room), streams.Dropped))
+	})
+}
+
+// TestMaxPendingDropOldest (project rule 14, "Backlog limit: dropping"):
+// with Overflow DropOldest, a send beyond MaxPending is enqueued and the
+// pending messages with the lowest IDs, whatever their priority, are
+// dropped until the backlog fits, each recorded as a drop event and
+// counted.
+func TestMaxPendingDropOldest(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "full-drop-oldest"
+		join(t, ctx, q, room)
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 2, Overflow: queue.DropOldest}))
+		send(t, ctx, q, room, "in flight")
+		m2 := send(t, ctx, q, room, "m2", queue.Priority(5), queue.Producer("p2"))
+		m3 := send(t, ctx, q, room, "m3", queue.Priority(1))
+		m4 := send(t, ctx, q, room, "m4", queue.Priority(5))
+		require.Equal(t, []uint64{m3, m4}, pendingIDs(t, ctx, q, room), "m2 was the oldest")
+		ids, err := q.SendBatch(ctx, room, []any{"m5", "m6", "m7"}, queue.Priority(7))
+		require.NoError(t, err)
+		require.Equal(t, ids[1:], pendingIDs(t, ctx, q, room), "m3, m4 and the batch's own first were the oldest")
+
+		drops := ofType(history(t, ctx, q, room), streams.Dropped)
+		require.Len(t, drops, 4)
+		for i, want := range []uint64{m2, m3, m4, ids[0]} {
+			require.Equal(t, want, drops[i].MessageID)
+			require.Equal(t, "drop-oldest", drops[i].Reason)
+		}
+		require.Equal(t, "p2", drops[0].Producer)
+		require.Equal(t, 5, drops[0].Priority)
+		require.Equal(t, 1, drops[1].Priority)
+		require.Positive(t, drops[0].Size)
+		require.False(t, drops[0].Enqueued.IsZero())
+		require.EqualValues(t, 4, q.Stats().Dropped)
+		m, err := q.Metrics(ctx, 0)
+		require.NoError(t, err)
+		require.EqualValues(t, 4, m.Dropped)
+		require.EqualValues(t, 2, m.Backlog, "the backlog counts what is left")
+		require.Equal(t, 2, roomState(t, ctx, q, room).Pending)
+	})
+}
+
+// TestMaxPendingDropLowestPriority (project rule 14): with Overflow
+// DropLowestPriority, the message dropped is the one that would be
+// released last: the newest of the lowest priority present, which may be
+// the one just sent.
+func TestMaxPendingDropLowestPriority(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "full-drop-lowest"
+		join(t, ctx, q, room)
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 2, Overflow: queue.DropLowestPriority}))
+		send(t, ctx, q, room, "in flight")
+		m2 := send(t, ctx, q, room, "m2", queue.Priority(5))
+		m3 := send(t, ctx, q, room, "m3", queue.Priority(1))
+		m4 := send(t, ctx, q, room, "m4", queue.Priority(5))
+		require.Equal(t, []uint64{m3, m2}, pendingIDs(t, ctx, q, room), "m4, newest of priority 5, went")
+		m5 := send(t, ctx, q, room, "m5", queue.Priority(9))
+		require.Equal(t, []uint64{m3, m2}, pendingIDs(t, ctx, q, room), "m5 itself was the lowest")
+		m6 := send(t, ctx, q, room, "m6", queue.Priority(0))
+		require.Equal(t, []uint64{m6, m3}, pendingIDs(t, ctx, q, room), "then m2")
+
+		drops := ofType(history(t, ctx, q, room), streams.Dropped)
+		require.Len(t, drops, 3)
+		for i, want := range []uint64{m4, m5, m2} {
+			require.Equal(t, want, drops[i].MessageID)
+			require.Equal(t, "drop-lowest-priority", drops[i].Reason)
+		}
+		require.Equal(t, 9, drops[1].Priority)
+		require.EqualValues(t, 3, q.Stats().Dropped)
+	})
+}
+
+// TestRoomMaxPayload (project rule 15, "Per-room payload limit"): a
+// room's MaxPayloadBytes refuses larger payloads of Send, SendBatch and
+// SendOutOfBand with ErrPayloadTooLarge, writing nothing; other rooms keep
+// the Queue's limit.
+func TestRoomMaxPayload(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "small-payloads"
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPayloadBytes: 10}))
+		send(t, ctx, q, room, []byte("0123456789"))
+		snapshot := snapshotter(t, ctx, b)
+		before := snapshot()
+		big := []byte("0123456789a")
+		_, err := q.Send(ctx, room, big)
+		require.ErrorIs(t, err, queue.ErrPayloadTooLarge)
+		require.Contains(t, err.Error(), "limit 10")
+		_, err = q.SendBatch(ctx, room, []any{[]byte("ok"), big})
+		require.ErrorIs(t, err, queue.ErrPayloadTooLarge)
+		require.Contains(t, err.Error(), "message 1")
+		_, err = q.SendOutOfBand(ctx, room, big)
+		require.ErrorIs(t, err, queue.ErrPayloadTooLarge)
+		require.Equal(t, before, snapshot(), "refused payloads write nothing")
+		send(t, ctx, q, "other-room", big)
+	})
+}
+
+// TestAckDeadline (project rule 16, "Per-message ack deadline"): a message
+// sent with AckDeadline has that ack timeout instead of the Queue's (here
+// none); with the default straggler policy, members that did not ack it by
+// then are evicted (reason ack-timeout). Messages without it keep the
+// Queue's. A bad deadline is an ErrInvalidOption and sends nothing.
+func TestAckDeadline(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, fast(queue.Options{}))
+		const room = "ack-deadline"
+		a := join(t, ctx, q, room)
+		slow := join(t, ctx, q, room)
+
+		_, err := q.Send(ctx, room, "x", queue.AckDeadline(time.Millisecond))
+		require.ErrorIs(t, err, queue.ErrInvalidOption)
+		require.Zero(t, roomState(t, ctx, q, room).LastSeq)
+
+		plain := send(t, ctx, q, room, "no deadline")
+		st := roomState(t, ctx, q, room)
+		require.True(t, st.InFlight.AckDeadline.IsZero(), "no AckTimeout, no AckDeadline: no deadline")
+		timed := send(t, ctx, q, room, "timed", queue.AckDeadline(300*time.Millisecond))
+		for _, s := range []*queue.Subscription{a, slow} {
+			m := next(t, ctx, s)
+			require.Equal(t, plain, m.ID)
+			require.NoError(t, m.Ack(ctx))
+		}
+		m := next(t, ctx, a)
+		require.Equal(t, timed, m.ID)
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, timed, st.InFlight.Seq)
+		require.Equal(t, 300*time.Millisecond, st.InFlight.AckDeadline.Sub(st.InFlight.ReleasedAt))
+		require.NoError(t, m.Ack(ctx))
+		ev := waitEvent(t, ctx, q, room, isClientEvent(streams.Evict, slow.ClientID()))
+		require.Equal(t, "ack-timeout", ev.Reason)
+		require.Nil(t, roomState(t, ctx, q, room).InFlight, "the message completed without the evicted member")
+	})
+}
+
+// TestStragglerSkip (project rule 17, "Straggler policy Skip"): with
+// Straggler Skip, the members that did not ack a message by its ack
+// deadline are not evicted: the message completes without them, a skip
+// event names each, and they stay members, receive the next messages and
+// ack them; their late ack of the skipped message is stale.
+func TestStragglerSkip(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, fast(queue.Options{}))
+		const room = "straggler-skip"
+		a := join(t, ctx, q, room)
+		slow := join(t, ctx, q, room)
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{Straggler: queue.Skip}))
+		first := send(t, ctx, q, room, "first", queue.AckDeadline(300*time.Millisecond))
+		second := send(t, ctx, q, room, "second")
+		m := next(t, ctx, a)
+		require.Equal(t, first, m.ID)
+		require.NoError(t, m.Ack(ctx))
+
+		ev := waitEvent(t, ctx, q, room, func(ev streams.Event) bool { return ev.Type == streams.Skipped })
+		require.Equal(t, slow.ClientID(), ev.ClientID)
+		require.Equal(t, first, ev.MessageID)
+		require.Equal(t, "ack-deadline", ev.Reason)
+
+		late := next(t, ctx, slow)
+		require.Equal(t, first, late.ID, "the straggler still gets what it was sent")
+		require.ErrorIs(t, late.Ack(ctx), queue.ErrStaleAck, "the message completed without it")
+		for _, s := range []*queue.Subscription{a, slow} {
+			m := next(t, ctx, s)
+			require.Equal(t, second, m.ID)
+			require.NoError(t, m.Ack(ctx))
+		}
+		st := roomState(t, ctx, q, room)
+		require.Len(t, st.Members, 2, "nobody was evicted")
+		require.Nil(t, st.InFlight)
+		require.Empty(t, ofType(history(t, ctx, q, room), streams.Evict))
+		mt, err := q.Metrics(ctx, 0)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, mt.Skipped)
+	})
+}
