@@ -181,6 +181,7 @@ type stateJSON struct {
 	WaitingOn  []memberJSON   `json:"waiting_on"`
 	StreamLen  int64          `json:"stream_entries"`
 	Hold       bool           `json:"hold_when_empty"`
+	Policy     *policyJSON    `json:"policy"`
 }
 
 type inFlightJSON struct {
@@ -231,6 +232,7 @@ func stateView(st queue.RoomState) stateJSON {
 		Room: st.Room, Now: st.Now.UTC(), LastSeq: st.LastSeq, Pending: st.Pending,
 		StreamLen: st.StreamLen, Hold: st.Hold,
 		Members: []memberJSON{}, Observers: []memberJSON{}, WaitingOn: []memberJSON{},
+		Policy: policyView(st.Policy, st.PolicyStored),
 	}
 	for p, n := range st.ByPriority {
 		if n > 0 {
@@ -312,6 +314,7 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 	}
 	fmt.Fprintf(tw, "last message:\t%d\n", st.LastSeq)
 	fmt.Fprintf(tw, "stream:\t%d entries\n", st.StreamLen)
+	fmt.Fprintf(tw, "policy:\t%s\n", policySummary(st.Policy, st.PolicyStored))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -617,8 +620,9 @@ type eventJSON struct {
 	Client     string     `json:"client,omitempty"`
 	Observer   bool       `json:"observer,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
-	Size       *int       `json:"size,omitempty"`  // malformed: the entry's length
-	Entry      string     `json:"entry,omitempty"` // malformed: its first bytes, Go-quoted
+	Size       *int       `json:"size,omitempty"`   // malformed: the entry's length
+	Entry      string     `json:"entry,omitempty"`  // malformed: its first bytes, Go-quoted
+	Policy     *string    `json:"policy,omitempty"` // policy: the new policy's text form
 	*payloadJSON
 }
 
@@ -658,6 +662,19 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			details = fmt.Sprintf("#%d ", ev.MessageID)
 		}
 		details += fmt.Sprintf("priority=%d reason=%s size=%d  %s", ev.Priority, ev.Reason, ev.Size, j.Entry)
+	case streams.Policy:
+		j.Policy = ptr(ev.Policy)
+		details = "policy=" + ev.Policy
+		if ev.Policy == "" {
+			details = "policy=lock-step (every field zero)"
+		}
+	case streams.Dropped:
+		j.ID, j.Priority, j.Reason, j.Size = ev.MessageID, ptr(ev.Priority), ev.Reason, ptr(ev.Size)
+		j.Producer = ptr(ev.Producer)
+		details = fmt.Sprintf("#%d priority=%d producer=%s reason=%s size=%d", ev.MessageID, ev.Priority, dash(ev.Producer), ev.Reason, ev.Size)
+	case streams.Skipped:
+		j.ID, j.Client, j.Reason = ev.MessageID, ev.ClientID, ev.Reason
+		details = fmt.Sprintf("#%d client=%s reason=%s", ev.MessageID, ev.ClientID, ev.Reason)
 	default:
 		j.Client, j.Observer, j.Reason = ev.ClientID, ev.Observer, ev.Reason
 		details = "client=" + ev.ClientID
@@ -685,7 +702,7 @@ func sendCmd() *command {
 		name:    "send",
 		args:    "ROOM DATA",
 		nargs:   2,
-		summary: "Send a message to a room (the only command that changes anything). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
+		summary: "Send a message to a room (with policy set, the only commands that change anything). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
 		example: "syncfanout send lobby 'hello'\n" +
 			"syncfanout send --json --priority 1 --producer ops lobby '{\"kind\":\"reload\"}'\n" +
 			"echo 'stop' | syncfanout send --oob lobby -",

@@ -21,6 +21,7 @@ type env struct {
 	g      globals
 	stdout io.Writer
 	stderr io.Writer
+	given  []string // the command's own flags given on the command line
 
 	rdb redis.UniversalClient
 	q   *queue.Queue

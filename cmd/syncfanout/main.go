@@ -6,7 +6,7 @@
 //	syncfanout --redis redis://localhost:6379 state lobby
 //
 // It never runs housekeeping or heartbeats and changes nothing in Redis,
-// except for the send command.
+// except for the send and policy set commands.
 package main
 
 import (
@@ -77,12 +77,13 @@ type command struct {
 	summary string
 	example string
 	flags   func(fs *flag.FlagSet) // the command's own flags
-	nargs   int                    // exact number of positional arguments
+	nargs   int                    // number of positional arguments
+	maxArgs int                    // when above nargs: the most positional arguments
 	run     func(ctx context.Context, env *env, args []string) error
 }
 
 func commands() []*command {
-	return []*command{roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd()}
+	return []*command{roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(), policyCmd()}
 }
 
 // globals are the connection flags, accepted before or after the command.
@@ -173,12 +174,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { g.shardsSet = g.shardsSet || f.Name == "shards" })
-	if len(pos) != cmd.nargs {
+	if len(pos) < cmd.nargs || len(pos) > max(cmd.nargs, cmd.maxArgs) {
 		fmt.Fprintf(stderr, "syncfanout %s: want %s, got %d argument(s)\n", cmd.name, plural(cmd.nargs, cmd.args), len(pos))
 		fmt.Fprintf(stderr, "run 'syncfanout %s --help' for usage\n", cmd.name)
 		return exitUsage
 	}
-	e := &env{g: g, stdout: stdout, stderr: stderr}
+	// The command's own flags that were given, for commands whose flags
+	// only make sense in one form (policy set).
+	global := map[string]bool{"format": true}
+	top.VisitAll(func(f *flag.Flag) { global[f.Name] = true })
+	var own []string
+	fs.Visit(func(f *flag.Flag) {
+		if !global[f.Name] {
+			own = append(own, f.Name)
+		}
+	})
+	e := &env{g: g, stdout: stdout, stderr: stderr, given: own}
 	defer e.close()
 	err = cmd.run(ctx, e, pos)
 	if err == nil {
@@ -228,7 +239,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func mainUsage(w io.Writer, fs *flag.FlagSet, cmds []*command) {
 	fmt.Fprintf(w, `syncfanout inspects a syncfanout deployment. It changes nothing in Redis,
-except for the send command.
+except for the send and policy set commands.
 
 Usage:
   syncfanout [global flags] COMMAND [flags] [ARGS]
