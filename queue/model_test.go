@@ -78,10 +78,12 @@ type mdlMsg struct {
 
 type mdlEvent struct {
 	typ      streams.Type
-	msg      mdlMsg // Message, OutOfBand
+	msg      mdlMsg // Message, OutOfBand; Dropped (seq, prio, producer)
 	client   string // Join, Leave, Evict
-	reason   string // Leave, Evict
+	reason   string // Leave, Evict; Dropped: the overflow policy
 	observer bool   // Join
+	policy   string // Policy: its text form
+	size     int    // Dropped: payload bytes
 }
 
 func (e mdlEvent) String() string {
@@ -90,6 +92,10 @@ func (e mdlEvent) String() string {
 		return fmt.Sprintf("message %d (p%d)", e.msg.seq, e.msg.prio)
 	case streams.OutOfBand:
 		return fmt.Sprintf("oob %d", e.msg.seq)
+	case streams.Dropped:
+		return fmt.Sprintf("drop %d (p%d) %s", e.msg.seq, e.msg.prio, e.reason)
+	case streams.Policy:
+		return fmt.Sprintf("policy %q", e.policy)
 	}
 	return fmt.Sprintf("%s %s %s", e.typ, e.client, e.reason)
 }
@@ -107,6 +113,10 @@ type mdlRoom struct {
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
+	// policy is the room's stored policy (project rules 11 to 15): the
+	// model covers MaxPending with each Overflow and MaxPayloadBytes.
+	policy  queue.Policy
+	dropped uint64
 }
 
 func newMdlRoom(name string) *mdlRoom {
@@ -184,17 +194,63 @@ func (r *mdlRoom) settle() {
 	}
 }
 
-func (r *mdlRoom) send(prio int, producer, payload string) uint64 {
+// send enqueues a message within the room's policy: a payload above
+// MaxPayloadBytes, or one more message than MaxPending with Reject, is
+// refused with nothing changed; the dropping overflow policies drop until
+// the backlog fits (rules 13 to 15).
+func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
+	p := r.policy
+	if p.MaxPayloadBytes > 0 && len(payload) > p.MaxPayloadBytes {
+		return 0, queue.ErrPayloadTooLarge
+	}
+	if p.MaxPending > 0 && p.Overflow == queue.Reject && r.pendingCount()+1 > p.MaxPending {
+		return 0, queue.ErrRoomFull
+	}
 	r.seq++
 	r.pending[prio] = append(r.pending[prio], mdlMsg{seq: r.seq, prio: prio, producer: producer, payload: payload})
+	for p.MaxPending > 0 && r.pendingCount() > p.MaxPending {
+		var lvl, at int
+		switch p.Overflow {
+		case queue.DropOldest:
+			lvl = -1
+			for l, list := range r.pending {
+				if len(list) > 0 && (lvl < 0 || list[0].seq < r.pending[lvl][0].seq) {
+					lvl = l
+				}
+			}
+		case queue.DropLowestPriority:
+			for l := range r.pending {
+				if len(r.pending[l]) > 0 {
+					lvl = l
+				}
+			}
+			at = len(r.pending[lvl]) - 1
+		}
+		m := r.pending[lvl][at]
+		r.pending[lvl] = slices.Delete(r.pending[lvl], at, at+1)
+		r.add(mdlEvent{typ: streams.Dropped, msg: mdlMsg{seq: m.seq, prio: m.prio, producer: m.producer}, reason: p.Overflow.String(), size: len(m.payload)})
+		r.dropped++
+	}
 	r.settle()
-	return r.seq
+	return r.seq, nil
 }
 
-func (r *mdlRoom) oob(producer, payload string) uint64 {
+// setPolicy replaces the policy; it drops nothing already pending.
+func (r *mdlRoom) setPolicy(p queue.Policy) {
+	r.policy = p
+	r.add(mdlEvent{typ: streams.Policy, policy: p.String()})
+	r.settle()
+}
+
+// oob appends an out-of-band message; the room's MaxPayloadBytes applies
+// (rule 15).
+func (r *mdlRoom) oob(producer, payload string) (uint64, error) {
+	if r.policy.MaxPayloadBytes > 0 && len(payload) > r.policy.MaxPayloadBytes {
+		return 0, queue.ErrPayloadTooLarge
+	}
 	r.seq++
 	r.add(mdlEvent{typ: streams.OutOfBand, msg: mdlMsg{seq: r.seq, producer: producer, payload: payload}})
-	return r.seq
+	return r.seq, nil
 }
 
 // join adds a member; one that joins mid-flight does not owe the ack of
@@ -455,11 +511,18 @@ func (h *mdlHarness) run() {
 		id, err := h.q.SendOutOfBand(h.ctx, room, []byte("the end"))
 		require.NoError(h.t, err, h.at("final oob"))
 		h.counts.oob++
-		require.Equal(h.t, h.model.rooms[room].oob("", "the end"), id, h.at("final oob ID"))
+		want, err := h.model.rooms[room].oob("", "the end")
+		require.NoError(h.t, err)
+		require.Equal(h.t, want, id, h.at("final oob ID"))
 	}
 	h.drain()
 	st := h.q.Stats()
 	require.Equal(h.t, h.counts.sent, st.Sent, h.at("Stats.Sent"))
+	var dropped uint64
+	for _, r := range h.model.rooms {
+		dropped += r.dropped
+	}
+	require.Equal(h.t, dropped, st.Dropped, h.at("Stats.Dropped"))
 	require.Equal(h.t, h.counts.oob, st.OutOfBand, h.at("Stats.OutOfBand"))
 	require.Equal(h.t, h.counts.acked, st.Acked, h.at("Stats.Acked"))
 	require.Equal(h.t, h.counts.stale, st.AckStale, h.at("Stats.AckStale"))
@@ -546,6 +609,8 @@ func (h *mdlHarness) step() []string {
 			if rooms, ok := h.opForeignAck(); ok {
 				return rooms
 			}
+		case x < 0.95:
+			return h.opPolicy()
 		default:
 			c := h.pick(h.clients)
 			h.note("ping %s", c)
@@ -567,9 +632,32 @@ func (h *mdlHarness) opSend() []string {
 	}
 	h.note("send %q p%d", room, prio)
 	id, err := h.q.Send(h.ctx, room, []byte(payload), opts...)
+	want, werr := h.model.rooms[room].send(prio, producer, payload)
+	if werr != nil {
+		require.ErrorIs(h.t, err, werr, h.at("Send refused by the policy %v", h.model.rooms[room].policy))
+		return []string{room}
+	}
 	require.NoError(h.t, err, h.at("Send"))
 	h.counts.sent++
-	require.Equal(h.t, h.model.rooms[room].send(prio, producer, payload), id, h.at("Send ID"))
+	require.Equal(h.t, want, id, h.at("Send ID"))
+	return []string{room}
+}
+
+// opPolicy sets a random backlog and payload policy on a room (Window,
+// Quorum and MaxLag stay at their zero values here).
+func (h *mdlHarness) opPolicy() []string {
+	room := h.pick(h.rooms)
+	p := queue.Policy{
+		MaxPending: []int{0, 1, 2, 4, 8}[h.rng.IntN(5)],
+		Overflow:   queue.OverflowPolicy(h.rng.IntN(3)),
+	}
+	if h.rng.IntN(4) == 0 {
+		// The payloads are "<room>/<op>": this limit refuses some.
+		p.MaxPayloadBytes = len(room) + 3
+	}
+	h.note("policy %q %s", room, p)
+	require.NoError(h.t, h.q.SetPolicy(h.ctx, room, p), h.at("SetPolicy"))
+	h.model.rooms[room].setPolicy(p)
 	return []string{room}
 }
 
@@ -578,9 +666,14 @@ func (h *mdlHarness) opOOB() []string {
 	payload := fmt.Sprintf("oob %s/%d", room, h.op)
 	h.note("oob %q", room)
 	id, err := h.q.SendOutOfBand(h.ctx, room, []byte(payload), queue.Producer("oob"))
+	want, werr := h.model.rooms[room].oob("oob", payload)
+	if werr != nil {
+		require.ErrorIs(h.t, err, werr, h.at("SendOutOfBand refused by the policy"))
+		return []string{room}
+	}
 	require.NoError(h.t, err, h.at("SendOutOfBand"))
 	h.counts.oob++
-	require.Equal(h.t, h.model.rooms[room].oob("oob", payload), id, h.at("SendOutOfBand ID"))
+	require.Equal(h.t, want, id, h.at("SendOutOfBand ID"))
 	return []string{room}
 }
 
@@ -954,6 +1047,11 @@ func mdlFromStream(ev streams.Event) mdlEvent {
 		if len(ev.Payload) == 0 || ev.Payload[0] != 'r' {
 			out.msg.payload = "(not a []byte payload) " + string(ev.Payload)
 		}
+	case streams.Dropped:
+		out.msg = mdlMsg{seq: ev.MessageID, prio: ev.Priority, producer: ev.Producer}
+		out.reason, out.size = ev.Reason, ev.Size
+	case streams.Policy:
+		out.policy = ev.Policy
 	default:
 		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
 	}
@@ -981,13 +1079,14 @@ type mdlView struct {
 	Missing    []string
 	Observers  []string
 	Peek       []mdlMsg // in release order
+	Policy     queue.Policy
 }
 
 func (r *mdlRoom) view() mdlView {
 	v := mdlView{
 		LastSeq: r.seq, Pending: r.pendingCount(), InFlight: r.inflight,
 		Members: mdlKeys(r.members), Missing: r.missing(), Observers: mdlKeys(r.observers),
-		Peek: r.order(),
+		Peek: r.order(), Policy: r.policy,
 	}
 	for p, l := range r.pending {
 		v.ByPriority[p] = len(l)
@@ -1003,6 +1102,7 @@ func (h *mdlHarness) checkRoom(room string) {
 	got := mdlView{
 		LastSeq: st.LastSeq, Pending: st.Pending, ByPriority: st.ByPriority, InFlight: dftInFlight(st),
 		Members: dftMemberIDs(st), Missing: dftSorted(st.Missing...), Observers: []string{},
+		Policy: st.Policy,
 	}
 	for _, o := range st.Observers {
 		got.Observers = append(got.Observers, o.ClientID)

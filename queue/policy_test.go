@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -414,5 +415,48 @@ func TestStragglerSkip(t *testing.T) {
 		mt, err := q.Metrics(ctx, 0)
 		require.NoError(t, err)
 		require.EqualValues(t, 1, mt.Skipped)
+	})
+}
+
+// TestAckDeadlineLeavesNothing (project rule 16): the per-message deadline
+// kept for a pending message goes when the message is released (to
+// members or into an empty room) or dropped.
+func TestAckDeadlineLeavesNothing(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{NumShards: dftShards})
+		meta := func(room string) map[string]string {
+			t.Helper()
+			m, err := b.Client.HGetAll(ctx, dftLayout(t, b).RoomKeys(room)[0]).Result()
+			require.NoError(t, err)
+			return m
+		}
+		deadlineFields := func(m map[string]string) (n int) {
+			for f := range m {
+				if f == "dn" || strings.HasPrefix(f, "d:") {
+					n++
+				}
+			}
+			return n
+		}
+
+		send(t, ctx, q, "empty", "x", queue.AckDeadline(time.Minute))
+		require.Zero(t, deadlineFields(meta("empty")), "released into an empty room at once")
+
+		const room = "deadline-fields"
+		a := join(t, ctx, q, room)
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 1, Overflow: queue.DropOldest}))
+		first := send(t, ctx, q, room, "in flight", queue.AckDeadline(time.Minute))
+		_, err := q.SendBatch(ctx, room, []any{"dropped", "kept"}, queue.AckDeadline(time.Minute))
+		require.NoError(t, err)
+		m := meta(room)
+		require.Equal(t, "1", m["dn"], "one pending message keeps its deadline: %v", m)
+		require.Equal(t, 2, deadlineFields(m))
+		for range 2 {
+			msg := next(t, ctx, a)
+			require.NotEqual(t, first+1, msg.ID, "the dropped one never comes")
+			require.NoError(t, msg.Ack(ctx))
+		}
+		require.Zero(t, deadlineFields(meta(room)))
 	})
 }
