@@ -460,3 +460,29 @@ func TestAckDeadlineLeavesNothing(t *testing.T) {
 		require.Zero(t, deadlineFields(meta(room)))
 	})
 }
+
+// TestMaxPendingDropBounded (project rule 14): one send drops at most 1000
+// messages more than it carries, so a limit lowered far below a room's
+// backlog shrinks it over the next sends instead of blocking Redis.
+func TestMaxPendingDropBounded(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		const room = "drop-bounded"
+		batch := make([]any, 1000)
+		for i := range batch {
+			batch[i] = []byte("x")
+		}
+		for range 2 {
+			_, err := q.SendBatch(ctx, room, batch)
+			require.NoError(t, err)
+		}
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 3, Overflow: queue.DropOldest}))
+		require.Equal(t, 2000, roomState(t, ctx, q, room).Pending, "a lower limit drops nothing by itself")
+		send(t, ctx, q, room, []byte("y"))
+		require.Equal(t, 2001-1001, roomState(t, ctx, q, room).Pending)
+		send(t, ctx, q, room, []byte("z"))
+		require.Equal(t, 3, roomState(t, ctx, q, room).Pending)
+		require.EqualValues(t, 1999, q.Stats().Dropped)
+	})
+}
