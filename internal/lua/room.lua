@@ -40,7 +40,7 @@
 --   length, r the overflow policy), s (a straggler skipped at the ack
 --   deadline: id the message, c the member, r "ack-deadline").
 -- Meta fields of the room's policy: p:set (a policy was stored; without it
---   the default applies), p:window, p:quorum, p:qfrac, p:maxlag,
+--   the default applies; the only one every script reads), p:window, p:quorum, p:qfrac, p:maxlag,
 --   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
 --   value), dn (how many pending messages have a per-message ack deadline,
 --   each in field d:<seq> in ms; absent: none).
@@ -69,9 +69,9 @@ local NOW = now_ms()
 -- calls (HSET and HDEL) at the end of the script.
 local META = {}
 do
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'dn', 'p:set',
-    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
-    'p:maxpayload', 'p:straggler'}
+  -- Of the policy fields only the mark p:set: a room with a stored policy
+  -- reads the rest when it needs them (policy()).
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'dn', 'p:set'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -107,13 +107,19 @@ local POLICY = nil
 -- policy returns the room's policy: the stored one when p:set is there,
 -- else the Queue's default from ARGV[5]; absent fields take their zero
 -- value (window 1, quorum 0: every member, overflow "reject", straggler
--- "evict"). Built on first use, from what META already read: the default
--- policy costs no Redis call.
+-- "evict"). Built on first use: the default policy costs no Redis call, a
+-- stored one an HMGET of its fields (kept out of the meta read above so
+-- that rooms without one do not pay for the longer reply).
 local function policy()
   if POLICY then return POLICY end
   local raw = {}
   if META['p:set'] then
-    for _, k in ipairs(POLICY_FIELDS) do raw[k] = META['p:' .. k] end
+    local names = {}
+    for i, k in ipairs(POLICY_FIELDS) do names[i] = 'p:' .. k end
+    local v = redis.call('HMGET', KEYS[K_META], unpack(names))
+    for i, k in ipairs(POLICY_FIELDS) do
+      if v[i] then raw[k] = v[i] end
+    end
   else
     local def = string.match(ARGV[5], ';(.*)$')
     if def then
