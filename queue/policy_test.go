@@ -376,45 +376,56 @@ func TestAckDeadline(t *testing.T) {
 	})
 }
 
-// TestStragglerSkip (project rule 17, "Straggler policy Skip"): with
+// TestStragglerSkip (project rule 17, "Straggler policy"): with
 // Straggler Skip, the members that did not ack a message by its ack
-// deadline are not evicted: the message completes without them, a skip
-// event names each, and they stay members, receive the next messages and
-// ack them; their late ack of the skipped message is stale.
+// deadline (AckDeadline, or Options.AckTimeout) are not evicted: the
+// message completes without them, a skip event names each, and they stay
+// members, receive the next messages and ack them; their late ack of the
+// skipped message is stale.
 func TestStragglerSkip(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := testContext(t)
-		q := setup(t, b, fast(queue.Options{}))
-		const room = "straggler-skip"
-		a := join(t, ctx, q, room)
-		slow := join(t, ctx, q, room)
-		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{Straggler: queue.Skip}))
-		first := send(t, ctx, q, room, "first", queue.AckDeadline(300*time.Millisecond))
-		second := send(t, ctx, q, room, "second")
-		m := next(t, ctx, a)
-		require.Equal(t, first, m.ID)
-		require.NoError(t, m.Ack(ctx))
-
-		ev := waitEvent(t, ctx, q, room, func(ev streams.Event) bool { return ev.Type == streams.Skipped })
-		require.Equal(t, slow.ClientID(), ev.ClientID)
-		require.Equal(t, first, ev.MessageID)
-		require.Equal(t, "ack-deadline", ev.Reason)
-
-		late := next(t, ctx, slow)
-		require.Equal(t, first, late.ID, "the straggler still gets what it was sent")
-		require.ErrorIs(t, late.Ack(ctx), queue.ErrStaleAck, "the message completed without it")
-		for _, s := range []*queue.Subscription{a, slow} {
-			m := next(t, ctx, s)
-			require.Equal(t, second, m.ID)
+		for _, tc := range []struct {
+			name string
+			opts queue.Options
+			send []queue.SendOption
+		}{
+			{"AckDeadline", queue.Options{}, []queue.SendOption{queue.AckDeadline(300 * time.Millisecond)}},
+			// Long enough for the members to ack the next message in time.
+			{"AckTimeout", queue.Options{AckTimeout: 2 * time.Second}, nil},
+		} {
+			ctx := testContext(t)
+			q := setup(t, b, fast(tc.opts))
+			room := "straggler-skip-" + tc.name
+			a := join(t, ctx, q, room)
+			slow := join(t, ctx, q, room)
+			require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{Straggler: queue.Skip}))
+			first := send(t, ctx, q, room, "first", tc.send...)
+			second := send(t, ctx, q, room, "second")
+			m := next(t, ctx, a)
+			require.Equal(t, first, m.ID)
 			require.NoError(t, m.Ack(ctx))
+
+			ev := waitEvent(t, ctx, q, room, func(ev streams.Event) bool { return ev.Type == streams.Skipped })
+			require.Equal(t, slow.ClientID(), ev.ClientID, tc.name)
+			require.Equal(t, first, ev.MessageID)
+			require.Equal(t, "ack-deadline", ev.Reason)
+
+			late := next(t, ctx, slow)
+			require.Equal(t, first, late.ID, "the straggler still gets what it was sent")
+			require.ErrorIs(t, late.Ack(ctx), queue.ErrStaleAck, "the message completed without it")
+			for _, s := range []*queue.Subscription{a, slow} {
+				m := next(t, ctx, s)
+				require.Equal(t, second, m.ID)
+				require.NoError(t, m.Ack(ctx))
+			}
+			st := roomState(t, ctx, q, room)
+			require.Len(t, st.Members, 2, "nobody was evicted")
+			require.Nil(t, st.InFlight)
+			require.Empty(t, ofType(history(t, ctx, q, room), streams.Evict), tc.name)
 		}
-		st := roomState(t, ctx, q, room)
-		require.Len(t, st.Members, 2, "nobody was evicted")
-		require.Nil(t, st.InFlight)
-		require.Empty(t, ofType(history(t, ctx, q, room), streams.Evict))
-		mt, err := q.Metrics(ctx, 0)
+		mt, err := setup(t, b, queue.Options{}).Metrics(testContext(t), 0)
 		require.NoError(t, err)
-		require.EqualValues(t, 1, mt.Skipped)
+		require.EqualValues(t, 2, mt.Skipped)
 	})
 }
 
