@@ -28,7 +28,7 @@ type router struct {
 	warnBeat     warnLimiter
 	warnRead     warnLimiter
 	subs         map[string][]*Subscription // by room
-	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
+	sinks        map[string][]roomSink      // by room: workers' rooms (worker_rooms.go)
 	workers      map[*Worker]struct{}       // closed with the Queue
 	fails        map[int]*shardFail         // by shard: readers' failures (readfail.go)
 }
@@ -387,6 +387,24 @@ func (q *Queue) reapDue(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// addWorker registers w to be closed with the Queue; ErrClosed once the
+// router closed, so no worker outlives it.
+func (r *router) addWorker(w *Worker) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return sferr.ErrClosed
+	}
+	r.workers[w] = struct{}{}
+	return nil
+}
+
+func (r *router) removeWorker(w *Worker) {
+	r.mu.Lock()
+	delete(r.workers, w)
+	r.mu.Unlock()
 }
 
 // roomSink receives the entries of one room's stream in order, from the

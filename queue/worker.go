@@ -39,9 +39,7 @@ type Worker struct {
 	closed bool
 	rooms  map[string]*workerRoom
 
-	ackMu    sync.Mutex
-	batchers map[string]*ackBatcher // by room
-	expect   map[string]*ackExpect  // by room: acks to wait for (AckCoalesce)
+	acks *ackBatches
 
 	m       workerCounters
 	latency *latencyRing
@@ -62,21 +60,15 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 	}
 	w := &Worker{
 		q: q, opts: opts, log: opts.Logger,
-		rooms:    map[string]*workerRoom{},
-		batchers: map[string]*ackBatcher{},
-		expect:   map[string]*ackExpect{},
-		latency:  newLatencyRing(opts.LatencyWindow),
+		rooms:   map[string]*workerRoom{},
+		latency: newLatencyRing(opts.LatencyWindow),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
-	r := q.router
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	w.acks = newAckBatches(w.ctx, opts.AckCoalesce, w.spawn, w.sendAcks, &w.m.acksWaiting)
+	if err := q.router.addWorker(w); err != nil {
 		w.cancel()
-		return nil, sferr.ErrClosed
+		return nil, err
 	}
-	r.workers[w] = struct{}{}
-	r.mu.Unlock()
 	if opts.AutoHeartbeat && !opts.FollowAll {
 		w.spawn(w.heartbeatLoop)
 	}
@@ -313,7 +305,7 @@ func (w *Worker) ackIssued(ctx context.Context, t token) error {
 // ackToken batches the ack of a token already checked (or issued here).
 func (w *Worker) ackToken(ctx context.Context, t token) error {
 	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
-	if !w.enqueueAck(t.room, req) {
+	if !w.acks.enqueue(t.room, req) {
 		return sferr.ErrClosed
 	}
 	select {
@@ -394,16 +386,7 @@ func (w *Worker) Close() error {
 	w.stopped = true
 	w.spawnMu.Unlock()
 	w.wg.Wait()
-	w.ackMu.Lock()
-	for room, b := range w.batchers {
-		for _, r := range b.pending {
-			r.done <- sferr.ErrClosed
-		}
-		delete(w.batchers, room)
-	}
-	w.ackMu.Unlock()
-	w.q.router.mu.Lock()
-	delete(w.q.router.workers, w)
-	w.q.router.mu.Unlock()
+	w.acks.fail(sferr.ErrClosed)
+	w.q.router.removeWorker(w)
 	return nil
 }

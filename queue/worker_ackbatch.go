@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncfanout/syncfanout/barrier"
@@ -30,42 +32,74 @@ type ackExpect struct {
 	handed, acked int
 }
 
+// ackBatches holds a worker's acks waiting to be sent, one batcher per
+// room. It owns its lock and maps and takes from the worker only what it
+// needs, so the batching can be driven without a Worker.
+type ackBatches struct {
+	coalesce time.Duration                      // WorkerOptions.AckCoalesce
+	ctx      context.Context                    // ends the waits for company
+	spawn    func(func()) bool                  // runs a batcher; false once stopped
+	send     func(room string, batch []*ackReq) // one room's acks, in order
+	waiting  *atomic.Int64                      // acks not yet in a call
+
+	mu       sync.Mutex
+	batchers map[string]*ackBatcher // by room
+	expect   map[string]*ackExpect  // by room: acks to wait for (AckCoalesce)
+}
+
+func newAckBatches(ctx context.Context, coalesce time.Duration, spawn func(func()) bool, send func(string, []*ackReq), waiting *atomic.Int64) *ackBatches {
+	return &ackBatches{
+		coalesce: coalesce, ctx: ctx, spawn: spawn, send: send, waiting: waiting,
+		batchers: map[string]*ackBatcher{},
+		expect:   map[string]*ackExpect{},
+	}
+}
+
 // expectAck records that a member was handed message seq of room.
-func (w *Worker) expectAck(room, epoch string, seq uint64) {
-	if w.opts.AckCoalesce < 0 {
+func (a *ackBatches) expectAck(room, epoch string, seq uint64) {
+	if a.coalesce < 0 {
 		return
 	}
-	w.ackMu.Lock()
-	defer w.ackMu.Unlock()
-	e := w.expect[room]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e := a.expect[room]
 	if e == nil || e.seq != seq || e.epoch != epoch {
 		e = &ackExpect{epoch: epoch, seq: seq}
-		w.expect[room] = e
+		a.expect[room] = e
 	}
 	e.handed++
 }
 
-func (w *Worker) enqueueAck(room string, req *ackReq) bool {
-	w.ackMu.Lock()
-	defer w.ackMu.Unlock()
-	b := w.batchers[room]
+// forget drops what is expected of a room no longer followed.
+func (a *ackBatches) forget(room string) {
+	a.mu.Lock()
+	delete(a.expect, room)
+	a.mu.Unlock()
+}
+
+// enqueue adds req to room's batch, starting the room's batcher if none
+// runs; false when the batcher could not start (closed).
+func (a *ackBatches) enqueue(room string, req *ackReq) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.batchers[room]
 	if b == nil {
 		b = &ackBatcher{wake: make(chan struct{}, 1)}
-		if !w.spawn(func() { w.runBatcher(room, b) }) {
+		if !a.spawn(func() { a.run(room, b) }) {
 			return false
 		}
-		w.batchers[room] = b
+		a.batchers[room] = b
 	}
 	b.pending = append(b.pending, req)
 	// The batcher, when waiting for company, only needs waking once the
 	// wait is pointless: every expected ack is in, or one it did not
 	// expect came.
 	wake := true
-	if e := w.expect[room]; e != nil && e.seq == req.seq && e.epoch == req.epoch {
+	if e := a.expect[room]; e != nil && e.seq == req.seq && e.epoch == req.epoch {
 		e.acked++
 		wake = e.acked >= e.handed
 	}
-	w.m.acksWaiting.Add(1)
+	a.waiting.Add(1)
 	if wake {
 		select {
 		case b.wake <- struct{}{}:
@@ -77,10 +111,10 @@ func (w *Worker) enqueueAck(room string, req *ackReq) bool {
 
 // coalesceWait returns how much longer the waiting acks of room should
 // wait for the acks of the worker's other members handed the same
-// message; 0 to send them now. w.ackMu must be held.
-func (w *Worker) coalesceWait(room string, b *ackBatcher) time.Duration {
-	e := w.expect[room]
-	if w.opts.AckCoalesce < 0 || e == nil || e.acked >= e.handed || w.ctx.Err() != nil {
+// message; 0 to send them now. a.mu must be held.
+func (a *ackBatches) coalesceWait(room string, b *ackBatcher) time.Duration {
+	e := a.expect[room]
+	if a.coalesce < 0 || e == nil || e.acked >= e.handed || a.ctx.Err() != nil {
 		return 0
 	}
 	for _, r := range b.pending {
@@ -92,24 +126,24 @@ func (w *Worker) coalesceWait(room string, b *ackBatcher) time.Duration {
 	if b.since.IsZero() {
 		b.since = now
 	}
-	return max(0, w.opts.AckCoalesce-now.Sub(b.since))
+	return max(0, a.coalesce-now.Sub(b.since))
 }
 
-// runBatcher sends a room's acks until none are waiting: one call for
-// what was waiting when it started (after waiting, AckCoalesce, for the
-// acks of the worker's other members handed the same message), then one
-// for everything that arrived during that call, and so on. It ends when
-// the room is idle, so an idle worker holds no goroutine per room.
-func (w *Worker) runBatcher(room string, b *ackBatcher) {
+// run sends a room's acks until none are waiting: one call for what was
+// waiting when it started (after waiting, AckCoalesce, for the acks of the
+// worker's other members handed the same message), then one for
+// everything that arrived during that call, and so on. It ends when the
+// room is idle, so an idle worker holds no goroutine per room.
+func (a *ackBatches) run(room string, b *ackBatcher) {
 	for {
-		w.ackMu.Lock()
-		if wait := w.coalesceWait(room, b); wait > 0 && len(b.pending) > 0 {
-			w.ackMu.Unlock()
+		a.mu.Lock()
+		if wait := a.coalesceWait(room, b); wait > 0 && len(b.pending) > 0 {
+			a.mu.Unlock()
 			t := time.NewTimer(wait)
 			select {
 			case <-b.wake:
 			case <-t.C:
-			case <-w.ctx.Done():
+			case <-a.ctx.Done():
 			}
 			t.Stop()
 			continue
@@ -118,13 +152,25 @@ func (w *Worker) runBatcher(room string, b *ackBatcher) {
 		batch := b.pending
 		b.pending = nil
 		if len(batch) == 0 {
-			delete(w.batchers, room)
-			w.ackMu.Unlock()
+			delete(a.batchers, room)
+			a.mu.Unlock()
 			return
 		}
-		w.ackMu.Unlock()
-		w.m.acksWaiting.Add(-int64(len(batch)))
-		w.sendAcks(room, batch)
+		a.mu.Unlock()
+		a.waiting.Add(-int64(len(batch)))
+		a.send(room, batch)
+	}
+}
+
+// fail hands err to every ack still waiting; the batchers must have ended.
+func (a *ackBatches) fail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for room, b := range a.batchers {
+		for _, r := range b.pending {
+			r.done <- err
+		}
+		delete(a.batchers, room)
 	}
 }
 

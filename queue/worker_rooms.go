@@ -108,9 +108,7 @@ func (w *Worker) releaseRoom(r *workerRoom) {
 	followed := r.followed
 	r.followed = false
 	w.mu.Unlock()
-	w.ackMu.Lock()
-	delete(w.expect, r.name)
-	w.ackMu.Unlock()
+	w.acks.forget(r.name)
 	w.q.router.removeSink(r.name, r)
 	if followed {
 		w.q.router.unfollowRoom(r.name)
@@ -297,7 +295,7 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
-		w.expectAck(r.name, c.epoch, ev.MessageID)
+		w.acks.expectAck(r.name, c.epoch, ev.MessageID)
 	}
 	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
 }
