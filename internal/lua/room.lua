@@ -40,10 +40,11 @@
 --   length, r the overflow policy), s (a straggler skipped at the ack
 --   deadline: id the message, c the member, r "ack-deadline").
 -- Meta fields of the room's policy: p:set (a policy was stored; without it
---   the default applies; the only one every script reads), p:window, p:quorum, p:qfrac, p:maxlag,
---   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
---   value), dn (how many pending messages have a per-message ack deadline,
---   each in field d:<seq> in ms; absent: none).
+--   the default applies; the only one every script reads), p:window,
+--   p:quorum, p:qfrac, p:maxlag, p:maxpending, p:overflow, p:maxpayload,
+--   p:straggler (absent: the zero value); dn (how many pending messages
+--   have a per-message ack deadline, each in field d:<seq> in ms; absent:
+--   none).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
