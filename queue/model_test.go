@@ -14,6 +14,12 @@ package queue_test
 // up to the timing of housekeeping and heartbeats, so the model replays
 // the evictions in the order the stream shows them; everything else the
 // model predicts on its own.
+//
+// Room policies (issue 16): random SetPolicy steps set MaxPending with
+// each Overflow and a MaxPayloadBytes that refuses some payloads, and a
+// "skip" step sends with a short AckDeadline under Straggler Skip and
+// waits for the deadline; the model replays the skips like evictions.
+// Window, Quorum and MaxLag keep their zero values here.
 
 import (
 	"context"
@@ -84,6 +90,7 @@ type mdlEvent struct {
 	observer bool   // Join
 	policy   string // Policy: its text form
 	size     int    // Dropped: payload bytes
+	// Skipped: client, reason and msg.seq (the message).
 }
 
 func (e mdlEvent) String() string {
@@ -96,6 +103,8 @@ func (e mdlEvent) String() string {
 		return fmt.Sprintf("drop %d (p%d) %s", e.msg.seq, e.msg.prio, e.reason)
 	case streams.Policy:
 		return fmt.Sprintf("policy %q", e.policy)
+	case streams.Skipped:
+		return fmt.Sprintf("skip %s of %d", e.client, e.msg.seq)
 	}
 	return fmt.Sprintf("%s %s %s", e.typ, e.client, e.reason)
 }
@@ -117,6 +126,7 @@ type mdlRoom struct {
 	// model covers MaxPending with each Overflow and MaxPayloadBytes.
 	policy  queue.Policy
 	dropped uint64
+	skipped uint64
 }
 
 func newMdlRoom(name string) *mdlRoom {
@@ -233,6 +243,15 @@ func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
 	}
 	r.settle()
 	return r.seq, nil
+}
+
+// skip completes the in-flight message without c, which missed its ack
+// deadline under the straggler policy Skip (rule 17): it stays a member.
+// The caller settles once the skips of one script call are done.
+func (r *mdlRoom) skip(c string) {
+	r.members[c] = true
+	r.add(mdlEvent{typ: streams.Skipped, client: c, reason: "ack-deadline", msg: mdlMsg{seq: r.inflight}})
+	r.skipped++
 }
 
 // setPolicy replaces the policy; it drops nothing already pending.
@@ -523,14 +542,21 @@ func (h *mdlHarness) run() {
 		dropped += r.dropped
 	}
 	require.Equal(h.t, dropped, st.Dropped, h.at("Stats.Dropped"))
+	var skipped uint64
+	for _, r := range h.model.rooms {
+		skipped += r.skipped
+	}
+	mt, err := h.q.Metrics(h.ctx, 0)
+	require.NoError(h.t, err)
+	require.EqualValues(h.t, skipped, mt.Skipped, h.at("Metrics.Skipped"))
 	require.Equal(h.t, h.counts.oob, st.OutOfBand, h.at("Stats.OutOfBand"))
 	require.Equal(h.t, h.counts.acked, st.Acked, h.at("Stats.Acked"))
 	require.Equal(h.t, h.counts.stale, st.AckStale, h.at("Stats.AckStale"))
 	require.Equal(h.t, h.counts.notMember, st.AckNotMember, h.at("Stats.AckNotMember"))
 	require.Equal(h.t, h.counts.invalid, st.AckInvalid, h.at("Stats.AckInvalid"))
 	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered, h.at("subscriptions' Stats.Delivered"))
-	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked; longest gap between pings %v",
-		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, h.maxGap.Round(time.Millisecond))
+	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked, %d dropped, %d skipped; longest gap between pings %v",
+		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, dropped, skipped, h.maxGap.Round(time.Millisecond))
 }
 
 // keepalive pings every member whose last ping is getting old.
@@ -611,6 +637,10 @@ func (h *mdlHarness) step() []string {
 			}
 		case x < 0.95:
 			return h.opPolicy()
+		case x < 0.98:
+			if rooms, ok := h.opSkip(); ok {
+				return rooms
+			}
 		default:
 			c := h.pick(h.clients)
 			h.note("ping %s", c)
@@ -641,6 +671,71 @@ func (h *mdlHarness) opSend() []string {
 	h.counts.sent++
 	require.Equal(h.t, want, id, h.at("Send ID"))
 	return []string{room}
+}
+
+// opSkip sends, into a room with nothing pending or in flight, a message
+// with a short AckDeadline under the straggler policy Skip, lets some of
+// its members ack it and waits until the deadline completes it without the
+// others (rules 16 and 17). As with evictions, the model replays the skips
+// in the order the stream shows them (the member set's order).
+func (h *mdlHarness) opSkip() ([]string, bool) {
+	room := h.pick(h.rooms)
+	r := h.model.rooms[room]
+	if r.inflight != 0 || r.pendingCount() > 0 || len(r.members) == 0 {
+		return nil, false
+	}
+	p := r.policy
+	p.Straggler = queue.Skip
+	h.note("policy %q %s", room, p)
+	require.NoError(h.t, h.q.SetPolicy(h.ctx, room, p), h.at("SetPolicy"))
+	r.setPolicy(p)
+	h.note("send %q with a deadline", room)
+	id, err := h.q.Send(h.ctx, room, []byte("s"), queue.AckDeadline(50*time.Millisecond))
+	want, werr := r.send(queue.DefaultPriority, "", "s")
+	require.NoError(h.t, werr)
+	require.NoError(h.t, err, h.at("Send with AckDeadline"))
+	h.counts.sent++
+	require.Equal(h.t, want, id, h.at("Send ID"))
+	h.drain()
+	for _, c := range mdlKeys(r.members) {
+		tok, ok := h.tokens[mdlKey{room, c}][id]
+		if !ok || h.rng.IntN(2) == 0 {
+			continue
+		}
+		h.note("ack %s %q %d", c, room, id)
+		if err := h.q.Ack(h.ctx, c, tok.tok); err != nil {
+			// The deadline passed already: the message completed.
+			require.ErrorIs(h.t, err, queue.ErrStaleAck, h.at("Ack before the deadline"))
+			break
+		}
+		require.NoError(h.t, r.ack(c, id, tok.gen))
+		h.counts.acked++
+	}
+	h.checkRoom(room)
+	if r.inflight != id {
+		return []string{room}, true // everybody acked in time
+	}
+	deadline := time.Now().Add(mdlWait)
+	for {
+		h.keepalive()
+		st, err := h.q.RoomState(h.ctx, room)
+		require.NoError(h.t, err)
+		if dftInFlight(st) != id {
+			break
+		}
+		require.True(h.t, time.Now().Before(deadline), h.at("message %d still in flight after its ack deadline", id))
+		time.Sleep(10 * time.Millisecond)
+	}
+	evs := h.readStream(room)
+	for _, ev := range evs {
+		require.Equal(h.t, streams.Skipped, ev.Type, h.at("room %q: %+v at the ack deadline", room, ev))
+		acked, member := r.members[ev.ClientID]
+		require.True(h.t, member && !acked, h.at("room %q: %s skipped, but it is not a member missing %d", room, ev.ClientID, id))
+		r.skip(ev.ClientID)
+	}
+	r.settle()
+	h.compareNew(room, evs)
+	return []string{room}, true
 }
 
 // opPolicy sets a random backlog and payload policy on a room (Window,
@@ -1052,6 +1147,8 @@ func mdlFromStream(ev streams.Event) mdlEvent {
 		out.reason, out.size = ev.Reason, ev.Size
 	case streams.Policy:
 		out.policy = ev.Policy
+	case streams.Skipped:
+		out.client, out.reason, out.msg = ev.ClientID, ev.Reason, mdlMsg{seq: ev.MessageID}
 	default:
 		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
 	}
