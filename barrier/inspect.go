@@ -123,6 +123,11 @@ type State struct {
 	// PolicyStored is false when none is stored (the default applies).
 	Policy       map[string]string
 	PolicyStored bool
+	// Paused is set while an operator has paused the room (admin_pause.lua).
+	Paused      bool
+	PausedAt    time.Time
+	PausedBy    string
+	PauseReason string
 }
 
 // State reads a room's state in one atomic step.
@@ -142,6 +147,10 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
 	s.Policy, s.PolicyStored = policyFields(meta)
+	if pz, ok := meta["pz"]; ok {
+		s.Paused, s.PausedAt = true, msString(pz)
+		s.PausedBy, s.PauseReason = meta["pb"], meta["pr"]
+	}
 	if lens, ok := v[6].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {

@@ -81,7 +81,7 @@ func policyCmd() *command {
 		args:    "ROOM | set ROOM",
 		nargs:   1,
 		maxArgs: 2,
-		summary: "Show a room's barrier policy; 'policy set ROOM --flag ...' changes the fields given (the one command besides send that writes).",
+		summary: "Show a room's barrier policy; 'policy set ROOM --flag ...' changes the fields given (it writes, like send and the admin commands).",
 		example: "syncfanout policy lobby\n" +
 			"syncfanout policy set lobby --max-pending 1000 --overflow drop-oldest\n" +
 			"syncfanout policy set lobby --straggler skip",
