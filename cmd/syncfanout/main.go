@@ -82,7 +82,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd()}
+	return []*command{roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(), consoleCmd()}
 }
 
 // globals are the connection flags, accepted before or after the command.
