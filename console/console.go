@@ -141,7 +141,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "" {
 		uri, _, _ := strings.Cut(r.RequestURI, "?")
 		base := path.Base(uri)
-		http.Redirect(w, r, base+"/", http.StatusMovedPermanently)
+		// Not http.Redirect: it would resolve the relative location
+		// against the stripped (empty) path.
+		w.Header().Set("Location", base+"/")
+		w.WriteHeader(http.StatusMovedPermanently)
 		return
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -179,12 +182,16 @@ type apiError struct {
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, queue.ErrInvalidRoom), errors.Is(err, queue.ErrInvalidOption),
-		errors.Is(err, queue.ErrInvalidClientID), errors.Is(err, errBadRequest):
+		errors.Is(err, queue.ErrInvalidClientID), errors.Is(err, queue.ErrInvalidPriority),
+		errors.Is(err, queue.ErrInvalidActor), errors.Is(err, queue.ErrInvalidReason),
+		errors.Is(err, errBadRequest):
 		return http.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, queue.ErrNotMember):
+	case errors.Is(err, queue.ErrNotMember), errors.Is(err, queue.ErrUnknownRoom), errors.Is(err, errUnknownAction):
 		return http.StatusNotFound
+	case errors.Is(err, queue.ErrAlreadyPaused), errors.Is(err, queue.ErrNotPaused), errors.Is(err, queue.ErrNoInFlight):
+		return http.StatusConflict
 	}
 	return http.StatusBadGateway // Redis failed us
 }

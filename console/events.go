@@ -84,17 +84,6 @@ func streamID(what, id string) (string, error) {
 	return id, nil
 }
 
-// after returns the smallest stream ID greater than id, for a range that
-// starts after it.
-func after(id string) string {
-	ms, seq, ok := strings.Cut(id, "-")
-	if !ok {
-		return ms + "-1"
-	}
-	n, _ := strconv.ParseUint(seq, 10, 64)
-	return ms + "-" + strconv.FormatUint(n+1, 10)
-}
-
 // events streams a room's events as server-sent events, each with its
 // stream ID as the event ID: a reconnecting EventSource sends the last one
 // back (Last-Event-ID) and the tail resumes right after it, so a dropped

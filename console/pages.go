@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/syncfanout/syncfanout/queue"
@@ -77,6 +76,10 @@ func human(d time.Duration) string {
 	}
 	var s string
 	switch {
+	case d == 0:
+		s = "0s"
+	case d < 10*time.Millisecond:
+		s = fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
 	case d < time.Second:
 		s = fmt.Sprintf("%dms", d.Milliseconds())
 	case d < time.Minute:
@@ -271,6 +274,9 @@ func (h *Handler) statsView(r *http.Request) (StatsView, error) {
 		{"Room resets", n(s.Reset), "subscriptions ended because Redis lost a room"},
 		{"Config restored", n(s.ConfigRestored), ""},
 		{"Shard conflict", fmt.Sprint(s.ShardConflict), "another NumShards is in use on this prefix"},
+		{"Admin: pause / resume", n(s.AdminPause) + " / " + n(s.AdminResume), "operators' transitions made through this process"},
+		{"Admin: purge / release", n(s.AdminPurge) + " / " + n(s.AdminRelease), ""},
+		{"Admin: kick / delete", n(s.AdminKick) + " / " + n(s.AdminDelete), ""},
 	}}
 	for _, l := range []struct {
 		name, help string
@@ -321,12 +327,4 @@ func (h *Handler) apiStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
-}
-
-// shortList prints a few names and how many more.
-func shortList(names []string, n int) string {
-	if len(names) <= n {
-		return strings.Join(names, ", ")
-	}
-	return strings.Join(names[:n], ", ") + fmt.Sprintf(" +%d", len(names)-n)
 }

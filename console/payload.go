@@ -69,11 +69,13 @@ func (h *Handler) payload(m decodable) Payload {
 
 // trimRune drops a rune cut in half at the end of b.
 func trimRune(b []byte) []byte {
-	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
-		if utf8.Valid(b) {
-			return b
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			break
 		}
-		b = b[:len(b)-1]
 	}
 	return b
 }
