@@ -223,7 +223,9 @@ func (a *Admin) Release(ctx context.Context, room, reason string) ([]string, err
 // eviction would: the room stops waiting for it (releasing in the same
 // step if it was the last ack missing) and its ack tokens die. Its
 // process is told: Subscription.Next returns a *KickedError (ErrKicked),
-// a Worker calls HandleClientKicked. ErrNotMember when it is neither.
+// a Worker calls HandleClientKicked. A client kept alive with Ping alone
+// (Subscribe) learns it from Ping, which cannot tell a kick from an
+// eviction and returns an *EvictedError. ErrNotMember when it is neither.
 func (a *Admin) Kick(ctx context.Context, room, member, reason string) error {
 	if err := a.check(ctx, room, reason); err != nil {
 		return err

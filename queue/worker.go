@@ -37,6 +37,15 @@ type WorkerOptions struct {
 	// the client's membership (a restart without data: the room's epoch
 	// changed, see ErrRoomReset); the client must subscribe again.
 	HandleClientTimeout func(ctx context.Context, clientID, room string) error
+	// HandleClientKicked, when set, is called exactly once when an
+	// operator removes a client the worker delivers for from a room: kicked
+	// (Admin.Kick) or with the room (Admin.DeleteRoom; kicked.RoomDeleted
+	// is then set), after the messages delivered to it before. It is
+	// distinct from HandleClientTimeout, which is not called then; when
+	// HandleClientKicked is nil, such a removal goes to HandleClientTimeout
+	// instead, so that a gateway written before it still learns that its
+	// client is gone.
+	HandleClientKicked func(ctx context.Context, clientID string, kicked *KickedError) error
 	// Logger receives handler failures and background errors (default: the
 	// Queue's).
 	Logger *slog.Logger
@@ -154,6 +163,7 @@ type Worker struct {
 type workerCounters struct {
 	received, delivered, invalid            atomic.Uint64
 	handlerErrors, handlerPanics, timeouts  atomic.Uint64
+	kicked                                  atomic.Uint64
 	acks, ackCalls, ackRefused, acksWaiting atomic.Int64
 }
 
@@ -685,8 +695,9 @@ type workerClient struct {
 
 type delivery struct {
 	msg     *Message
-	timeout bool // HandleClientTimeout
-	ackOnly bool // an undecodable message: acked, never handed to HandleMessage
+	kicked  *KickedError // HandleClientKicked
+	timeout bool         // HandleClientTimeout
+	ackOnly bool         // an undecodable message: acked, never handed to HandleMessage
 }
 
 // acquireRoom returns the worker's room, followed, taking a reference.
@@ -871,10 +882,12 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, start: ev.ID, epoch: r.epoch, inc: ev.ID, observer: ev.Observer}
 			}
 		}
-	case streams.Leave, streams.Evict:
+	case streams.Leave, streams.Evict, streams.Kick:
 		if c, ok := r.clients[ev.ClientID]; ok {
 			r.takeFor(c, ev)
 		}
+	case streams.RoomDeleted:
+		r.fanout(ev)
 	}
 }
 
@@ -916,6 +929,13 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 			return
 		}
 		r.drop(c)
+	case streams.Kick, streams.RoomDeleted:
+		if ev.Type == streams.Kick && ev.ClientID != c.id {
+			return
+		}
+		r.drop(c)
+		k := &KickedError{ClientID: c.id, Room: r.name, Actor: ev.Actor, Reason: ev.Reason, RoomDeleted: ev.Type == streams.RoomDeleted}
+		r.enqueue(c, delivery{kicked: k})
 	}
 }
 
@@ -995,6 +1015,19 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 			w.log.Error("syncfanout: worker handler panicked", "client", clientID, "room", room, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
+	if d.kicked != nil {
+		w.m.kicked.Add(1)
+		w.q.stats.Kicked.Add(1)
+		if w.opts.HandleClientKicked == nil {
+			d.timeout = true // see WorkerOptions.HandleClientKicked
+		} else {
+			if err := w.opts.HandleClientKicked(w.ctx, clientID, d.kicked); err != nil {
+				w.m.handlerErrors.Add(1)
+				w.log.Warn("syncfanout: HandleClientKicked failed", "client", clientID, "room", room, "err", err)
+			}
+			return
+		}
+	}
 	if d.timeout {
 		w.m.timeouts.Add(1)
 		if w.opts.HandleClientTimeout == nil {
@@ -1318,6 +1351,9 @@ type WorkerStats struct {
 	// ClientTimeouts counts evictions of the worker's clients (each one
 	// reported once to HandleClientTimeout).
 	ClientTimeouts uint64
+	// ClientsKicked counts the worker's clients an operator removed (each
+	// one reported once to HandleClientKicked).
+	ClientsKicked uint64
 	// Acks counts acks sent through Worker.Ack, AckCalls the script calls
 	// that carried them, AcksRefused those Redis refused (stale, not a
 	// member...), AcksWaiting those waiting for the next call.
@@ -1337,8 +1373,8 @@ func (w *Worker) Stats() WorkerStats {
 	m := WorkerStats{
 		Received: w.m.received.Load(), Delivered: w.m.delivered.Load(), Invalid: w.m.invalid.Load(),
 		HandlerErrors: w.m.handlerErrors.Load(), HandlerPanics: w.m.handlerPanics.Load(),
-		ClientTimeouts: w.m.timeouts.Load(),
-		Acks:           w.m.acks.Load(), AckCalls: w.m.ackCalls.Load(), AcksRefused: w.m.ackRefused.Load(),
+		ClientTimeouts: w.m.timeouts.Load(), ClientsKicked: w.m.kicked.Load(),
+		Acks: w.m.acks.Load(), AckCalls: w.m.ackCalls.Load(), AcksRefused: w.m.ackRefused.Load(),
 		AcksWaiting: w.m.acksWaiting.Load(),
 	}
 	w.mu.Lock()

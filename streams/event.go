@@ -45,8 +45,9 @@ const (
 	// eviction would.
 	Kick Type = "kick"
 	// RoomDeleted: every key of the room was deleted right after this
-	// event, which its readers receive from the notification (the stream
-	// itself is gone, so History and replay never show it).
+	// event. The readers behind subscriptions and workers receive it from
+	// its notification; the stream itself is gone with the room, so
+	// History, ReplayInto and Tail (which read the stream) never show it.
 	RoomDeleted Type = "delete"
 )
 

@@ -45,10 +45,15 @@ for p = from, to do
       end
       if #chunk < 1000 then done = true end
     end
-    if cut > 0 then
-      redis.call('LTRIM', key, cut, -1)
-      dropped = dropped + cut
+    -- LMPOP rather than LTRIM: the library's ACL user already has it
+    -- (docs/security.md), so operators need no other command.
+    local left = cut
+    while left > 0 do
+      local n = math.min(left, 1000)
+      redis.call('LMPOP', 1, key, 'LEFT', 'COUNT', n)
+      left = left - n
     end
+    dropped = dropped + cut
   end
 end
 -- pend counts the messages send.lua queued; entries it did not write were
