@@ -19,4 +19,11 @@
 //
 // The JSON behind the pages is served too: api/rooms, api/room?r=,
 // api/history?r=, api/stats, and events?r= (text/event-stream).
+//
+// Each open room page holds one connection of the Queue's Redis client
+// for its live feed (a blocking XREAD of up to a second at a time), until
+// the page is closed; size the client's pool for the operators you
+// expect. The live feed ends when the request's context does: give your
+// http.Server a BaseContext that ends at shutdown, since Shutdown itself
+// does not end streaming responses.
 package console
