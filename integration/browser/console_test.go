@@ -292,6 +292,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	until(t, bctx, "counters", `document.querySelector('table.kv') !== null && document.body.innerText.includes('Admin: pause / resume')`)
 	screenshot(t, bctx, "stats.png")
 
+	// A room paused by someone else says by whom and why; its queue
+	// waits with nothing in flight.
+	step(t, bctx, "paused room", chromedp.Navigate(base+"room?r=maintenance"))
+	until(t, bctx, "pause shown", `document.querySelector('#paused-badge') !== null && document.querySelector('#paused-badge').textContent.includes('ops-oncall') && document.querySelector('#state').textContent.includes('schema migration')`)
+	screenshot(t, bctx, "paused.png")
+
 	// Read-only: no admin buttons, and admin requests are refused even with
 	// the browser's cookies.
 	ro := srv.URL + "/ro/"
