@@ -89,6 +89,10 @@ func TestAdminCLI(t *testing.T) {
 		require.Equal(t, exitRefused, r.code, r.stderr)
 		r = runIn("", "state", "lobby")
 		require.Contains(t, r.stdout, `by alice, reason "deploy in progress"`)
+		r = runIn("", "rooms")
+		require.Contains(t, r.stdout, "lobby (paused)")
+		r = runIn("", "rooms", "--format", "json")
+		require.Contains(t, r.stdout, `"paused":true`)
 
 		r = runIn("y\n", "resume", "lobby")
 		require.Equal(t, exitOK, r.code, r.stderr)

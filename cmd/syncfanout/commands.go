@@ -59,6 +59,7 @@ type roomRow struct {
 	// Idle rooms (nothing but history) are listed after the live ones
 	// until they expire; ExpiresInSeconds is absent when kept forever.
 	Idle             bool     `json:"idle,omitempty"`
+	Paused           bool     `json:"paused,omitempty"` // by an operator (syncfanout pause)
 	ExpiresInSeconds *float64 `json:"expires_in_seconds,omitempty"`
 }
 
@@ -93,7 +94,7 @@ func roomsCmd() *command {
 				if err != nil {
 					return err
 				}
-				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle}
+				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle, Paused: st.Paused}
 				if r.Idle && !r.Expires.IsZero() {
 					in := max(r.Expires.Sub(st.Now), 0).Seconds()
 					row.ExpiresInSeconds = &in
@@ -149,7 +150,11 @@ func roomsCmd() *command {
 				case r.Idle:
 					inflight = "- (idle, kept)"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", r.Room, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
+				name := r.Room
+				if r.Paused {
+					name += " (paused)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", name, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
 			}
 			return tw.Flush()
 		},
