@@ -487,6 +487,17 @@ func TestConsoleAdmin(t *testing.T) {
 		require.Equal(t, "deploy", st.PauseReason)
 		code, _ = f.post(t, "pause", tok, form, nil)
 		require.Equal(t, http.StatusConflict, code, "already paused")
+		var pausedRooms console.RoomList
+		require.Equal(t, http.StatusOK, f.get(t, "api/rooms?only=paused", &pausedRooms))
+		require.Len(t, pausedRooms.Rooms, 1)
+		require.Equal(t, "blocked", pausedRooms.Rooms[0].Room)
+		require.True(t, pausedRooms.Rooms[0].Paused)
+		var rv console.RoomView
+		require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &rv))
+		require.True(t, rv.Paused)
+		require.Equal(t, "alice", rv.PausedBy)
+		require.Equal(t, "deploy", rv.PauseNote)
+		require.NotNil(t, rv.PausedAt)
 
 		code, out = f.post(t, "release", tok, form, nil)
 		require.Equal(t, http.StatusOK, code, "%v", out)
@@ -511,10 +522,16 @@ func TestConsoleAdmin(t *testing.T) {
 		code, _ = f.post(t, "pause", tok, form, nil)
 		require.Equal(t, http.StatusNotFound, code, "deleted room")
 
-		// The history lists the actions, by whom.
+		// The feed and history show admin events with their actor (the
+		// deleted room's stream is gone: look at another room).
+		code, _ = f.post(t, "pause", tok, url.Values{"r": {"smooth"}, "reason": {"look"}}, nil)
+		require.Equal(t, http.StatusOK, code)
 		var h console.HistoryPage
 		require.Equal(t, http.StatusOK, f.get(t, "api/history?r=smooth", &h))
-		require.NotEmpty(t, h.Events)
+		last := h.Events[len(h.Events)-1]
+		require.Equal(t, "pause", last.Type)
+		require.Equal(t, "alice", last.Actor)
+		require.Equal(t, "look", last.Reason)
 	})
 }
 
