@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -574,6 +575,30 @@ func TestConsoleMount(t *testing.T) {
 			require.Equal(t, http.StatusOK, res.StatusCode, asset)
 		}
 		require.Equal(t, http.StatusNotFound, f.get(t, "nope", nil))
+
+		// Links to a room whose name needs escaping lead to that room.
+		const odd = "a b/ü&x?=%"
+		_, err = f.q.Send(context.Background(), odd, "x")
+		require.NoError(t, err)
+		res, err = f.client.Get(f.base + "?q=" + url.QueryEscape("ü&"))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		links := regexp.MustCompile(`href="(room\?r=[^"]+)"`).FindAllStringSubmatch(string(body), -1)
+		require.Len(t, links, 1, "%s", body)
+		var v console.RoomView
+		target := html.UnescapeString(links[0][1])
+		require.Equal(t, http.StatusOK, f.get(t, "api/"+target, &v), target)
+		require.Equal(t, odd, v.Room)
+		res, err = f.client.Get(f.base + target)
+		require.NoError(t, err)
+		body, _ = io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, m := range regexp.MustCompile(`(?:href|data-src)="((?:history|api/room|events)\?r=[^"&]+)`).FindAllStringSubmatch(string(body), -1) {
+			u, err := url.Parse(html.UnescapeString(m[1]))
+			require.NoError(t, err)
+			require.Equal(t, odd, u.Query().Get("r"), m[1])
+		}
 	})
 }
 

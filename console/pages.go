@@ -25,7 +25,6 @@ type page struct {
 var templateFuncs = template.FuncMap{
 	"secs": func(s float64) string { return human(time.Duration(s * float64(time.Second))) },
 	"ago":  func(now, t time.Time) string { return human(now.Sub(t)) },
-	"q":    url.QueryEscape,
 	"add":  func(a, b int) int { return a + b },
 	"sub":  func(a, b int) int { return a - b },
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
