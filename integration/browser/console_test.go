@@ -36,6 +36,9 @@ const (
 func chromium(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("CHROMIUM=%s: %v; unset it to use Debian's chromium (bash scripts/ensure-chromium.sh as root, or apt-get install -y chromium)", p, err)
+		}
 		return p
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
