@@ -40,7 +40,7 @@ func TestPoisonPendingEntrySetAside(t *testing.T) {
 
 		layout, err := keys.New(b.Prefix, 16)
 		require.NoError(t, err)
-		list := layout.RoomKeys(room)[keys.KQueue0-1+queue.DefaultPriority]
+		list := layout.Queue(room, queue.DefaultPriority)
 		now := time.Now().UnixMilli()
 		poison := []string{
 			fmt.Sprintf("900:%d:0:", now),               // no payload at all
@@ -168,11 +168,10 @@ func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 		// Message 1 is in flight, but its stream entry has no payload.
 		layout, err := keys.New(b.Prefix, 16)
 		require.NoError(t, err)
-		ks := layout.RoomKeys(room)
 		now := fmt.Sprint(time.Now().UnixMilli())
-		id, err := b.Client.XAdd(ctx, &redis.XAddArgs{Stream: ks[keys.KStream-1], Values: []any{"t", "m", "id", "1", "pr", "5", "et", now, "d", ""}}).Result()
+		id, err := b.Client.XAdd(ctx, &redis.XAddArgs{Stream: layout.Stream(room), Values: []any{"t", "m", "id", "1", "pr", "5", "et", now, "d", ""}}).Result()
 		require.NoError(t, err)
-		require.NoError(t, b.Client.HSet(ctx, ks[keys.KMeta-1], "seq", 1, "f", 1, "fs", id, "rt", now).Err())
+		require.NoError(t, b.Client.HSet(ctx, layout.Meta(room), "seq", 1, "f", 1, "fs", id, "rt", now).Err())
 
 		good := send(t, ctx, q, room, "good")
 		// Something appended after the garbage makes the readers look back.
