@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,28 +41,14 @@ func (w *Worker) heartbeat(ctx context.Context) bool {
 		rooms = append(rooms, r)
 	}
 	w.mu.Unlock()
-	work := make(chan *workerRoom)
-	var wg sync.WaitGroup
 	var bad atomic.Bool
-	for range min(len(rooms), heartbeatParallel) {
-		wg.Go(func() {
-			for r := range work {
-				if !w.heartbeatRoom(ctx, r) {
-					bad.Store(true)
-				}
-			}
-		})
-	}
-	for _, r := range rooms {
-		work <- r
-	}
-	close(work)
-	wg.Wait()
+	forEachBounded(rooms, maxParallelCalls, func(r *workerRoom) {
+		if !w.heartbeatRoom(ctx, r) {
+			bad.Store(true)
+		}
+	})
 	return !bad.Load()
 }
-
-// heartbeatParallel bounds the heartbeat calls a worker has out at once.
-const heartbeatParallel = 16
 
 func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) bool {
 	r.mu.Lock()
