@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/metrics"
 	"github.com/syncfanout/syncfanout/queue"
@@ -30,16 +29,14 @@ import (
 func TestPoisonPendingEntrySetAside(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		tb := setupBundle(t, b)
+		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "poison"
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		first := send(t, ctx, q, room, "m1")
 		second := send(t, ctx, q, room, "m2")
 
-		layout, err := keys.New(b.Prefix, 16)
-		require.NoError(t, err)
 		list := layout.Queue(room, queue.DefaultPriority)
 		now := time.Now().UnixMilli()
 		poison := []string{
@@ -152,8 +149,8 @@ syncfanout_malformed_pending_entries_total %d
 func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		tb := setupBundle(t, b)
+		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "undecodable"
 		sub := join(t, ctx, q, room)
 		got := make(chan *queue.Message, 10)
@@ -166,8 +163,6 @@ func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 		require.NoError(t, w.Subscribe(ctx, "gateway-client", room))
 
 		// Message 1 is in flight, but its stream entry has no payload.
-		layout, err := keys.New(b.Prefix, 16)
-		require.NoError(t, err)
 		now := fmt.Sprint(time.Now().UnixMilli())
 		id, err := b.Client.XAdd(ctx, &redis.XAddArgs{Stream: layout.Stream(room), Values: []any{"t", "m", "id", "1", "pr", "5", "et", now, "d", ""}}).Result()
 		require.NoError(t, err)
