@@ -55,13 +55,8 @@ var (
 	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
 )
 
-// Config is housekeeping's check of the deployment-wide settings. It is
-// never pipelined, so it is not in All.
+// Config is housekeeping's check of the deployment-wide settings.
 var Config = redis.NewScript(Source("config.lua"))
-
-// All lists every script, for preloading before pipelines (pipelines get
-// no EVAL fallback on NOSCRIPT).
-var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch}
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.
