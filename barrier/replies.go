@@ -79,3 +79,16 @@ const (
 	stateStreamLen = 7
 	stateLen       = 8
 )
+
+// admin_*.lua: status and now, then each transition's own counts.
+const (
+	adminStatus    = 0
+	adminNow       = 1
+	adminReleased  = 2 // resume, release, kick
+	adminDropped   = 2 // purge
+	adminMissing   = 3 // release: the members that had not acked
+	adminRole      = 3 // kick
+	adminMembers   = 2 // delete
+	adminObservers = 3 // delete
+	adminDeleted   = 4 // delete: pending messages dropped
+)
