@@ -119,8 +119,15 @@ local POLICY = nil
 -- "evict"). Built on first use: the default policy costs no Redis call, a
 -- stored one an HMGET of its fields (kept out of the meta read above so
 -- that rooms without one do not pay for the longer reply).
+local ZERO_POLICY = {window = 1, quorum = 0, qfrac = 0, maxlag = 0, maxpending = 0,
+  overflow = 'reject', maxpayload = 0, straggler = 'evict'}
 local function policy()
   if POLICY then return POLICY end
+  if not META['p:set'] and not string.find(ARGV[5], ';', 1, true) then
+    -- The default policy: nothing to read or parse.
+    POLICY = ZERO_POLICY
+    return POLICY
+  end
   local raw = {}
   if META['p:set'] then
     local names = {}
