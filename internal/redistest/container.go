@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/syncfanout/syncfanout/internal/pidrecord"
+	"github.com/syncfanout/syncfanout/internal/redisenv"
 )
 
 // Environment variables that choose how the shared servers are had.
@@ -104,6 +105,13 @@ var currentMode = sync.OnceValues(func() (standaloneMode, error) {
 	})
 })
 
+// SkipWithoutServer is for tests that start redis-server themselves (an
+// example program's throwaway server): see skipWithoutServer.
+func SkipWithoutServer(t testing.TB) {
+	t.Helper()
+	skipWithoutServer(t)
+}
+
 // skipWithoutServer is for what needs redis-server processes (the cluster
 // backend, private servers): on a machine without redis-server whose
 // standalone server runs in a container, the test skips, saying why,
@@ -117,6 +125,28 @@ func skipWithoutServer(t testing.TB) {
 	if mode, err := currentMode(); err == nil && mode == modeContainer {
 		t.Skipf("redistest: redis-server not found; the standalone server runs in a container (testcontainers), but this test needs redis-server processes (cluster or private servers): install redis-server to run it")
 	}
+}
+
+// startContainerEarly starts the shared standalone server before the
+// tests run when it is to be a container, so that its start (a second or
+// so; minutes when the helper must first be compiled) is not charged to
+// whichever test asks first, inside that test's deadlines, while the
+// package's other tests run on. A redis-server process starts in
+// milliseconds and stays lazy. A binary that never uses the server pays
+// the start for nothing.
+func startContainerEarly() {
+	if v, _ := redisenv.Lookup(); v != "" {
+		return
+	}
+	if mode, err := currentMode(); err != nil || mode != modeContainer {
+		return
+	}
+	begin := time.Now()
+	addrs, err := sharedStandalone.getUntested()
+	if err != nil {
+		return // the tests that use the server fail with err
+	}
+	fmt.Printf("redistest: %s backend: %s %s (%v)\n", NameStandalone, sharedStandalone.how, strings.Join(addrs, ","), time.Since(begin).Round(time.Millisecond))
 }
 
 // skipUnlessOnly skips t when EnvOnly names another backend than name.
