@@ -28,6 +28,15 @@ type WorkerOptions struct {
 	// the client's membership (a restart without data: the room's epoch
 	// changed, see ErrRoomReset); the client must subscribe again.
 	HandleClientTimeout func(ctx context.Context, clientID, room string) error
+	// HandleClientKicked, when set, is called exactly once when an
+	// operator removes a client the worker delivers for from a room: kicked
+	// (Admin.Kick) or with the room (Admin.DeleteRoom; kicked.RoomDeleted
+	// is then set), after the messages delivered to it before. It is
+	// distinct from HandleClientTimeout, which is not called then; when
+	// HandleClientKicked is nil, such a removal goes to HandleClientTimeout
+	// instead, so that a gateway written before it still learns that its
+	// client is gone.
+	HandleClientKicked func(ctx context.Context, clientID string, kicked *KickedError) error
 	// Logger receives handler failures and background errors (default: the
 	// Queue's).
 	Logger *slog.Logger

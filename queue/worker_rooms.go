@@ -53,8 +53,9 @@ type workerClient struct {
 
 type delivery struct {
 	msg     *Message
-	timeout bool // HandleClientTimeout
-	ackOnly bool // an undecodable message: acked, never handed to HandleMessage
+	kicked  *KickedError // HandleClientKicked
+	timeout bool         // HandleClientTimeout
+	ackOnly bool         // an undecodable message: acked, never handed to HandleMessage
 }
 
 // acquireRoom returns the worker's room, followed, taking a reference.
@@ -226,10 +227,12 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, start: ev.ID, epoch: r.epoch, inc: ev.ID, observer: ev.Observer}
 			}
 		}
-	case streams.Leave, streams.Evict:
+	case streams.Leave, streams.Evict, streams.Kick:
 		if c, ok := r.clients[ev.ClientID]; ok {
 			r.takeFor(c, ev)
 		}
+	case streams.RoomDeleted:
+		r.fanout(ev)
 	}
 }
 
@@ -271,6 +274,13 @@ func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
 			return
 		}
 		r.drop(c)
+	case streams.Kick, streams.RoomDeleted:
+		if ev.Type == streams.Kick && ev.ClientID != c.id {
+			return
+		}
+		r.drop(c)
+		k := &KickedError{ClientID: c.id, Room: r.name, Actor: ev.Actor, Reason: ev.Reason, RoomDeleted: ev.Type == streams.RoomDeleted}
+		r.enqueue(c, delivery{kicked: k})
 	}
 }
 
@@ -350,6 +360,19 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 			w.log.Error("syncfanout: worker handler panicked", "client", clientID, "room", room, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
+	if d.kicked != nil {
+		w.m.kicked.Add(1)
+		w.q.stats.Kicked.Add(1)
+		if w.opts.HandleClientKicked == nil {
+			d.timeout = true // see WorkerOptions.HandleClientKicked
+		} else {
+			if err := w.opts.HandleClientKicked(w.ctx, clientID, d.kicked); err != nil {
+				w.m.handlerErrors.Add(1)
+				w.log.Warn("syncfanout: HandleClientKicked failed", "client", clientID, "room", room, "err", err)
+			}
+			return
+		}
+	}
 	if d.timeout {
 		w.m.timeouts.Add(1)
 		if w.opts.HandleClientTimeout == nil {

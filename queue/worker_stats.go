@@ -9,6 +9,7 @@ import (
 type workerCounters struct {
 	received, delivered, invalid            atomic.Uint64
 	handlerErrors, handlerPanics, timeouts  atomic.Uint64
+	kicked                                  atomic.Uint64
 	acks, ackCalls, ackRefused, acksWaiting atomic.Int64
 }
 
@@ -28,6 +29,9 @@ type WorkerStats struct {
 	// ClientTimeouts counts evictions of the worker's clients (each one
 	// reported once to HandleClientTimeout).
 	ClientTimeouts uint64
+	// ClientsKicked counts the worker's clients an operator removed (each
+	// one reported once to HandleClientKicked).
+	ClientsKicked uint64
 	// Acks counts acks sent through Worker.Ack, AckCalls the script calls
 	// that carried them, AcksRefused those Redis refused (stale, not a
 	// member...), AcksWaiting those waiting for the next call.
@@ -47,8 +51,8 @@ func (w *Worker) Stats() WorkerStats {
 	m := WorkerStats{
 		Received: w.m.received.Load(), Delivered: w.m.delivered.Load(), Invalid: w.m.invalid.Load(),
 		HandlerErrors: w.m.handlerErrors.Load(), HandlerPanics: w.m.handlerPanics.Load(),
-		ClientTimeouts: w.m.timeouts.Load(),
-		Acks:           w.m.acks.Load(), AckCalls: w.m.ackCalls.Load(), AcksRefused: w.m.ackRefused.Load(),
+		ClientTimeouts: w.m.timeouts.Load(), ClientsKicked: w.m.kicked.Load(),
+		Acks: w.m.acks.Load(), AckCalls: w.m.ackCalls.Load(), AcksRefused: w.m.ackRefused.Load(),
 		AcksWaiting: w.m.acksWaiting.Load(),
 	}
 	w.mu.Lock()
