@@ -191,6 +191,7 @@ type SendOption func(*sendOptions) error
 type sendOptions struct {
 	priority int
 	producer string
+	headers  map[string]string
 }
 
 // Priority sets the priority of a message: MinPriority (0, released first)

@@ -192,7 +192,7 @@ func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...
 	payloads := make([][]byte, len(data))
 	payloads[0] = first
 	for i := 1; i < len(data); i++ {
-		if payloads[i], err = encodePayload(data[i], q.opts.MaxPayloadBytes); err != nil {
+		if payloads[i], err = encodePayload(data[i], q.opts.MaxPayloadBytes, so.headers); err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
 	}
@@ -238,7 +238,10 @@ func (q *Queue) prepareSend(room string, data any, opts []SendOption) (sendOptio
 			return so, nil, err
 		}
 	}
-	payload, err := encodePayload(data, q.opts.MaxPayloadBytes)
+	if err := checkHeaders(so.headers); err != nil {
+		return so, nil, err
+	}
+	payload, err := encodePayload(data, q.opts.MaxPayloadBytes, so.headers)
 	return so, payload, err
 }
 
@@ -494,6 +497,7 @@ type PendingMessage struct {
 	Producer   string
 	Priority   int
 	EnqueuedAt time.Time
+	Headers    map[string]string // see Message.Headers
 	// Err is non-nil (matching ErrDecode) for an entry that something other
 	// than Send wrote into the room's queue and that no reader could decode:
 	// the release step will set it aside as a "malformed" stream event
@@ -542,7 +546,7 @@ func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*Pe
 	}
 	out := make([]*PendingMessage, 0, len(ps))
 	for _, p := range ps {
-		m := &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, payload: p.Payload}
+		m := &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, Headers: p.Headers, payload: p.Payload}
 		if p.Err != nil {
 			m.Err = fmt.Errorf("room %q: pending entry %d of priority %d: %w", room, offset+len(out)+1, p.Priority, p.Err)
 		}

@@ -30,6 +30,7 @@ var (
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
+	ErrInvalidHeader   = errors.New("syncfanout: invalid message header")
 )
 
 // Status codes returned by the Lua scripts as the first element of their
