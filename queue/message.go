@@ -112,6 +112,23 @@ type Message struct {
 
 	payload []byte // kind byte + body
 	ack     func(context.Context, string) error
+	// ctx and trace are set when Options.Tracer recorded the delivery.
+	ctx   context.Context
+	trace *traceDelivery
+	// endOnAck: the delivery ends with the ack (a Subscription's message).
+	endOnAck bool
+}
+
+// Context returns the context of the message's delivery: the one the
+// tracer (Options.Tracer) made for it, carrying its span, so that work
+// done for the message can be traced under the delivery. Without a tracer
+// it is context.Background(). A Worker's handler gets the same context as
+// its ctx argument.
+func (m *Message) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
 }
 
 func newMessage(ev streams.Event) (*Message, error) {
@@ -162,9 +179,17 @@ func (m *Message) Latency() time.Duration { return m.ReceivedAt.Sub(m.EnqueuedAt
 
 // Ack acknowledges the message for the subscriber that received it. It
 // is a no-op for out-of-band messages and observers.
+//
+// With Options.Tracer, a Subscription's message ends its delivery here,
+// out-of-band messages included (see Delivery).
 func (m *Message) Ack(ctx context.Context) error {
-	if m.AckToken == "" || m.ack == nil {
-		return nil
+	var err error
+	if m.AckToken != "" && m.ack != nil {
+		err = m.ack(ctx, m.AckToken)
+		m.trace.ack(err)
 	}
-	return m.ack(ctx, m.AckToken)
+	if m.endOnAck {
+		m.trace.end(nil)
+	}
+	return err
 }

@@ -93,6 +93,10 @@ type Options struct {
 	WaitTimeout time.Duration
 	// Logger receives background errors (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer, when set, follows every message this Queue sends or
+	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
+	// Default nil: no tracing, and no cost.
+	Tracer Tracer
 }
 
 const defaultMaxLen = 10000

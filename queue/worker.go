@@ -1011,7 +1011,13 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 		return
 	}
 	w.m.delivered.Add(1)
-	if err := w.opts.HandleMessage(w.ctx, clientID, d.msg); err != nil {
+	ctx := w.ctx
+	if w.q.opts.Tracer != nil {
+		ctx = w.q.startDelivery(ctx, DeliveryInfo{ClientID: clientID, Worker: true}, d.msg)
+	}
+	err := w.opts.HandleMessage(ctx, clientID, d.msg)
+	d.msg.trace.end(err)
+	if err != nil {
 		w.m.handlerErrors.Add(1)
 		// A handler cut short by Close is expected, not worth a warning.
 		if w.ctx.Err() != nil && errors.Is(err, context.Canceled) {
