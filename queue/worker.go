@@ -1014,6 +1014,9 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 	ctx := w.ctx
 	if w.q.opts.Tracer != nil {
 		ctx = w.q.startDelivery(ctx, DeliveryInfo{ClientID: clientID, Worker: true}, d.msg)
+		// Ends the delivery of a handler that panicked (a no-op after the
+		// end below); the panic goes on to the recover above.
+		defer d.msg.trace.end(errHandlerPanicked)
 	}
 	err := w.opts.HandleMessage(ctx, clientID, d.msg)
 	d.msg.trace.end(err)
@@ -1026,6 +1029,9 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 		w.log.Warn("syncfanout: HandleMessage failed", "client", clientID, "room", room, "message", d.msg.ID, "err", err)
 	}
 }
+
+// errHandlerPanicked ends the traced delivery of a handler that panicked.
+var errHandlerPanicked = errors.New("syncfanout: HandleMessage panicked")
 
 // heartbeatLoop beats for the hosted clients (AutoHeartbeat).
 func (w *Worker) heartbeatLoop() {
