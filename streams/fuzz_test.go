@@ -29,6 +29,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("not-an-id", uint16(0x01), "x", "", "", "", "", "", "", "", "")
 	f.Add("", uint16(0), "", "", "", "", "", "", "", "", "")
 	f.Add("1700000000000-5", uint16(0x32b), "x", "12", "", "5", "", "12:0:0:junk", "", "", "payload")
+	f.Add("1700000000000-6", uint16(0x3f), "m", "3", "p", "5", "1700000000000", "h7:2:tp1:xrhello", "", "", "")
+	f.Add("1700000000000-7", uint16(0x37), "o", "4", "", "", "1700000000000", "h7:2:tp1:xh", "", "", "")
 	f.Fuzz(func(t *testing.T, id string, present uint16, tt, mid, p, pr, et, d, c, o, r string) {
 		vals := []string{tt, mid, p, pr, et, d, c, o, r}
 		m := redis.XMessage{ID: id, Values: map[string]any{}}
