@@ -478,20 +478,8 @@ func (q *Queue) beat(ctx context.Context, clientID string, rooms []string) (gone
 // message that is no longer in flight returns ErrStaleAck and changes
 // nothing.
 func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
-	if err := q.check(ctx); err != nil {
-		return err
-	}
-	if err := keys.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
+	t, err := q.verifyAck(ctx, clientID, ackToken)
 	if err != nil {
-		q.stats.ackRejected(err)
-		return err
-	}
-	if t.client != clientID {
-		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		q.stats.ackRejected(err)
 		return err
 	}
 	return q.ackToken(ctx, t)
