@@ -63,6 +63,10 @@ var (
 	// ErrRoomFull: a send refused by the room's MaxPending with Overflow
 	// Reject (see RoomFullError for the limit); nothing was written.
 	ErrRoomFull = sferr.ErrRoomFull
+	// ErrInvalidHeader: a message header breaks the rules of Header (bad
+	// key or value, too many headers, or a header block over
+	// MaxHeaderBytes).
+	ErrInvalidHeader = sferr.ErrInvalidHeader
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches

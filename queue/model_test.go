@@ -122,7 +122,7 @@ type mdlRoom struct {
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
-	// policy is the room's stored policy (project rules 15 to 19): the
+	// policy is the room's stored policy (project rules 17 to 21): the
 	// model covers MaxPending with each Overflow and MaxPayloadBytes.
 	policy  queue.Policy
 	dropped uint64
@@ -207,7 +207,7 @@ func (r *mdlRoom) settle() {
 // send enqueues a message within the room's policy: a payload above
 // MaxPayloadBytes, or one more message than MaxPending with Reject, is
 // refused with nothing changed; the dropping overflow policies drop until
-// the backlog fits (rules 17 to 19).
+// the backlog fits (rules 19 to 21).
 func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
 	p := r.policy
 	if p.MaxPayloadBytes > 0 && len(payload) > p.MaxPayloadBytes {
@@ -246,7 +246,7 @@ func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
 }
 
 // skip completes the in-flight message without c, which missed its ack
-// deadline under the straggler policy Skip (rule 21): it stays a member.
+// deadline under the straggler policy Skip (rule 23): it stays a member.
 // The caller settles once the skips of one script call are done.
 func (r *mdlRoom) skip(c string) {
 	r.members[c] = true
@@ -262,7 +262,7 @@ func (r *mdlRoom) setPolicy(p queue.Policy) {
 }
 
 // oob appends an out-of-band message; the room's MaxPayloadBytes applies
-// (rule 19).
+// (rule 21).
 func (r *mdlRoom) oob(producer, payload string) (uint64, error) {
 	if r.policy.MaxPayloadBytes > 0 && len(payload) > r.policy.MaxPayloadBytes {
 		return 0, queue.ErrPayloadTooLarge
@@ -676,7 +676,7 @@ func (h *mdlHarness) opSend() []string {
 // opSkip sends, into a room with nothing pending or in flight, a message
 // with a short AckDeadline under the straggler policy Skip, lets some of
 // its members ack it and waits until the deadline completes it without the
-// others (rules 20 and 21). As with evictions, the model replays the skips
+// others (rules 22 and 23). As with evictions, the model replays the skips
 // in the order the stream shows them (the member set's order).
 func (h *mdlHarness) opSkip() ([]string, bool) {
 	room := h.pick(h.rooms)

@@ -98,6 +98,10 @@ type Options struct {
 	// deployment should use the same one: each applies its own to such
 	// rooms. Validated as SetPolicy does (ErrInvalidPolicy).
 	DefaultPolicy Policy
+	// Tracer, when set, follows every message this Queue sends or
+	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
+	// Default nil: no tracing, and no cost.
+	Tracer Tracer
 }
 
 const defaultMaxLen = 10000
@@ -199,6 +203,7 @@ type SendOption func(*sendOptions) error
 type sendOptions struct {
 	priority    int
 	producer    string
+	headers     map[string]string
 	ackDeadline time.Duration
 }
 

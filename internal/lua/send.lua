@@ -50,7 +50,7 @@ local function drop_entry(m, p, why)
     ev[#ev + 1] = 'p'
     ev[#ev + 1] = string.sub(m, at, at + plen - 1)
     ev[#ev + 1] = 'n'
-    ev[#ev + 1] = math.max(#m - at - plen, 0)
+    ev[#ev + 1] = math.max(body_len(m, at + plen), 0)
     take_deadline(seq)
   end
   append(ev)

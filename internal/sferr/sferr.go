@@ -32,6 +32,7 @@ var (
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
 	ErrInvalidPolicy   = errors.New("syncfanout: invalid room policy")
 	ErrRoomFull        = errors.New("syncfanout: room is full (MaxPending reached)")
+	ErrInvalidHeader   = errors.New("syncfanout: invalid message header")
 )
 
 // Errors of the operators' transitions (queue.Admin).
