@@ -119,6 +119,11 @@ type State struct {
 	Missing    []string // members the in-flight message waits on
 	StreamLen  int64
 	Hold       bool
+	// Paused is set while an operator has paused the room (admin_pause.lua).
+	Paused      bool
+	PausedAt    time.Time
+	PausedBy    string
+	PauseReason string
 }
 
 // State reads a room's state in one atomic step.
@@ -137,6 +142,10 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
+	if pz, ok := meta["pz"]; ok {
+		s.Paused, s.PausedAt = true, msString(pz)
+		s.PausedBy, s.PauseReason = meta["pb"], meta["pr"]
+	}
 	if lens, ok := v[6].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {

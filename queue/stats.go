@@ -45,6 +45,12 @@ type Stats struct {
 	// on the same prefix (see ErrShardMismatch).
 	ShardConflict bool
 
+	// Operators' transitions this Queue's Admin handles made, by action.
+	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete uint64
+	// Kicked counts local subscribers (subscriptions and worker clients)
+	// that an operator removed: kicked, or with their room deleted.
+	Kicked uint64
+
 	// ReleaseLatency: from the step that released a queued message (the
 	// last ack of the previous one, a leave, an eviction, or its own send
 	// when the barrier was open) to its delivery to a local subscriber; the
@@ -67,6 +73,9 @@ type counters struct {
 	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
 	ShardConflict                                   atomic.Bool
 
+	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete atomic.Uint64
+	Kicked                                                                    atomic.Uint64
+
 	ReleaseLatency, BarrierWait, EndToEnd histogram
 }
 
@@ -82,7 +91,10 @@ func (s *counters) snapshot() Stats {
 		Invalid:      s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
-		EndToEnd: s.EndToEnd.snapshot(),
+		EndToEnd:   s.EndToEnd.snapshot(),
+		AdminPause: s.AdminPause.Load(), AdminResume: s.AdminResume.Load(), AdminPurge: s.AdminPurge.Load(),
+		AdminRelease: s.AdminRelease.Load(), AdminKick: s.AdminKick.Load(), AdminDelete: s.AdminDelete.Load(),
+		Kicked: s.Kicked.Load(),
 	}
 }
 

@@ -28,6 +28,29 @@ const (
 	Malformed Type = "malformed"
 )
 
+// Event types of the operators' transitions (queue.Admin). Each carries
+// the Actor who made it and its Reason.
+const (
+	// Pause: the room releases nothing new until a Resume.
+	Pause Type = "pause"
+	// Resume ends a Pause.
+	Resume Type = "resume"
+	// Purge dropped Count pending entries: of priority Priority (-1: every
+	// level), with a message ID of at most MessageID when it is not 0.
+	Purge Type = "purge"
+	// ForceRelease completed the in-flight message MessageID without the
+	// acks of Missing, who stay members.
+	ForceRelease Type = "release"
+	// Kick removed ClientID (an observer when Observer is set), as an
+	// eviction would.
+	Kick Type = "kick"
+	// RoomDeleted: every key of the room was deleted right after this
+	// event. The readers behind subscriptions and workers receive it from
+	// its notification; the stream itself is gone with the room, so
+	// History, ReplayInto and Tail (which read the stream) never show it.
+	RoomDeleted Type = "delete"
+)
+
 // Reasons of a Malformed event.
 const (
 	// MalformedHeader: the entry is not "<seq>:<enqueue ms>:<producer
@@ -42,7 +65,10 @@ const (
 // MalformedKeep is how many bytes of a malformed entry its event keeps.
 const MalformedKeep = 64
 
-var typeCodes = map[string]Type{"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed}
+var typeCodes = map[string]Type{
+	"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed,
+	"P": Pause, "R": Resume, "U": Purge, "F": ForceRelease, "K": Kick, "D": RoomDeleted,
+}
 
 // Event is one decoded entry of a room's delivery stream.
 type Event struct {
@@ -62,8 +88,16 @@ type Event struct {
 	ClientID string // Join, Leave, Evict
 	Observer bool   // Join, Leave, Evict: the client was an observer
 	// Reason: Leave ("leave"), Evict ("timeout", "ack-timeout"),
-	// Malformed (MalformedHeader, MalformedPayload).
+	// Malformed (MalformedHeader, MalformedPayload); the operator's reason
+	// of an admin event (Pause, Resume, Purge, ForceRelease, Kick,
+	// RoomDeleted).
 	Reason string
+	// Actor: who made an admin event (queue.Queue.Admin's actor).
+	Actor string
+	// Count: Purge: how many pending entries it dropped.
+	Count int
+	// Missing: ForceRelease: the members that had not acked, sorted.
+	Missing []string
 }
 
 // DecodeError is a stream entry that is not a valid event. It matches
@@ -162,6 +196,37 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		if id, ok := field("id"); ok {
 			ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
 		}
+	case Pause, Resume, RoomDeleted:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+	case Purge:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+		n, _ := field("n")
+		if ev.Count, err = strconv.Atoi(n); err != nil || ev.Count < 0 {
+			return bad("bad purge count %q", n)
+		}
+		ev.Priority = -1
+		if pr, ok := field("pr"); ok {
+			if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
+				return bad("bad priority %q", pr)
+			}
+		}
+		if id, ok := field("id"); ok {
+			if ev.MessageID, err = strconv.ParseUint(id, 10, 64); err != nil {
+				return bad("bad message id %q", id)
+			}
+		}
+	case ForceRelease:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+		id, _ := field("id")
+		if ev.MessageID, err = strconv.ParseUint(id, 10, 64); err != nil || ev.MessageID == 0 {
+			return bad("bad message id %q", id)
+		}
+		if ms, _ := field("ms"); ms != "" {
+			ev.Missing = strings.Split(ms, "\n")
+		}
 	default:
 		c, ok := field("c")
 		if !ok || c == "" {
@@ -171,6 +236,7 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		role, _ := field("o")
 		ev.Observer = role == "o"
 		ev.Reason, _ = field("r")
+		ev.Actor, _ = field("a") // Kick
 	}
 	return ev, nil
 }

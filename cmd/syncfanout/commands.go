@@ -59,6 +59,7 @@ type roomRow struct {
 	// Idle rooms (nothing but history) are listed after the live ones
 	// until they expire; ExpiresInSeconds is absent when kept forever.
 	Idle             bool     `json:"idle,omitempty"`
+	Paused           bool     `json:"paused,omitempty"` // by an operator (syncfanout pause)
 	ExpiresInSeconds *float64 `json:"expires_in_seconds,omitempty"`
 }
 
@@ -93,7 +94,7 @@ func roomsCmd() *command {
 				if err != nil {
 					return err
 				}
-				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle}
+				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle, Paused: st.Paused}
 				if r.Idle && !r.Expires.IsZero() {
 					in := max(r.Expires.Sub(st.Now), 0).Seconds()
 					row.ExpiresInSeconds = &in
@@ -149,7 +150,11 @@ func roomsCmd() *command {
 				case r.Idle:
 					inflight = "- (idle, kept)"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", r.Room, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
+				name := r.Room
+				if r.Paused {
+					name += " (paused)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", name, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
 			}
 			return tw.Flush()
 		},
@@ -181,6 +186,14 @@ type stateJSON struct {
 	WaitingOn  []memberJSON   `json:"waiting_on"`
 	StreamLen  int64          `json:"stream_entries"`
 	Hold       bool           `json:"hold_when_empty"`
+	Paused     *pausedJSON    `json:"paused,omitempty"`
+}
+
+// pausedJSON is an operator's pause (syncfanout pause).
+type pausedJSON struct {
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
 }
 
 type inFlightJSON struct {
@@ -231,6 +244,9 @@ func stateView(st queue.RoomState) stateJSON {
 		Room: st.Room, Now: st.Now.UTC(), LastSeq: st.LastSeq, Pending: st.Pending,
 		StreamLen: st.StreamLen, Hold: st.Hold,
 		Members: []memberJSON{}, Observers: []memberJSON{}, WaitingOn: []memberJSON{},
+	}
+	if st.Paused {
+		s.Paused = &pausedJSON{Since: st.PausedAt.UTC(), By: st.PausedBy, Reason: st.PauseReason}
 	}
 	for p, n := range st.ByPriority {
 		if n > 0 {
@@ -301,6 +317,9 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 		pending += ", held while the room is empty"
 	}
 	fmt.Fprintf(tw, "pending:\t%s\n", pending)
+	if st.Paused {
+		fmt.Fprintf(tw, "paused:\tsince %s ago, by %s, reason %q: nothing new is released\n", human(st.Now.Sub(st.PausedAt)), st.PausedBy, st.PauseReason)
+	}
 	if in := st.InFlight; in != nil {
 		line := fmt.Sprintf("message %d (stream %s), released %s ago", in.Seq, in.StreamID, human(in.Age))
 		if !in.AckDeadline.IsZero() {
@@ -617,8 +636,12 @@ type eventJSON struct {
 	Client     string     `json:"client,omitempty"`
 	Observer   bool       `json:"observer,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
-	Size       *int       `json:"size,omitempty"`  // malformed: the entry's length
-	Entry      string     `json:"entry,omitempty"` // malformed: its first bytes, Go-quoted
+	Size       *int       `json:"size,omitempty"`    // malformed: the entry's length
+	Entry      string     `json:"entry,omitempty"`   // malformed: its first bytes, Go-quoted
+	Actor      string     `json:"actor,omitempty"`   // admin events
+	Count      *int       `json:"count,omitempty"`   // purge: entries dropped
+	UpTo       uint64     `json:"up_to,omitempty"`   // purge: its message ID bound
+	Missing    []string   `json:"missing,omitempty"` // release: members that had not acked
 	*payloadJSON
 }
 
@@ -658,13 +681,32 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			details = fmt.Sprintf("#%d ", ev.MessageID)
 		}
 		details += fmt.Sprintf("priority=%d reason=%s size=%d  %s", ev.Priority, ev.Reason, ev.Size, j.Entry)
+	case streams.Pause, streams.Resume, streams.RoomDeleted:
+		j.Actor, j.Reason = ev.Actor, ev.Reason
+		details = adminDetails(ev)
+	case streams.Purge:
+		j.Actor, j.Reason, j.Count, j.UpTo = ev.Actor, ev.Reason, ptr(ev.Count), ev.MessageID
+		details = fmt.Sprintf("dropped=%d", ev.Count)
+		if ev.Priority >= 0 {
+			j.Priority = ptr(ev.Priority)
+			details += fmt.Sprintf(" priority=%d", ev.Priority)
+		}
+		if ev.MessageID > 0 {
+			details += fmt.Sprintf(" up-to=#%d", ev.MessageID)
+		}
+		details += " " + adminDetails(ev)
+	case streams.ForceRelease:
+		j.ID, j.Actor, j.Reason, j.Missing = ev.MessageID, ev.Actor, ev.Reason, ev.Missing
+		details = fmt.Sprintf("#%d missing=%s %s", ev.MessageID, dash(strings.Join(ev.Missing, ",")), adminDetails(ev))
 	default:
-		j.Client, j.Observer, j.Reason = ev.ClientID, ev.Observer, ev.Reason
+		j.Client, j.Observer, j.Reason, j.Actor = ev.ClientID, ev.Observer, ev.Reason, ev.Actor
 		details = "client=" + ev.ClientID
 		if ev.Observer {
 			details += " (observer)"
 		}
-		if ev.Reason != "" && ev.Reason != string(ev.Type) {
+		if ev.Type == streams.Kick {
+			details += " " + adminDetails(ev)
+		} else if ev.Reason != "" && ev.Reason != string(ev.Type) {
 			details += " reason=" + ev.Reason
 		}
 	}
@@ -673,6 +715,12 @@ func (p *eventPrinter) print(ev streams.Event) error {
 	}
 	_, err := fmt.Fprintf(p.w, "%-24s  %-17s  %-7s  %s\n", ev.At.UTC().Format("2006-01-02T15:04:05.000Z"), ev.ID, ev.Type, details)
 	return err
+}
+
+// adminDetails shows who made an admin event and why; both are quoted,
+// since they may hold spaces.
+func adminDetails(ev streams.Event) string {
+	return fmt.Sprintf("actor=%s reason=%s", strconv.Quote(ev.Actor), strconv.Quote(ev.Reason))
 }
 
 // ---- send ----
@@ -685,7 +733,7 @@ func sendCmd() *command {
 		name:    "send",
 		args:    "ROOM DATA",
 		nargs:   2,
-		summary: "Send a message to a room (the only command that changes anything). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
+		summary: "Send a message to a room (one of the commands that change Redis, with the admin commands). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
 		example: "syncfanout send lobby 'hello'\n" +
 			"syncfanout send --json --priority 1 --producer ops lobby '{\"kind\":\"reload\"}'\n" +
 			"echo 'stop' | syncfanout send --oob lobby -",

@@ -55,6 +55,17 @@ var (
 	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
 )
 
+// The operators' transitions (queue.Admin), one script each. They are
+// never pipelined, so they are not in All.
+var (
+	AdminPause   = redis.NewScript(Source("admin_pause.lua"))
+	AdminResume  = redis.NewScript(Source("admin_resume.lua"))
+	AdminPurge   = redis.NewScript(Source("admin_purge.lua"))
+	AdminRelease = redis.NewScript(Source("admin_release.lua"))
+	AdminKick    = redis.NewScript(Source("admin_kick.lua"))
+	AdminDelete  = redis.NewScript(Source("admin_delete.lua"))
+)
+
 // Config is housekeeping's check of the deployment-wide settings. It is
 // never pipelined, so it is not in All.
 var Config = redis.NewScript(Source("config.lua"))

@@ -4,7 +4,9 @@
 --
 -- KEYS (the same for every room script; see internal/keys):
 --   1 meta    HASH   seq, pend, ep, hold, f (in-flight seq), fs (its stream ID),
---                    rt (its release time), ad (ack deadline), lc (last completion)
+--                    rt (its release time), ad (ack deadline), lc (last completion),
+--                    pz (paused since, ms; absent when not paused), pb (paused
+--                    by: the actor), pr (the pause's reason); see admin_*.lua
 --   2 mem     ZSET   voting member -> heartbeat deadline (server ms)
 --   3 seen    HASH   member or observer -> last heartbeat (server ms)
 --   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release)
@@ -32,6 +34,10 @@
 --   e (evict), x (malformed pending entry set aside); id, p (producer),
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
 --   o (role: m member, o observer), n (length of a malformed entry).
+-- Admin events (admin_*.lua), each with a (actor) and r (reason): P (pause),
+--   R (resume), U (purge: n dropped, pr level if one, id up-to if one),
+--   F (force release: id, ms the members that had not acked, "\n"-joined),
+--   K (kick: c, o), D (room deleted).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
@@ -57,7 +63,9 @@ local NOW = now_ms()
 -- calls (HSET and HDEL) at the end of the script.
 local META = {}
 do
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad'}
+  -- pz (paused) rides along: one more field of a read every call makes,
+  -- so the release step's paused check costs no call.
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -155,8 +163,9 @@ local function append(fields)
   return id
 end
 
--- drop removes a member or observer and records why; nil if it was neither.
-local function drop(c, ev, reason)
+-- drop removes a member or observer and records why (and who, for an
+-- admin's kick); nil if it was neither.
+local function drop(c, ev, reason, actor)
   local role
   if redis.call('ZREM', KEYS[K_MEM], c) == 1 then
     redis.call('HDEL', KEYS[K_ACK], c)
@@ -171,7 +180,12 @@ local function drop(c, ev, reason)
   end
   DEADLINES, MEMBERS = true, true
   redis.call('HDEL', KEYS[K_SEEN], c)
-  append({'t', ev, 'c', c, 'r', reason, 'o', role})
+  local fields = {'t', ev, 'c', c, 'r', reason, 'o', role}
+  if actor then
+    fields[#fields + 1] = 'a'
+    fields[#fields + 1] = actor
+  end
+  append(fields)
   return role
 end
 
@@ -281,6 +295,9 @@ local function release()
     hold = META.hold == '1',
     ad = META.ad and tonumber(META.ad) or 0,
     nmem = redis.call('ZCARD', KEYS[K_MEM]),
+    -- A paused room completes its in-flight message but releases nothing
+    -- new (admin_pause.lua).
+    paused = META.pz ~= nil,
   }
   if st.inflight then
     if st.nmem > 0 and not ACKED_ALL and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
@@ -297,7 +314,7 @@ local function release()
     mset('lc', NOW)
   end
   local n, last = 0, nil
-  if st.pend > 0 and not (st.nmem == 0 and st.hold) then
+  if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
     local want = 1
     if st.nmem == 0 then want = DRAIN_BATCH end
     local bad = 0
@@ -445,7 +462,8 @@ local function update_index(st)
   local nobs
   if st.nmem > 0 and not MEMBERS and st.pend == PEND0 then
     -- Unchanged since the call that last wrote it.
-  elseif st.pend > 0 or st.nmem > 0 or st.inflight then
+  elseif st.pend > 0 or st.nmem > 0 or st.inflight or st.paused then
+    -- A paused room is never idle, so it never expires with its pause.
     redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
   else
     nobs = redis.call('ZCARD', KEYS[K_OBS])
@@ -471,7 +489,7 @@ local function update_index(st)
     end
   end
   if st.ad > 0 and (not d or st.ad < d) then d = st.ad end
-  if st.pend > 0 and st.nmem == 0 and not st.hold then
+  if st.pend > 0 and st.nmem == 0 and not st.hold and not st.paused then
     d = NOW -- a drain batch left work behind
   end
   if d then

@@ -32,6 +32,18 @@ var (
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
 )
 
+// Errors of the operators' transitions (queue.Admin).
+var (
+	ErrInvalidActor  = errors.New("syncfanout: invalid admin actor")
+	ErrInvalidReason = errors.New("syncfanout: invalid admin reason")
+	ErrUnknownRoom   = errors.New("syncfanout: unknown room (it holds nothing)")
+	ErrAlreadyPaused = errors.New("syncfanout: room is already paused")
+	ErrNotPaused     = errors.New("syncfanout: room is not paused")
+	ErrNoInFlight    = errors.New("syncfanout: no message in flight")
+	ErrKicked        = errors.New("syncfanout: client was kicked from the room by an operator")
+	ErrRoomDeleted   = errors.New("syncfanout: room was deleted by an operator")
+)
+
 // Status codes returned by the Lua scripts as the first element of their
 // reply. The same list is in the header of every script.
 const (
@@ -43,6 +55,11 @@ const (
 	StatusEpoch     = "EPOCH"
 	StatusAlready   = "ALREADY"
 	StatusRejoined  = "REJOINED"
+	// The operators' transitions (admin_*.lua).
+	StatusNoRoom     = "NO_ROOM"
+	StatusPaused     = "PAUSED"
+	StatusNotPaused  = "NOT_PAUSED"
+	StatusNoInFlight = "NO_INFLIGHT"
 )
 
 // errRejoined is the stale ack of a token issued under an earlier
@@ -70,6 +87,14 @@ func FromStatus(code string) error {
 		return ErrRoomReset
 	case StatusAlready:
 		return ErrAlreadyMember
+	case StatusNoRoom:
+		return ErrUnknownRoom
+	case StatusPaused:
+		return ErrAlreadyPaused
+	case StatusNotPaused:
+		return ErrNotPaused
+	case StatusNoInFlight:
+		return ErrNoInFlight
 	default:
 		return fmt.Errorf("syncfanout: unexpected script status %q", code)
 	}
