@@ -5,13 +5,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/syncfanout/syncfanout/barrier"
 )
 
 // shardAcks carries the single acks of a Queue (a q.Join that is its
-// room's only local holder, Queue.Ack) to Redis per shard: while one ack
-// of a shard is in flight, the next ones of that shard wait, and go out
-// together in one round trip when it returns. An ack that finds its shard
+// room's only local holder, Queue.Ack) to Redis through lanes (one per
+// shard on a cluster, one on a single server): while one ack of a lane is
+// in flight, the next ones of that lane wait, and go out together in one
+// round trip when it returns. An ack that finds its shard
 // idle goes at once, alone, so an idle Queue pays no latency, and there is
 // no timer: a batch is whatever arrived during the previous call.
 //
@@ -40,8 +43,22 @@ type laneAck struct {
 	done chan struct{}
 }
 
+// newShardAcks gives a single server one lane: its shards share one socket
+// anyway, and one lane makes the batches largest (measured on W2: 1.1-1.4
+// round trips per message against 2.7-2.9 with a lane per shard). On a
+// cluster each shard has its own lane, so that a node that is slow or
+// failing over holds back only the acks of its own shards.
 func newShardAcks(q *Queue) *shardAcks {
-	return &shardAcks{q: q, lanes: make([]ackLane, q.opts.NumShards)}
+	n := 1
+	if _, ok := q.rdb.(*redis.ClusterClient); ok {
+		n = q.opts.NumShards
+	}
+	return &shardAcks{q: q, lanes: make([]ackLane, n)}
+}
+
+// lane returns the lane of room's shard.
+func (s *shardAcks) lane(room string) *ackLane {
+	return &s.lanes[s.q.layout.ShardOf(room)%len(s.lanes)]
 }
 
 // maxLaneBatch bounds the acks of one round trip, so one reply stays small.
@@ -49,7 +66,7 @@ const maxLaneBatch = 256
 
 // ack acks t, alone or in its shard's next batch.
 func (s *shardAcks) ack(ctx context.Context, t token) error {
-	l := &s.lanes[s.q.layout.ShardOf(t.room)]
+	l := s.lane(t.room)
 	l.mu.Lock()
 	if !l.busy {
 		l.busy = true

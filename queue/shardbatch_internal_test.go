@@ -48,7 +48,7 @@ func (h *pipeCounter) snapshot() []int {
 }
 
 // roomsOfOneShard returns n room names of one shard of q.
-func roomsOfOneShard(q *Queue, n int) (int, []string) {
+func roomsOfOneShard(q *Queue, n int) []string {
 	shard := q.layout.ShardOf("shard-acks-0")
 	rooms := []string{"shard-acks-0"}
 	for i := 1; len(rooms) < n; i++ {
@@ -56,7 +56,7 @@ func roomsOfOneShard(q *Queue, n int) (int, []string) {
 			rooms = append(rooms, r)
 		}
 	}
-	return shard, rooms
+	return rooms
 }
 
 // holdLane makes the lane look busy (an ack in flight), so the next acks
@@ -90,7 +90,7 @@ func TestShardAckBatch(t *testing.T) {
 		require.NoError(t, err)
 		defer q.Close()
 		const N = 5
-		shard, rooms := roomsOfOneShard(q, N)
+		rooms := roomsOfOneShard(q, N)
 		subs := make([]*Subscription, N)
 		msgs := make([]*Message, N)
 		for i, room := range rooms {
@@ -105,7 +105,7 @@ func TestShardAckBatch(t *testing.T) {
 			msgs[i], err = s.Next(ctx)
 			require.NoError(t, err)
 		}
-		l := &q.shardAcks.lanes[shard]
+		l := q.shardAcks.lane(rooms[0])
 		holdLane(l)
 		errs := make(chan error, N)
 		for _, m := range msgs {
@@ -146,7 +146,7 @@ func TestShardAckBatchWithdraw(t *testing.T) {
 		q, err := New(ctx, b.NewClient(t), Options{Prefix: b.Prefix})
 		require.NoError(t, err)
 		defer q.Close()
-		shard, rooms := roomsOfOneShard(q, 1)
+		rooms := roomsOfOneShard(q, 1)
 		s, err := q.Join(ctx, rooms[0])
 		require.NoError(t, err)
 		defer s.Close(context.Background())
@@ -155,7 +155,7 @@ func TestShardAckBatchWithdraw(t *testing.T) {
 		m, err := s.Next(ctx)
 		require.NoError(t, err)
 
-		l := &q.shardAcks.lanes[shard]
+		l := q.shardAcks.lane(rooms[0])
 		holdLane(l)
 		actx, acancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -175,5 +175,31 @@ func TestShardAckBatchWithdraw(t *testing.T) {
 		st, err = q.RoomState(ctx, rooms[0])
 		require.NoError(t, err)
 		require.Nil(t, st.InFlight)
+	})
+}
+
+// TestShardAckLanes: on a single server every room shares one lane (the
+// largest batches); on a cluster each shard has its own, so a slow node
+// holds back only its own shards' acks.
+func TestShardAckLanes(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rdb := b.NewClient(t)
+		q, err := New(ctx, rdb, Options{Prefix: b.Prefix})
+		require.NoError(t, err)
+		defer q.Close()
+		a, c := "lanes-a", "lanes-b"
+		for i := 0; q.layout.ShardOf(a) == q.layout.ShardOf(c); i++ {
+			c = fmt.Sprintf("lanes-b%d", i)
+		}
+		if _, cluster := rdb.(*redis.ClusterClient); cluster {
+			require.Len(t, q.shardAcks.lanes, q.opts.NumShards)
+			require.NotSame(t, q.shardAcks.lane(a), q.shardAcks.lane(c))
+		} else {
+			require.Len(t, q.shardAcks.lanes, 1)
+			require.Same(t, q.shardAcks.lane(a), q.shardAcks.lane(c))
+		}
 	})
 }
