@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 BENCH_SHORT_ARGS ?= -short
 
 .DEFAULT_GOAL := help
-.PHONY: help ensure-redis ensure-promtool test demo bench bench-short lint apidiff tidy fuzz-smoke soak
+.PHONY: help ensure-redis ensure-promtool ensure-chromium screenshots test demo bench bench-short lint apidiff tidy fuzz-smoke soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,7 +33,13 @@ ensure-redis: ## Install redis-server and redis-cli if missing (apt-get, as root
 ensure-promtool: ## Install promtool (Debian's prometheus package) if missing, to check deploy/prometheus/alerts.yml
 	@bash scripts/ensure-promtool.sh
 
-test: ensure-redis ## Run all tests with -race in both modules, on standalone and cluster Redis, then each fuzz target for TEST_FUZZTIME
+ensure-chromium: ## Install Debian's chromium if missing (apt-get, as root), for the web console's browser test
+	@bash scripts/ensure-chromium.sh
+
+screenshots: ensure-redis ensure-chromium ## Rewrite docs/console/*.png with the browser test (headless Chromium)
+	cd integration && SYNCFANOUT_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./browser
+
+test: ensure-redis ensure-chromium ## Run all tests with -race in both modules, on standalone and cluster Redis, the console in headless Chromium, then each fuzz target for TEST_FUZZTIME
 	@# Without promtool (and not root), the deploy tests skip it; .ci/run insists.
 	@bash scripts/ensure-promtool.sh || echo "make test: the promtool checks of deploy/ will be skipped"
 	@set -o pipefail; status=0; \

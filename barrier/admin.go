@@ -30,7 +30,7 @@ func (b *Barrier) admin(ctx context.Context, s *redis.Script, what, room string,
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: %s: %w", what, err)
 	}
-	if err := sferr.FromStatus(str(v, 0)); err != nil {
+	if err := sferr.FromStatus(str(v, adminStatus)); err != nil {
 		return nil, fmt.Errorf("%w: %s: room=%q", err, what, room)
 	}
 	return v, nil
@@ -48,7 +48,7 @@ func (b *Barrier) Resume(ctx context.Context, room, actor, reason string) (Admin
 	if err != nil {
 		return AdminResult{}, err
 	}
-	return AdminResult{Released: int(u64(v, 2))}, nil
+	return AdminResult{Released: int(u64(v, adminReleased))}, nil
 }
 
 // Purge drops pending entries: of priority level p (-1: every level), and
@@ -62,7 +62,7 @@ func (b *Barrier) Purge(ctx context.Context, room, actor, reason string, p int, 
 	if err != nil {
 		return AdminResult{}, err
 	}
-	return AdminResult{Dropped: int(u64(v, 2))}, nil
+	return AdminResult{Dropped: int(u64(v, adminDropped))}, nil
 }
 
 // ForceRelease completes the in-flight message without the missing acks.
@@ -71,9 +71,9 @@ func (b *Barrier) ForceRelease(ctx context.Context, room, actor, reason string) 
 	if err != nil {
 		return AdminResult{}, err
 	}
-	r := AdminResult{Released: int(u64(v, 2)), Missing: []string{}}
-	if len(v) > 3 {
-		list, _ := v[3].([]any)
+	r := AdminResult{Released: int(u64(v, adminReleased)), Missing: []string{}}
+	if len(v) > adminMissing {
+		list, _ := v[adminMissing].([]any)
 		for i := range list {
 			r.Missing = append(r.Missing, str(list, i))
 		}
@@ -87,7 +87,7 @@ func (b *Barrier) Kick(ctx context.Context, room, actor, reason, client string) 
 	if err != nil {
 		return AdminResult{}, fmt.Errorf("%w: client=%q", err, client)
 	}
-	return AdminResult{Released: int(u64(v, 2)), Role: str(v, 3)}, nil
+	return AdminResult{Released: int(u64(v, adminReleased)), Role: str(v, adminRole)}, nil
 }
 
 // Delete tells the room's members, then deletes every key of the room.
@@ -96,5 +96,5 @@ func (b *Barrier) Delete(ctx context.Context, room, actor, reason string) (Admin
 	if err != nil {
 		return AdminResult{}, err
 	}
-	return AdminResult{Members: int(u64(v, 2)), Dropped: int(u64(v, 4))}, nil
+	return AdminResult{Members: int(u64(v, adminMembers)), Dropped: int(u64(v, adminDeleted))}, nil
 }

@@ -132,13 +132,13 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: %w", room, err)
 	}
-	if len(v) < 8 {
+	if len(v) < stateLen {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: short reply", room)
 	}
-	s := State{Room: room, Now: ms(v, 0)}
-	meta := pairs(v[1])
-	seen := pairs(v[3])
-	acks := pairs(v[4])
+	s := State{Room: room, Now: ms(v, stateNow)}
+	meta := pairs(v[stateMeta])
+	seen := pairs(v[stateSeen])
+	acks := pairs(v[stateAcks])
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
@@ -146,7 +146,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 		s.Paused, s.PausedAt = true, msString(pz)
 		s.PausedBy, s.PauseReason = meta["pb"], meta["pr"]
 	}
-	if lens, ok := v[6].([]any); ok {
+	if lens, ok := v[statePending].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {
 				s.ByPriority[p] = int(u64(lens, p))
@@ -154,7 +154,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 			}
 		}
 	}
-	s.StreamLen = int64(u64(v, 7))
+	s.StreamLen = int64(u64(v, stateStreamLen))
 	if f, ok := meta["f"]; ok {
 		in := &InFlight{StreamID: meta["fs"]}
 		in.Seq, _ = strconv.ParseUint(f, 10, 64)
@@ -173,14 +173,14 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 		}
 		return m
 	}
-	for id, d := range pairs(v[2]) {
+	for id, d := range pairs(v[stateMembers]) {
 		m := member(id, d, false)
 		s.Members = append(s.Members, m)
 		if s.InFlight != nil && !m.Acked {
 			s.Missing = append(s.Missing, id)
 		}
 	}
-	for id, d := range pairs(v[5]) {
+	for id, d := range pairs(v[stateObservers]) {
 		s.Observers = append(s.Observers, member(id, d, true))
 	}
 	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].ClientID < s.Members[j].ClientID })

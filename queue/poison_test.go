@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/metrics"
 	"github.com/syncfanout/syncfanout/queue"
@@ -30,17 +29,15 @@ import (
 func TestPoisonPendingEntrySetAside(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		tb := setupBundle(t, b)
+		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "poison"
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		first := send(t, ctx, q, room, "m1")
 		second := send(t, ctx, q, room, "m2")
 
-		layout, err := keys.New(b.Prefix, 16)
-		require.NoError(t, err)
-		list := layout.RoomKeys(room)[keys.KQueue0-1+queue.DefaultPriority]
+		list := layout.Queue(room, queue.DefaultPriority)
 		now := time.Now().UnixMilli()
 		poison := []string{
 			fmt.Sprintf("900:%d:0:", now),               // no payload at all
@@ -152,8 +149,8 @@ syncfanout_malformed_pending_entries_total %d
 func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		tb := setupBundle(t, b)
+		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "undecodable"
 		sub := join(t, ctx, q, room)
 		got := make(chan *queue.Message, 10)
@@ -166,13 +163,10 @@ func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 		require.NoError(t, w.Subscribe(ctx, "gateway-client", room))
 
 		// Message 1 is in flight, but its stream entry has no payload.
-		layout, err := keys.New(b.Prefix, 16)
-		require.NoError(t, err)
-		ks := layout.RoomKeys(room)
 		now := fmt.Sprint(time.Now().UnixMilli())
-		id, err := b.Client.XAdd(ctx, &redis.XAddArgs{Stream: ks[keys.KStream-1], Values: []any{"t", "m", "id", "1", "pr", "5", "et", now, "d", ""}}).Result()
+		id, err := b.Client.XAdd(ctx, &redis.XAddArgs{Stream: layout.Stream(room), Values: []any{"t", "m", "id", "1", "pr", "5", "et", now, "d", ""}}).Result()
 		require.NoError(t, err)
-		require.NoError(t, b.Client.HSet(ctx, ks[keys.KMeta-1], "seq", 1, "f", 1, "fs", id, "rt", now).Err())
+		require.NoError(t, b.Client.HSet(ctx, layout.Meta(room), "seq", 1, "f", 1, "fs", id, "rt", now).Err())
 
 		good := send(t, ctx, q, room, "good")
 		// Something appended after the garbage makes the readers look back.

@@ -42,7 +42,7 @@ type Queue struct {
 	router *router // in-process subscriptions and their readers
 
 	acks *joinAcks // coalesces the acks of the subscriptions of a room
-	// shardAcks batches single acks per shard; nil with WaitReplicas,
+	// shardAcks batches single acks that overlap (shardbatch.go); nil with WaitReplicas,
 	// whose WAIT follows each call and has no pipelined form here.
 	shardAcks *shardAcks
 }
@@ -437,20 +437,8 @@ func (q *Queue) beat(ctx context.Context, clientID string, rooms []string) (gone
 // message that is no longer in flight returns ErrStaleAck and changes
 // nothing.
 func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
-	if err := q.check(ctx); err != nil {
-		return err
-	}
-	if err := keys.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
+	t, err := q.verifyAck(ctx, clientID, ackToken)
 	if err != nil {
-		q.stats.ackRejected(err)
-		return err
-	}
-	if t.client != clientID {
-		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		q.stats.ackRejected(err)
 		return err
 	}
 	return q.ackToken(ctx, t)

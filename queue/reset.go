@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 	"github.com/syncfanout/syncfanout/streams"
 )
@@ -47,7 +46,7 @@ func (r *router) readRooms(ctx context.Context, rooms []string) (map[string]room
 	eps := make([]*redis.StringCmd, len(rooms))
 	infos := make([]*redis.XInfoStreamCmd, len(rooms))
 	for i, room := range rooms {
-		eps[i] = pipe.HGet(ctx, r.q.layout.RoomKeys(room)[keys.KMeta-1], "ep")
+		eps[i] = pipe.HGet(ctx, r.q.layout.Meta(room), "ep")
 		infos[i] = pipe.XInfoStream(ctx, r.q.layout.Stream(room))
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is looked at below

@@ -197,23 +197,16 @@ func (r *router) heartbeat(ctx context.Context) (failed bool) {
 	r.mu.Unlock()
 	// Rooms beat in parallel: one after the other, a process with many
 	// rooms could take longer than ClientTimeout to get round them.
-	work := make(chan string)
-	var wg sync.WaitGroup
-	var bad atomic.Bool
-	for range min(len(byRoom), heartbeatParallel) {
-		wg.Go(func() {
-			for room := range work {
-				if !r.heartbeatRoom(ctx, room, byRoom[room]) {
-					bad.Store(true)
-				}
-			}
-		})
-	}
+	rooms := make([]string, 0, len(byRoom))
 	for room := range byRoom {
-		work <- room
+		rooms = append(rooms, room)
 	}
-	close(work)
-	wg.Wait()
+	var bad atomic.Bool
+	forEachBounded(rooms, maxParallelCalls, func(room string) {
+		if !r.heartbeatRoom(ctx, room, byRoom[room]) {
+			bad.Store(true)
+		}
+	})
 	return bad.Load()
 }
 
@@ -288,7 +281,7 @@ func (r *router) close() {
 	}
 	// Detached from any caller: Close has no context, and leaving is what
 	// keeps the other members' rooms moving. Bounded so Close stays prompt.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveOnCloseTimeout)
 	defer cancel()
 	for _, s := range all {
 		_ = s.leave(ctx)

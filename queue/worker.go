@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -272,20 +271,8 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	if w.isClosed() {
 		return sferr.ErrClosed
 	}
-	if err := w.q.check(ctx); err != nil {
-		return err
-	}
-	if err := keys.ValidateClientID(clientID); err != nil {
-		return err
-	}
-	t, err := parseToken(ackToken, w.q.opts.AckSecret, w.q.opts.PreviousAckSecrets...)
+	t, err := w.q.verifyAck(ctx, clientID, ackToken)
 	if err != nil {
-		w.q.stats.ackRejected(err)
-		return err
-	}
-	if t.client != clientID {
-		err := fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
-		w.q.stats.ackRejected(err)
 		return err
 	}
 	return w.ackToken(ctx, t)
@@ -362,25 +349,14 @@ func (w *Worker) Close() error {
 	}
 	// Detached from any caller (Close has no context): leaving is what keeps
 	// the other members' rooms moving. Bounded so Close stays prompt.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveOnCloseTimeout)
 	defer cancel()
-	work := make(chan hosted)
-	var lw sync.WaitGroup
-	for range min(len(leave), 16) {
-		lw.Go(func() {
-			for h := range work {
-				if _, err := w.q.barrier.Leave(ctx, h.room, h.client); err != nil && !errors.Is(err, sferr.ErrNotMember) {
-					continue // it times out instead
-				}
-				_ = w.q.rdb.SRem(ctx, w.q.layout.Client(h.client), h.room).Err()
-			}
-		})
-	}
-	for _, h := range leave {
-		work <- h
-	}
-	close(work)
-	lw.Wait()
+	forEachBounded(leave, maxParallelCalls, func(h hosted) {
+		if _, err := w.q.barrier.Leave(ctx, h.room, h.client); err != nil && !errors.Is(err, sferr.ErrNotMember) {
+			return // it times out instead
+		}
+		_ = w.q.rdb.SRem(ctx, w.q.layout.Client(h.client), h.room).Err()
+	})
 
 	w.spawnMu.Lock()
 	w.stopped = true

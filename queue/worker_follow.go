@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,28 +41,14 @@ func (w *Worker) heartbeat(ctx context.Context) bool {
 		rooms = append(rooms, r)
 	}
 	w.mu.Unlock()
-	work := make(chan *workerRoom)
-	var wg sync.WaitGroup
 	var bad atomic.Bool
-	for range min(len(rooms), heartbeatParallel) {
-		wg.Go(func() {
-			for r := range work {
-				if !w.heartbeatRoom(ctx, r) {
-					bad.Store(true)
-				}
-			}
-		})
-	}
-	for _, r := range rooms {
-		work <- r
-	}
-	close(work)
-	wg.Wait()
+	forEachBounded(rooms, maxParallelCalls, func(r *workerRoom) {
+		if !w.heartbeatRoom(ctx, r) {
+			bad.Store(true)
+		}
+	})
 	return !bad.Load()
 }
-
-// heartbeatParallel bounds the heartbeat calls a worker has out at once.
-const heartbeatParallel = 16
 
 func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) bool {
 	r.mu.Lock()
@@ -170,7 +155,7 @@ func (w *Worker) followAllRoom(ctx context.Context, name string) error {
 // and their incarnations, observers, the members that acked the in-flight
 // message and the stream's last entry; then the in-flight message's entry.
 func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error) {
-	ks := w.q.layout.RoomKeys(room)
+	l := w.q.layout
 	var (
 		meta  *redis.SliceCmd
 		mem   *redis.StringSliceCmd
@@ -180,12 +165,12 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 		last  *redis.XMessageSliceCmd
 	)
 	_, err := w.q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		meta = p.HMGet(ctx, ks[keys.KMeta-1], "ep", "f", "fs")
-		mem = p.ZRange(ctx, ks[keys.KMem-1], 0, -1)
-		obs = p.ZRange(ctx, ks[keys.KObs-1], 0, -1)
-		acked = p.HKeys(ctx, ks[keys.KAck-1])
-		incs = p.HGetAll(ctx, ks[keys.KInc-1])
-		last = p.XRevRangeN(ctx, ks[keys.KStream-1], "+", "-", 1)
+		meta = p.HMGet(ctx, l.Meta(room), "ep", "f", "fs")
+		mem = p.ZRange(ctx, l.Members(room), 0, -1)
+		obs = p.ZRange(ctx, l.Observers(room), 0, -1)
+		acked = p.HKeys(ctx, l.Acks(room))
+		incs = p.HGetAll(ctx, l.Incarnations(room))
+		last = p.XRevRangeN(ctx, l.Stream(room), "+", "-", 1)
 		return nil
 	})
 	if err != nil {
@@ -204,7 +189,7 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 		snap.tail = l[0].ID
 	}
 	if fs, _ := mv[2].(string); fs != "" {
-		msgs, err := w.q.rdb.XRangeN(ctx, ks[keys.KStream-1], fs, fs, 1).Result()
+		msgs, err := w.q.rdb.XRangeN(ctx, l.Stream(room), fs, fs, 1).Result()
 		if err != nil {
 			return roomSnapshot{}, fmt.Errorf("syncfanout: worker: reading room %q: %w", room, err)
 		}

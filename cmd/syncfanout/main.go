@@ -9,7 +9,8 @@
 // except for the send command and the admin commands (pause, resume,
 // purge, release, kick, delete), which ask for confirmation unless --yes
 // and record who made them (--actor) and why (--reason) in the room's
-// stream.
+// stream. The console command serves the web console (package console),
+// read-only unless --admin.
 package main
 
 import (
@@ -89,6 +90,7 @@ func commands() []*command {
 	return []*command{
 		roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(),
 		pauseCmd(), resumeCmd(), purgeCmd(), releaseCmd(), kickCmd(), deleteCmd(),
+		consoleCmd(),
 	}
 }
 
@@ -236,7 +238,8 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 func mainUsage(w io.Writer, fs *flag.FlagSet, cmds []*command) {
 	fmt.Fprintf(w, `syncfanout inspects a syncfanout deployment. It changes nothing in Redis,
 except for send and the admin commands (pause, resume, purge, release,
-kick, delete), which ask for confirmation unless --yes.
+kick, delete), which ask for confirmation unless --yes, and the web
+console's admin buttons (console --admin).
 
 Usage:
   syncfanout [global flags] COMMAND [flags] [ARGS]

@@ -55,8 +55,7 @@ var (
 	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
 )
 
-// The operators' transitions (queue.Admin), one script each. They are
-// never pipelined, so they are not in All.
+// The operators' transitions (queue.Admin), one script each.
 var (
 	AdminPause   = redis.NewScript(Source("admin_pause.lua"))
 	AdminResume  = redis.NewScript(Source("admin_resume.lua"))
@@ -66,13 +65,8 @@ var (
 	AdminDelete  = redis.NewScript(Source("admin_delete.lua"))
 )
 
-// Config is housekeeping's check of the deployment-wide settings. It is
-// never pipelined, so it is not in All.
+// Config is housekeeping's check of the deployment-wide settings.
 var Config = redis.NewScript(Source("config.lua"))
-
-// All lists every script, for preloading before pipelines (pipelines get
-// no EVAL fallback on NOSCRIPT).
-var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch}
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.
