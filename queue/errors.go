@@ -57,6 +57,18 @@ var (
 	ErrNotReplicated = sferr.ErrNotReplicated
 	// ErrInvalidBatch: a SendBatch of no message or of more than MaxBatch.
 	ErrInvalidBatch = sferr.ErrInvalidBatch
+	// ErrMaxLag: the client was evicted for falling more than its room's
+	// Policy.MaxLag messages behind; an *EvictedError with Reason
+	// EvictReasonMaxLag matches it as well as ErrEvicted.
+	ErrMaxLag = sferr.ErrMaxLag
+)
+
+// Eviction reasons, as recorded in the room's evict event (Event.Reason)
+// and in EvictedError.Reason.
+const (
+	EvictReasonTimeout    = "timeout"     // no heartbeat within Options.ClientTimeout
+	EvictReasonAckTimeout = "ack-timeout" // no ack of the oldest in-flight message within Options.AckTimeout
+	EvictReasonMaxLag     = "max-lag"     // more than Policy.MaxLag messages behind
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches
@@ -64,11 +76,18 @@ var (
 type EvictedError struct {
 	ClientID string
 	Rooms    []string
+	// Reason is the evict event's reason (EvictReason...) when one room's
+	// event was read; "" when it is not known (a Ping that found the
+	// client gone, say).
+	Reason string
 }
 
 func (e *EvictedError) Error() string {
 	return fmt.Sprintf("syncfanout: client %q was evicted from %d room(s): %q", e.ClientID, len(e.Rooms), e.Rooms)
 }
 
-// Is reports whether target is ErrEvicted.
-func (e *EvictedError) Is(target error) bool { return target == ErrEvicted }
+// Is reports whether target is ErrEvicted, or ErrMaxLag for an eviction
+// for lag.
+func (e *EvictedError) Is(target error) bool {
+	return target == ErrEvicted || (target == ErrMaxLag && e.Reason == EvictReasonMaxLag)
+}

@@ -29,6 +29,9 @@ type Stats struct {
 	EvictedTimeout    uint64
 	EvictedAckTimeout uint64
 	EvictedLeave      uint64
+	// EvictedMaxLag counts those evicted for falling more than their
+	// room's Policy.MaxLag messages behind.
+	EvictedMaxLag uint64
 	// Malformed stream entries skipped.
 	Invalid uint64
 	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
@@ -66,6 +69,7 @@ type counters struct {
 	EvictedTimeout, EvictedAckTimeout, EvictedLeave atomic.Uint64
 	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
 	ShardConflict                                   atomic.Bool
+	EvictedMaxLag                                   atomic.Uint64
 
 	ReleaseLatency, BarrierWait, EndToEnd histogram
 }
@@ -78,11 +82,25 @@ func (s *counters) snapshot() Stats {
 		Delivered: s.Delivered.Load(), Acked: s.Acked.Load(),
 		AckStale: s.AckStale.Load(), AckInvalid: s.AckInvalid.Load(), AckNotMember: s.AckNotMember.Load(),
 		EvictedTimeout: s.EvictedTimeout.Load(), EvictedAckTimeout: s.EvictedAckTimeout.Load(),
-		EvictedLeave: s.EvictedLeave.Load(),
-		Invalid:      s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
+		EvictedLeave: s.EvictedLeave.Load(), EvictedMaxLag: s.EvictedMaxLag.Load(),
+		Invalid: s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
 		EndToEnd: s.EndToEnd.snapshot(),
+	}
+}
+
+// evicted counts the eviction of a local subscriber under the reason of
+// its evict event ("" when none was read: the heartbeat timeout is then
+// the likely one).
+func (s *counters) evicted(reason string) {
+	switch reason {
+	case EvictReasonAckTimeout:
+		s.EvictedAckTimeout.Add(1)
+	case EvictReasonMaxLag:
+		s.EvictedMaxLag.Add(1)
+	default:
+		s.EvictedTimeout.Add(1)
 	}
 }
 

@@ -202,11 +202,7 @@ func (s *Subscription) fail(err error) {
 	}
 	s.mu.Unlock()
 	if s.end(err) {
-		if reason == "ack-timeout" {
-			s.q.stats.EvictedAckTimeout.Add(1)
-		} else {
-			s.q.stats.EvictedTimeout.Add(1)
-		}
+		s.q.stats.evicted(reason)
 	}
 }
 
@@ -259,12 +255,8 @@ func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient
 func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message, error) {
 	switch ev.Type {
 	case streams.Evict:
-		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
-		if ev.Reason == "ack-timeout" {
-			s.q.stats.EvictedAckTimeout.Add(1)
-		} else {
-			s.q.stats.EvictedTimeout.Add(1)
-		}
+		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}, Reason: ev.Reason}
+		s.q.stats.evicted(ev.Reason)
 		s.end(err)
 		return nil, err
 	case streams.Leave:

@@ -54,8 +54,12 @@ end
 -- fresh the others, once each (member[c] turns false once c is counted).
 local refused, fresh = {}, {}
 local batchStatus = nil
+local widx, wrt -- windowed barrier: the acked message's number (room.lua)
 if forged then
   batchStatus = 'FORGED'
+elseif WINDOWED then
+  widx, wrt = wfind(seq)
+  if not widx then batchStatus = 'STALE' end
 elseif inflight ~= seq then
   batchStatus = 'STALE'
 end
@@ -83,6 +87,27 @@ for i = 1, nclients do
     member[c] = false
     fresh[#fresh + 1] = c
   end
+end
+if widx then
+  -- Cumulative: only positions below the acked message move.
+  if #fresh > 0 then
+    local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
+    local set = {'HSET', KEYS[K_ACK]}
+    local v = wfmt(widx, NOW)
+    for i, c in ipairs(fresh) do
+      if wpos(had[i]) < widx then
+        set[#set + 1] = c
+        set[#set + 1] = v
+      end
+    end
+    if #set > 2 then redis.call(unpack(set)) end
+  end
+  local cn0 = wload().cn
+  local n, last = settle()
+  COMPLETED = widx > cn0 and widx <= WS.cn
+  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}
+  for i = 1, #refused do res[#res + 1] = refused[i] end
+  return res
 end
 if #fresh > 0 then
   -- As HSETNX per client: a repeated ack keeps the time of the first. The

@@ -18,6 +18,8 @@
 --   evicted. Ack tokens carry it and the ack scripts compare it.
 local ep = epoch()
 reap()
+-- A windowed room (room.lua) converts from lock-step before members change.
+if WINDOWED then wload() end
 local c, role = ARGV[6], ARGV[7]
 local deadline = NOW + tonumber(ARGV[8])
 local status, from
@@ -30,7 +32,9 @@ if redis.call('ZSCORE', KEYS[K_MEM], c) then
   status = 'ALREADY'
   was_member = true
   local fs = META.fs
-  if fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+  if WINDOWED then
+    owed = wowed(c) -- every message it has not acked, oldest first
+  elseif fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
     owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
   end
 elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
@@ -60,7 +64,9 @@ else
     redis.call('HINCRBY', KEYS[K_STATS], 'members', 1)
     -- Joining mid-flight: the newcomer never saw the in-flight message, so
     -- the barrier must not wait for it (0 marks "not required").
-    if META.f then
+    if WINDOWED then
+      wjoin(c)
+    elseif META.f then
       redis.call('HSET', KEYS[K_ACK], c, 0)
     end
   end

@@ -30,6 +30,9 @@ var (
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
+	// ErrMaxLag: evicted for falling more than its room's Policy.MaxLag
+	// messages behind (matched by queue.EvictedError).
+	ErrMaxLag = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
 )
 
 // Status codes returned by the Lua scripts as the first element of their
