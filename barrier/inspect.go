@@ -123,6 +123,10 @@ type State struct {
 	Missing    []string // members the in-flight message waits on
 	StreamLen  int64
 	Hold       bool
+	// Policy holds the room's stored policy fields (PolicyFields names);
+	// PolicyStored is false when none is stored (the default applies).
+	Policy       map[string]string
+	PolicyStored bool
 	// Window lists every message in flight, oldest first (InFlight is the
 	// first); more than one only under a policy Window above 1.
 	Window []InFlight
@@ -144,6 +148,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
+	s.Policy, s.PolicyStored = policyFields(meta)
 	if lens, ok := v[6].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {
@@ -245,7 +250,7 @@ func parseWindow(meta map[string]string) (window, bool) {
 	w.cn, _ = strconv.ParseUint(meta["cn"], 10, 64)
 	for _, e := range strings.Fields(meta["wl"]) {
 		parts := strings.Split(e, "/")
-		if len(parts) != 3 {
+		if len(parts) < 3 {
 			continue
 		}
 		in := InFlight{StreamID: parts[1], ReleasedAt: msString(parts[2])}

@@ -69,6 +69,9 @@ type Collector struct {
 	malformedPending                                 *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
 	shardConflict, configRestored                    *prometheus.Desc
+
+	// Room policies (queue.Policy).
+	dropped, skipped *prometheus.Desc
 }
 
 // NewCollector returns a Collector for q. Register it yourself.
@@ -102,6 +105,8 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
 	c.shardConflict = desc("shard_conflict", "1 while this process's housekeeping finds the deployment split: another NumShards stored, or Queues with another NumShards running on the prefix.")
 	c.configRestored = desc("config_restored_total", "Times this process's housekeeping found the deployment's stored NumShards gone (Redis lost its data) and stored it again.")
+	c.dropped = desc("messages_dropped_total", "Pending messages dropped by their room's overflow policy (DropOldest, DropLowestPriority), each recorded as a drop event in its room's stream (whole deployment).")
+	c.skipped = desc("stragglers_skipped_total", "Members a message completed without at its ack deadline (straggler policy Skip), each recorded as a skip event in its room's stream (whole deployment).")
 	return c
 }
 
@@ -112,6 +117,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.releaseLatency, c.barrierWait, c.endToEnd,
 		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.roomInFlightAge, c.malformedPending, c.redisUp, c.scrapeSeconds,
 		c.shardConflict, c.configRestored,
+		c.dropped, c.skipped,
 	} {
 		ch <- d
 	}
@@ -182,6 +188,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	metric(c.members, prometheus.GaugeValue, float64(m.Members))
 	metric(c.observers, prometheus.GaugeValue, float64(m.Observers))
 	metric(c.malformedPending, prometheus.CounterValue, float64(m.Malformed))
+	metric(c.dropped, prometheus.CounterValue, float64(m.Dropped))
+	metric(c.skipped, prometheus.CounterValue, float64(m.Skipped))
 	for _, r := range m.TopRooms {
 		if r.Idle {
 			continue // no backlog; naming dead rooms would only add series

@@ -57,6 +57,12 @@ var (
 	ErrNotReplicated = sferr.ErrNotReplicated
 	// ErrInvalidBatch: a SendBatch of no message or of more than MaxBatch.
 	ErrInvalidBatch = sferr.ErrInvalidBatch
+	// ErrInvalidPolicy: a Policy field out of range, or Quorum and
+	// QuorumFraction both set (SetPolicy, Options.DefaultPolicy).
+	ErrInvalidPolicy = sferr.ErrInvalidPolicy
+	// ErrRoomFull: a send refused by the room's MaxPending with Overflow
+	// Reject (see RoomFullError for the limit); nothing was written.
+	ErrRoomFull = sferr.ErrRoomFull
 	// ErrMaxLag: the client was evicted for falling more than its room's
 	// Policy.MaxLag messages behind; an *EvictedError with Reason
 	// EvictReasonMaxLag matches it as well as ErrEvicted.

@@ -80,6 +80,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 		Hold:         opts.HoldWhenEmpty,
 		// Negative: kept forever.
 		IdleTTLMillis: opts.IdleRoomTTL.Milliseconds(),
+		DefaultPolicy: opts.DefaultPolicy.String(),
 	}
 	q := &Queue{
 		rdb:     rdb,
@@ -156,11 +157,12 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 // enqueue runs the send script for checked payloads, counts them and hands
 // what it released to this process's subscribers.
 func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (barrier.Enqueued, error) {
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payloads...)
+	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, so.ackDeadline, payloads...)
 	if err != nil {
-		return res, err
+		return res, refusedSend(room, len(payloads), err)
 	}
 	q.stats.Sent.Add(uint64(len(payloads)))
+	q.stats.Dropped.Add(uint64(res.Dropped))
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(room, res.Appended)
 	return res, nil
@@ -566,5 +568,10 @@ func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err != nil {
 		return RoomState{}, err
 	}
-	return roomState(s), nil
+	r := roomState(s)
+	if r.Policy, err = q.roomPolicy(room, s.Policy, s.PolicyStored); err != nil {
+		return RoomState{}, err
+	}
+	r.PolicyStored = s.PolicyStored
+	return r, nil
 }

@@ -20,6 +20,10 @@ type RoomState struct {
 	Missing    []string             // members the in-flight message waits on, sorted
 	StreamLen  int64                // entries in the room's delivery stream
 	Hold       bool                 // the last Send came from a Queue with Options.HoldWhenEmpty
+	// Policy is the policy the room follows: its stored one, or this
+	// Queue's Options.DefaultPolicy when PolicyStored is false.
+	Policy       Policy
+	PolicyStored bool
 	// Window lists every message in flight, oldest first: InFlight is the
 	// first, and there are more only under a Policy.Window above 1.
 	Window []InFlight

@@ -34,6 +34,9 @@ type Stats struct {
 	EvictedMaxLag uint64
 	// Malformed stream entries skipped.
 	Invalid uint64
+	// Dropped counts the pending messages that this Queue's sends dropped
+	// by their room's Policy.Overflow (DropOldest, DropLowestPriority).
+	Dropped uint64
 	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
 	// (Options.IdleRoomTTL).
 	ExpiredRooms uint64
@@ -68,6 +71,7 @@ type counters struct {
 	AckStale, AckInvalid, AckNotMember              atomic.Uint64
 	EvictedTimeout, EvictedAckTimeout, EvictedLeave atomic.Uint64
 	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
+	Dropped                                         atomic.Uint64
 	ShardConflict                                   atomic.Bool
 	EvictedMaxLag                                   atomic.Uint64
 
@@ -85,6 +89,7 @@ func (s *counters) snapshot() Stats {
 		EvictedLeave: s.EvictedLeave.Load(), EvictedMaxLag: s.EvictedMaxLag.Load(),
 		Invalid: s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
+		Dropped:        s.Dropped.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
 		EndToEnd: s.EndToEnd.snapshot(),
 	}

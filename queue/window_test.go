@@ -5,45 +5,21 @@ package queue_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// winPolicy is the window/quorum part of a room policy.
-type winPolicy struct {
-	Window, Quorum, MaxLag int
-	QuorumFraction         float64
-}
-
-// setWindowPolicy sets a room's window/quorum policy.
-func setWindowPolicy(t *testing.T, ctx context.Context, b *redistest.Backend, room string, p winPolicy) {
+// setWindowPolicy sets a room's policy through a Queue of its own.
+func setWindowPolicy(t *testing.T, ctx context.Context, b *redistest.Backend, room string, p queue.Policy) {
 	t.Helper()
-	l, err := keys.New(b.Prefix, 16)
-	require.NoError(t, err)
-	meta := l.RoomKeys(room)[keys.KMeta-1]
-	set := func(f string, v int) {
-		if v == 0 {
-			require.NoError(t, b.Client.HDel(ctx, meta, f).Err())
-		} else {
-			require.NoError(t, b.Client.HSet(ctx, meta, f, v).Err())
-		}
-	}
-	set("p:window", p.Window)
-	set("p:quorum", p.Quorum)
-	set("p:maxlag", p.MaxLag)
-	if p.QuorumFraction > 0 {
-		require.NoError(t, b.Client.HSet(ctx, meta, "p:qfrac", strconv.FormatFloat(p.QuorumFraction, 'g', -1, 64)).Err())
-	} else {
-		require.NoError(t, b.Client.HDel(ctx, meta, "p:qfrac").Err())
-	}
+	q := setup(t, b, queue.Options{})
+	require.NoError(t, q.SetPolicy(ctx, room, p))
 }
 
 // inFlightSeqs lists the room's messages in flight, oldest first.
@@ -73,7 +49,7 @@ func TestWindow_ReleasesUpToW(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-upto"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 3})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		var ids []uint64
@@ -114,7 +90,7 @@ func TestWindow_CumulativeAck(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-cumulative"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 4})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 4})
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		var ids []uint64
@@ -158,7 +134,7 @@ func TestWindow_JoinerNotWaitedFor(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-joiner"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 3})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
 		var ids []uint64
 		for i := range 5 {
@@ -191,7 +167,7 @@ func TestWindow_AckTimeoutEvictsOldest(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, fast(queue.Options{AckTimeout: 300 * time.Millisecond}))
 		const room = "win-acktimeout"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 2})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
 		stuck := join(t, ctx, q, room)
 		var ids []uint64
@@ -220,7 +196,7 @@ func TestWindow_ResumeOwesEveryUnacked(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-resume"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 3})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
 		x := join(t, ctx, q, room)
 		var ids []uint64
@@ -254,7 +230,7 @@ func TestWindow_FencedRejoin(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-fence"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 3})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		y := join(t, ctx, q, room)
 		x := join(t, ctx, q, room)
 		xid := x.ClientID()
@@ -278,7 +254,7 @@ func TestWindow_OutOfBandUnaffected(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "win-oob"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 2})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
 		m1 := send(t, ctx, q, room, 1)
 		m2 := send(t, ctx, q, room, 2)
@@ -303,7 +279,7 @@ func TestWindow_Worker(t *testing.T) {
 		ctx := testContext(t)
 		q := wkQueue(t, b.Client, b.Prefix, queue.Options{})
 		const room = "win-worker"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Window: 3})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		in := wkInbox{room: make(chan wkDelivery, 64)}
 		w, err := q.NewWorker(queue.WorkerOptions{HandleMessage: in.handle, AutoHeartbeat: true})
 		require.NoError(t, err)
@@ -355,7 +331,7 @@ func TestQuorum_CompletesWithQ(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "quorum-count"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Quorum: 2})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Quorum: 2})
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		slow := join(t, ctx, q, room)
@@ -396,7 +372,7 @@ func TestQuorum_Fraction(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "quorum-fraction"
-		setWindowPolicy(t, ctx, b, room, winPolicy{QuorumFraction: 0.5})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{QuorumFraction: 0.5})
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
 		join(t, ctx, q, room)
@@ -420,7 +396,7 @@ func TestQuorum_MaxLagEvicts(t *testing.T) {
 		ctx := testContext(t)
 		q := setup(t, b, queue.Options{})
 		const room = "quorum-maxlag"
-		setWindowPolicy(t, ctx, b, room, winPolicy{Quorum: 1, MaxLag: 2})
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Quorum: 1, MaxLag: 2})
 		a := join(t, ctx, q, room)
 		slow := join(t, ctx, q, room)
 		for i := range 3 {

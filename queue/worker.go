@@ -1477,7 +1477,7 @@ func (w *Worker) windowSnapshot(ctx context.Context, room string, snap roomSnaps
 	last, _ := strconv.ParseUint(rn, 10, 64)
 	var ids []string
 	for _, e := range strings.Fields(wl) {
-		if parts := strings.Split(e, "/"); len(parts) == 3 {
+		if parts := strings.Split(e, "/"); len(parts) >= 3 {
 			ids = append(ids, parts[1])
 		}
 	}

@@ -53,6 +53,7 @@ var (
 	Peek      = redis.NewScript(Source("peek.lua"))
 	State     = redis.NewScript(Source("state.lua"))
 	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
+	SetPolicy = redis.NewScript(Source("policy.lua"))
 )
 
 // Config is housekeeping's check of the deployment-wide settings. It is
@@ -61,7 +62,7 @@ var Config = redis.NewScript(Source("config.lua"))
 
 // All lists every script, for preloading before pipelines (pipelines get
 // no EVAL fallback on NOSCRIPT).
-var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch}
+var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch, SetPolicy}
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.
@@ -74,6 +75,10 @@ type RoomConfig struct {
 	// backlog or message in flight) before it is deleted with its history;
 	// negative or 0: never.
 	IdleTTLMillis int64
+	// DefaultPolicy is the text form of queue.Options.DefaultPolicy, for
+	// rooms without a stored policy; "" (the default policy) adds nothing
+	// to the arguments, so the default costs no parsing.
+	DefaultPolicy string
 }
 
 // Args returns the ARGV of a room script: the common part, then extra.
@@ -86,7 +91,11 @@ func (c RoomConfig) Args(room string, extra ...any) []any {
 	if ttl <= 0 {
 		ttl = -1
 	}
-	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, hold + strconv.FormatInt(ttl, 10)}, extra...)
+	common := hold + strconv.FormatInt(ttl, 10)
+	if c.DefaultPolicy != "" {
+		common += ";" + c.DefaultPolicy
+	}
+	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, common}, extra...)
 }
 
 // tryAgainFor bounds how long Run keeps retrying a script that Redis

@@ -16,7 +16,8 @@
 --   8 due     ZSET   shard index: room -> earliest deadline (heartbeat, ack,
 --                    drain; for an idle room: its expiry or next stream trim)
 --   9 stats   HASH   shard totals: backlog, members, observers, malformed
---                    (entries set aside), expired (rooms)
+--                    (entries set aside), expired (rooms), dropped (by
+--                    overflow policies), skipped (stragglers)
 --  10..19     LIST   pending messages of priority 0..9
 --  20 inc     HASH   member -> incarnation: the stream ID of the join that made
 --                    it a member; ack tokens carry it, so a token issued before
@@ -27,11 +28,22 @@
 --   4 ack timeout ms (0: none), 5 "<hold>:<idle ttl>": hold messages while the
 --   room is empty (1/0), then how long a room stays idle before it is deleted
 --   with its history (ms; negative: never). Both share one argument so that
---   every script's own arguments keep their positions.
+--   every script's own arguments keep their positions; a Queue whose
+--   Options.DefaultPolicy is not the zero Policy appends ";<policy>" (its
+--   text form, see policy()), for rooms without a stored policy.
 -- Stream events: t = m (message), o (out-of-band), j (join), l (leave),
 --   e (evict), x (malformed pending entry set aside); id, p (producer),
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
 --   o (role: m member, o observer), n (length of a malformed entry).
+-- Policy events (see policy() below): t = p (policy set; v its text form),
+--   d (a pending message dropped by Overflow: id, p, pr, et, n payload
+--   length, r the overflow policy), s (a straggler skipped at the ack
+--   deadline: id the message, c the member, r "ack-deadline").
+-- Meta fields of the room's policy: p:set (a policy was stored; without it
+--   the default applies), p:window, p:quorum, p:qfrac, p:maxlag,
+--   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
+--   value), dn (how many pending messages have a per-message ack deadline,
+--   each in field d:<seq> in ms; absent: none).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
@@ -57,9 +69,10 @@ local NOW = now_ms()
 -- calls (HSET and HDEL) at the end of the script.
 local META = {}
 do
-  -- p:* and rn, cn, wl: the window/quorum policy and its state (below).
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad',
-    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'rn', 'cn', 'wl'}
+  -- rn, cn, wl: the windowed barrier's state (see its part below).
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'dn', 'p:set',
+    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
+    'p:maxpayload', 'p:straggler', 'rn', 'cn', 'wl'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -84,6 +97,41 @@ local function flush_meta()
   if #set > 2 then redis.call(unpack(set)) end
   if #del > 2 then redis.call(unpack(del)) end
   META_DIRTY = {}
+end
+
+-- POLICY_FIELDS are the names of a policy's fields, in meta ("p:" first)
+-- and in its text form "name=value,...", which holds only the fields that
+-- are not their zero value (Policy.String in package queue).
+local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
+  'overflow', 'maxpayload', 'straggler'}
+local POLICY = nil
+-- policy returns the room's policy: the stored one when p:set is there,
+-- else the Queue's default from ARGV[5]; absent fields take their zero
+-- value (window 1, quorum 0: every member, overflow "reject", straggler
+-- "evict"). Built on first use, from what META already read: the default
+-- policy costs no Redis call.
+local function policy()
+  if POLICY then return POLICY end
+  local raw = {}
+  if META['p:set'] then
+    for _, k in ipairs(POLICY_FIELDS) do raw[k] = META['p:' .. k] end
+  else
+    local def = string.match(ARGV[5], ';(.*)$')
+    if def then
+      for k, v in string.gmatch(def, '([%w]+)=([^,]*)') do raw[k] = v end
+    end
+  end
+  POLICY = {
+    window = tonumber(raw.window or '1'),
+    quorum = tonumber(raw.quorum or '0'),
+    qfrac = tonumber(raw.qfrac or '0'),
+    maxlag = tonumber(raw.maxlag or '0'),
+    maxpending = tonumber(raw.maxpending or '0'),
+    overflow = raw.overflow or 'reject',
+    maxpayload = tonumber(raw.maxpayload or '0'),
+    straggler = raw.straggler or 'evict',
+  }
+  return POLICY
 end
 
 -- DEADLINES says this call changed a heartbeat deadline or the ack
@@ -177,8 +225,36 @@ local function drop(c, ev, reason)
   return role
 end
 
+-- SKIPPED counts the stragglers this call skipped (policy straggler=skip).
+local SKIPPED = 0
+-- stragglers handles the members that did not ack the in-flight message
+-- by its ack deadline, by the room's straggler policy: evict them (reason
+-- ack-timeout), or skip them: the message completes without them and they
+-- stay members, each named in a skip event. Returns how many it evicted.
+local function stragglers()
+  local skip = policy().straggler == 'skip'
+  local n = 0
+  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+    if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+      if skip then
+        append({'t', 's', 'id', META.f or '', 'c', c, 'r', 'ack-deadline'})
+        SKIPPED = SKIPPED + 1
+      else
+        drop(c, 'e', 'ack-timeout')
+        n = n + 1
+      end
+    end
+  end
+  -- The release step completes the message without reading the acks.
+  if SKIPPED > 0 then
+    ACKED_ALL = true
+    redis.call('HINCRBY', KEYS[K_STATS], 'skipped', SKIPPED)
+  end
+  return n
+end
+
 -- The windowed barrier's functions (defined further down, with release).
-local WINDOWED, wreap, wrelease
+local WINDOWED, wreap, wrelease, load_policy
 
 -- reap evicts members whose heartbeat deadline passed and, when the ack
 -- deadline of the in-flight message passed, the members that did not ack it.
@@ -207,17 +283,26 @@ local function reap()
     if WINDOWED then
       n = n + wreap()
     else
-      for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
-        if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
-          drop(c, 'e', 'ack-timeout')
-          n = n + 1
-        end
-      end
+      n = n + stragglers()
     end
     mset('ad', false)
     DEADLINES = true
   end
   return n
+end
+
+-- payload_refusal applies the room's MaxPayloadBytes to the payloads
+-- ARGV[from..] (each a kind byte and the body): the reply refusing the
+-- call for the first one too large, or nil. Nothing is written before it.
+local function payload_refusal(from)
+  local limit = policy().maxpayload
+  if limit <= 0 then return nil end
+  for i = from, #ARGV do
+    if #ARGV[i] - 1 > limit then
+      return {'TOO_LARGE', i - from, #ARGV[i] - 1, limit}
+    end
+  end
+  return nil
 end
 
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
@@ -278,12 +363,39 @@ local function release_entry(m, p)
   return seq, id
 end
 
+-- take_deadline removes the per-message ack deadline of message seq (the
+-- AckDeadline send option) and returns it in ms, or nil; "dn" in meta
+-- counts such messages, so rooms without any pay no call here.
+local function take_deadline(seq)
+  local dn = tonumber(META.dn or '0')
+  if dn <= 0 then return nil end
+  local f = 'd:' .. seq
+  local d = META[f]
+  if d and META_DIRTY[f] then
+    -- Set by this very call (a send released at once): never written.
+    META[f], META_DIRTY[f] = nil, nil
+  else
+    d = redis.call('HGET', KEYS[K_META], f)
+    if not d then return nil end
+    mset(f, false)
+  end
+  if dn > 1 then mset('dn', dn - 1) else mset('dn', false) end
+  return tonumber(d)
+end
+
+-- ack_timeout is the ack timeout of message seq, released now: its own
+-- deadline if it was sent with one, else the Queue's AckTimeout (0: none).
+local function ack_timeout(seq)
+  return take_deadline(seq) or ACKTIMEOUT
+end
+
 -- release is the barrier: it completes the in-flight message once every
 -- current member acked it and then releases the next pending message (all of
 -- them, in batches, when nobody is there to ack). Returns how many messages
 -- it released, the seq of the last one, and the room's resulting state for
 -- update_index (read once here, to keep the calls per script low).
 local function release()
+  if not POLICY then load_policy() end
   if WINDOWED then return wrelease() end
   local st = {
     inflight = META.f and true or false,
@@ -328,13 +440,14 @@ local function release()
         else
           last = seq
           n = n + 1
+          local timeout = ack_timeout(seq)
           if st.nmem > 0 then
             mset('f', seq)
             mset('fs', id)
             mset('rt', NOW)
             st.inflight = true
-            if ACKTIMEOUT > 0 then
-              st.ad = NOW + ACKTIMEOUT
+            if timeout > 0 then
+              st.ad = NOW + timeout
               mset('ad', st.ad)
               DEADLINES = true
             end
@@ -364,23 +477,19 @@ end
 -- join waits for it. Message k is complete once Q members' positions
 -- reach k, so cn only moves up to the Q-th highest position, and messages
 -- are released while rn - cn < window. wl lists "<seq>/<stream ID>/<release
--- ms>" for numbers above the lowest position (or cn), so a late ack of a
+-- ms>/<ack timeout ms>" for numbers above the lowest position (or cn), so a late ack of a
 -- message completed without its member still finds its number. f, fs, rt
 -- and ad name the oldest message not complete, as in lock-step; its ack
 -- deadline runs from when it became the oldest.
-local function pol_num(name, dflt)
-  local v = tonumber(META['p:' .. name] or '')
-  if not v then return dflt end
-  return v
-end
 local PWINDOW, PQUORUM, PQFRAC, PMAXLAG, POLICY_WINDOWED
--- load_policy reads the policy from META; a script that changes the p:*
--- fields (through mset) calls it again before settle.
-local function load_policy()
-  PWINDOW = math.max(1, pol_num('window', 1))
-  PQUORUM = pol_num('quorum', 0)
-  PQFRAC = pol_num('qfrac', 0)
-  PMAXLAG = pol_num('maxlag', 0)
+-- load_policy takes the window/quorum part of policy(); release calls it
+-- again after a script cleared POLICY (policy.lua).
+load_policy = function()
+  local p = policy()
+  PWINDOW = math.max(1, p.window or 1)
+  PQUORUM = p.quorum or 0
+  PQFRAC = p.qfrac or 0
+  PMAXLAG = p.maxlag or 0
   POLICY_WINDOWED = PWINDOW > 1 or PQUORUM > 0 or PQFRAC > 0 or PMAXLAG > 0
   WINDOWED = POLICY_WINDOWED or META.rn ~= nil
 end
@@ -411,8 +520,8 @@ local function wload()
   if META.rn then
     WS.rn = tonumber(META.rn)
     WS.cn = tonumber(META.cn or META.rn)
-    for seq, id, rt in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)') do
-      WS.list[#WS.list + 1] = {seq, id, rt}
+    for seq, id, rt, to in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)/(%d+)') do
+      WS.list[#WS.list + 1] = {seq, id, rt, to}
     end
   else
     -- Entering from lock-step: the in-flight message, if any, becomes
@@ -423,7 +532,7 @@ local function wload()
     WS.rn, WS.cn = 0, 0
     if META.f then
       WS.rn = 1
-      WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW)}
+      WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW), string.format('%d', ACKTIMEOUT)}
     end
     redis.call('DEL', KEYS[K_ACK])
     local set = {'HSET', KEYS[K_ACK]}
@@ -486,6 +595,19 @@ wreap = function()
     if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
   end
   table.sort(late) -- one event order whatever the hash's
+  if policy().straggler == 'skip' then
+    -- The message completes without them; they stay, and lag.
+    local seq = w.list[w.cn + 1 - w.base][1]
+    for _, c in ipairs(late) do
+      append({'t', 's', 'id', seq, 'c', c, 'r', 'ack-deadline'})
+      SKIPPED = SKIPPED + 1
+    end
+    if #late > 0 then
+      redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
+      w.skip = w.cn + 1
+    end
+    return 0
+  end
   local n = 0
   for _, c in ipairs(late) do
     if drop(c, 'e', 'ack-timeout') then n = n + 1 end
@@ -507,9 +629,10 @@ local function wpop(w, want, track)
       else
         last = seq
         n = n + 1
+        local timeout = ack_timeout(seq)
         if track then
           w.rn = w.rn + 1
-          w.list[#w.list + 1] = {seq, id, string.format('%d', NOW)}
+          w.list[#w.list + 1] = {seq, id, string.format('%d', NOW), string.format('%d', timeout)}
         end
       end
     end
@@ -542,6 +665,8 @@ wrelease = function()
       -- Members without a record acked nothing: they rank last.
       local target = order[quorum(st.nmem)] or 0
       if target > w.cn then w.cn = math.min(target, w.rn) end
+      -- Stragglers skipped at the deadline (wreap) stay behind.
+      if w.skip and w.skip > w.cn then w.cn = math.min(w.skip, w.rn) end
     else
       w.cn = w.rn
     end
@@ -622,8 +747,9 @@ wrelease = function()
       mset('fs', e[2])
       mset('rt', e[3])
     end
-    if ACKTIMEOUT > 0 and (fresh or st.ad == 0) then
-      st.ad = NOW + ACKTIMEOUT
+    local timeout = tonumber(e[4])
+    if timeout > 0 and (fresh or st.ad == 0) then
+      st.ad = NOW + timeout
       mset('ad', st.ad)
       DEADLINES = true
     end
@@ -646,7 +772,7 @@ wrelease = function()
   local parts = {}
   for i = cut + 1, #w.list do
     local e = w.list[i]
-    parts[#parts + 1] = e[1] .. '/' .. e[2] .. '/' .. e[3]
+    parts[#parts + 1] = e[1] .. '/' .. e[2] .. '/' .. e[3] .. '/' .. e[4]
   end
   local wl = table.concat(parts, ' ')
   if wl ~= (META.wl or '') or not META.rn then mset('wl', wl) end
@@ -702,7 +828,7 @@ local function index_idle()
     return
   end
   -- Read here only: live rooms, the per-message path, never need it.
-  local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
+  local IDLETTL = tonumber(string.match(ARGV[5], '^[01]:(%-?%d+)') or '-1')
   local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
   local expiry -- nil: kept forever
   if s < 0 then

@@ -30,6 +30,8 @@ var (
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
+	ErrInvalidPolicy   = errors.New("syncfanout: invalid room policy")
+	ErrRoomFull        = errors.New("syncfanout: room is full (MaxPending reached)")
 	// ErrMaxLag: evicted for falling more than its room's Policy.MaxLag
 	// messages behind (matched by queue.EvictedError).
 	ErrMaxLag = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
@@ -46,6 +48,10 @@ const (
 	StatusEpoch     = "EPOCH"
 	StatusAlready   = "ALREADY"
 	StatusRejoined  = "REJOINED"
+	// Send refusals of a room's policy (send.lua); their replies carry the
+	// limit, so the caller builds the error itself (queue.RoomFullError).
+	StatusRoomFull = "ROOM_FULL"
+	StatusTooLarge = "TOO_LARGE"
 )
 
 // errRejoined is the stale ack of a token issued under an earlier
@@ -73,6 +79,10 @@ func FromStatus(code string) error {
 		return ErrRoomReset
 	case StatusAlready:
 		return ErrAlreadyMember
+	case StatusRoomFull:
+		return ErrRoomFull
+	case StatusTooLarge:
+		return ErrPayloadTooLarge
 	default:
 		return fmt.Errorf("syncfanout: unexpected script status %q", code)
 	}
