@@ -395,7 +395,7 @@ end
 -- it released, the seq of the last one, and the room's resulting state for
 -- update_index (read once here, to keep the calls per script low).
 local function release()
-  if not POLICY then load_policy() end
+  if META_DIRTY['p:set'] then load_policy() end
   if WINDOWED then return wrelease() end
   local st = {
     inflight = META.f and true or false,
@@ -482,14 +482,27 @@ end
 -- and ad name the oldest message not complete, as in lock-step; its ack
 -- deadline runs from when it became the oldest.
 local PWINDOW, PQUORUM, PQFRAC, PMAXLAG, POLICY_WINDOWED
--- load_policy takes the window/quorum part of policy(); release calls it
--- again after a script cleared POLICY (policy.lua).
+-- load_policy takes the window/quorum part of policy(). Lock-step rooms,
+-- the per-message path of the default policy, get by with a few table
+-- lookups: policy() is built only for a stored policy that names a
+-- window, quorum or lag, or for a Queue default policy (ARGV[5] ";...").
+-- release calls it again when the script stored a policy (policy.lua).
 load_policy = function()
-  local p = policy()
-  PWINDOW = math.max(1, p.window or 1)
-  PQUORUM = p.quorum or 0
-  PQFRAC = p.qfrac or 0
-  PMAXLAG = p.maxlag or 0
+  local stored = META['p:set']
+  local maybe
+  if stored then
+    maybe = META['p:window'] or META['p:quorum'] or META['p:qfrac'] or META['p:maxlag']
+  else
+    maybe = string.find(ARGV[5], ';', 1, true)
+  end
+  PWINDOW, PQUORUM, PQFRAC, PMAXLAG = 1, 0, 0, 0
+  if maybe then
+    local p = policy()
+    PWINDOW = math.max(1, p.window or 1)
+    PQUORUM = p.quorum or 0
+    PQFRAC = p.qfrac or 0
+    PMAXLAG = p.maxlag or 0
+  end
   POLICY_WINDOWED = PWINDOW > 1 or PQUORUM > 0 or PQFRAC > 0 or PMAXLAG > 0
   WINDOWED = POLICY_WINDOWED or META.rn ~= nil
 end
