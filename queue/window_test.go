@@ -418,3 +418,93 @@ func TestQuorum_MaxLagEvicts(t *testing.T) {
 		require.Len(t, roomState(t, ctx, q, room).Members, 1)
 	})
 }
+
+// TestWindow_DefaultPolicy: a Queue's Options.DefaultPolicy window applies
+// to rooms without a stored policy.
+func TestWindow_DefaultPolicy(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{DefaultPolicy: queue.Policy{Window: 2}})
+		const room = "win-default"
+		join(t, ctx, q, room)
+		m1 := send(t, ctx, q, room, 1)
+		m2 := send(t, ctx, q, room, 2)
+		send(t, ctx, q, room, 3)
+		require.Equal(t, []uint64{m1, m2}, inFlightSeqs(roomState(t, ctx, q, room)))
+	})
+}
+
+// TestWindow_PolicyChangesMidFlight: a lock-step room with a message in
+// flight and one member's ack taken opens to a window of 3 at once
+// (nothing acked is lost), and back to lock-step (the default policy) the
+// messages in flight complete as usual before one at a time resumes.
+func TestWindow_PolicyChangesMidFlight(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "win-change"
+		a := join(t, ctx, q, room)
+		c := join(t, ctx, q, room)
+		var ids []uint64
+		for i := range 6 {
+			ids = append(ids, send(t, ctx, q, room, i))
+		}
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{Window: 3}))
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, ids[:3], inFlightSeqs(st))
+		require.Equal(t, []string{c.ClientID()}, st.Missing, "a's ack of the first message was kept")
+		require.Equal(t, 2, lagOf(st, a.ClientID()))
+
+		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{}))
+		var mc *queue.Message
+		for range 3 {
+			mc = next(t, ctx, c)
+		}
+		require.NoError(t, mc.Ack(ctx))
+		require.Equal(t, ids[1:3], inFlightSeqs(roomState(t, ctx, q, room)), "c acked all three, a only the first")
+		next(t, ctx, a)
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, ids[3:4], inFlightSeqs(st), "lock-step again: one message at a time")
+		for _, s := range []*queue.Subscription{a, c} {
+			m := next(t, ctx, s)
+			require.Equal(t, ids[3], m.ID)
+			require.NoError(t, m.Ack(ctx))
+		}
+		require.Equal(t, ids[4:5], inFlightSeqs(roomState(t, ctx, q, room)))
+	})
+}
+
+// TestWindow_StragglerSkip: with Straggler Skip, the oldest message's ack
+// deadline completes it without the members that had not acked it: they
+// stay, lag, and are named in skip events; the window moves on, and the
+// next messages wait for them again.
+func TestWindow_StragglerSkip(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, fast(queue.Options{}))
+		const room = "win-skip"
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2, Straggler: queue.Skip})
+		a := join(t, ctx, q, room)
+		slow := join(t, ctx, q, room)
+		m1 := send(t, ctx, q, room, 1, queue.AckDeadline(200*time.Millisecond))
+		m2 := send(t, ctx, q, room, 2)
+		m3 := send(t, ctx, q, room, 3)
+		next(t, ctx, a)
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		ev := waitEvent(t, ctx, q, room, func(ev streams.Event) bool { return ev.Type == streams.Skipped })
+		require.Equal(t, slow.ClientID(), ev.ClientID)
+		require.Equal(t, m1, ev.MessageID)
+		st := roomState(t, ctx, q, room)
+		require.Len(t, st.Members, 2, "the straggler stays")
+		require.Equal(t, []uint64{m2, m3}, inFlightSeqs(st), "1 skipped, 3 released; 2 waits for the straggler (no deadline of its own)")
+		require.Equal(t, 3, lagOf(st, slow.ClientID()))
+		for _, id := range []uint64{m1, m2, m3} {
+			require.Equal(t, id, next(t, ctx, slow).ID)
+		}
+	})
+}
