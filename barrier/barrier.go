@@ -248,6 +248,9 @@ type Acked struct {
 	InFlightAt  time.Time // release time of the acked message
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	// Partial: the room's quorum completes messages without every member,
+	// so waiting for the acks of other members gains nothing.
+	Partial bool
 }
 
 // Ack records client's ack of message seq issued under epoch to the
@@ -260,7 +263,7 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err := sferr.FromStatus(str(v, 0)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Completed: u64(v, 7) == 1}, nil
+	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Completed: u64(v, 7)&1 == 1, Partial: u64(v, 7)&2 == 2}, nil
 }
 
 // BatchAcked describes a batch of acks: Errs holds, in the order of the
@@ -273,6 +276,7 @@ type BatchAcked struct {
 	InFlightAt  time.Time
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	Partial     bool // as Acked.Partial
 }
 
 // AckBatch records, in one script call, the acks of several clients for
@@ -300,7 +304,7 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	}
 	res := BatchAcked{
 		Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4),
-		Appended: appended(v, 5), Completed: u64(v, 7) == 1, Errs: make([]error, len(clients)),
+		Appended: appended(v, 5), Completed: u64(v, 7)&1 == 1, Partial: u64(v, 7)&2 == 2, Errs: make([]error, len(clients)),
 	}
 	refuse := func(i int, status string) {
 		if err := sferr.FromStatus(status); err != nil {

@@ -111,12 +111,12 @@ type mdlRoom struct {
 	// joiner starts at the last number), cn the last number complete and
 	// base the last number no longer tracked. Lock-step is window 1 with
 	// every member's ack.
-	pol  queue.Policy
-	rel  []uint64
-	pos  map[string]int
-	cn   int
-	base int
-	stream    []mdlEvent
+	pol    queue.Policy
+	rel    []uint64
+	pos    map[string]int
+	cn     int
+	base   int
+	stream []mdlEvent
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent

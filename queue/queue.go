@@ -42,6 +42,9 @@ type Queue struct {
 	router *router // in-process subscriptions and their readers
 
 	acks *joinAcks // coalesces the acks of the subscriptions of a room
+	// partial holds the rooms whose quorum completes messages without
+	// every member (notePartial).
+	partial sync.Map
 }
 
 // New validates opts, checks that NumShards agrees with the deployment (it
@@ -486,7 +489,25 @@ func (q *Queue) ackToken(ctx context.Context, t token) error {
 	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(t.room, res.Appended)
+	q.notePartial(t.room, res.Partial)
 	return nil
+}
+
+// notePartial records whether room's quorum completes messages without
+// every member, as its last ack reply said: the local coalescing of acks
+// (joinAcks, Worker.AckCoalesce) then sends each ack at once, since the
+// message need not wait for the members it would wait for.
+func (q *Queue) notePartial(room string, partial bool) {
+	if partial {
+		q.partial.Store(room, struct{}{})
+	} else if _, ok := q.partial.Load(room); ok {
+		q.partial.Delete(room)
+	}
+}
+
+func (q *Queue) isPartial(room string) bool {
+	_, ok := q.partial.Load(room)
+	return ok
 }
 
 // PendingMessage is a message waiting for the barrier.

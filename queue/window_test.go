@@ -165,7 +165,8 @@ func TestWindow_AckTimeoutEvictsOldest(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, fast(queue.Options{AckTimeout: 300 * time.Millisecond}))
+		// Long enough for a's ack on a loaded machine: only stuck's is late.
+		q := setup(t, b, fast(queue.Options{AckTimeout: 2 * time.Second}))
 		const room = "win-acktimeout"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
@@ -491,7 +492,7 @@ func TestWindow_StragglerSkip(t *testing.T) {
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2, Straggler: queue.Skip})
 		a := join(t, ctx, q, room)
 		slow := join(t, ctx, q, room)
-		m1 := send(t, ctx, q, room, 1, queue.AckDeadline(200*time.Millisecond))
+		m1 := send(t, ctx, q, room, 1, queue.AckDeadline(2*time.Second)) // a acks well before
 		m2 := send(t, ctx, q, room, 2)
 		m3 := send(t, ctx, q, room, 3)
 		next(t, ctx, a)

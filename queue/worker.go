@@ -514,7 +514,7 @@ func (w *Worker) enqueueAck(room string, req *ackReq) bool {
 // message; 0 to send them now. w.ackMu must be held.
 func (w *Worker) coalesceWait(room string, b *ackBatcher) time.Duration {
 	e := w.expect[room]
-	if w.opts.AckCoalesce < 0 || e == nil || e.acked >= e.handed || w.ctx.Err() != nil {
+	if w.opts.AckCoalesce < 0 || e == nil || e.acked >= e.handed || w.ctx.Err() != nil || w.q.isPartial(room) {
 		return 0
 	}
 	for _, r := range b.pending {
@@ -636,6 +636,7 @@ func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, re
 		q.stats.Acked.Add(1)
 	}
 	q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
+	q.notePartial(room, res.Partial)
 	q.stats.Released.Add(uint64(res.Released))
 	if count != nil {
 		count(refused)

@@ -131,6 +131,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		{"W3", runW3},
 		{"W4", runW4},
 		{"W6", runW6},
+		{"W7", runW7},
 	}
 	profiling := false
 	for _, s := range steps {

@@ -9,7 +9,9 @@
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
---           1 if the ack completed the acked message (nobody is missing) else 0}
+--           1 if the ack completed the acked message (nobody is missing) else 0,
+--           plus 2 when the room's quorum completes messages without every
+--           member (windowed barrier, room.lua)}
 --   With a windowed policy (room.lua) the ack is cumulative: it acks every
 --   message released before seq too, OK for any message still tracked
 --   (in flight, or completed by a quorum without this member), and STALE
@@ -70,8 +72,7 @@ if widx then
   wack(c, widx)
   local cn0 = wload().cn
   local n, last = settle()
-  COMPLETED = widx > cn0 and widx <= WS.cn
-  return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}
+  return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, wdone(widx > cn0 and widx <= WS.cn)}
 end
 redis.call('HSETNX', KEYS[K_ACK], c, NOW)
 local n, last = settle()

@@ -12,6 +12,8 @@
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
 --           1 if the batch completed the acked message (nobody is missing) else 0,
+--           plus 2 when the room's quorum completes messages without every
+--           member (windowed barrier, room.lua),
 --           then, for each client whose status is not OK, its position in
 --           ARGV order (1-based) and its status...}
 --   status: OK, or EPOCH (tokens from before a reset: it holds for every
@@ -104,8 +106,7 @@ if widx then
   end
   local cn0 = wload().cn
   local n, last = settle()
-  COMPLETED = widx > cn0 and widx <= WS.cn
-  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}
+  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, wdone(widx > cn0 and widx <= WS.cn)}
   for i = 1, #refused do res[#res + 1] = refused[i] end
   return res
 end

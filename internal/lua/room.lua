@@ -569,6 +569,17 @@ local function wfind(seq)
   return nil, nil
 end
 
+-- wdone is an ack reply's completion element: 1 if the ack completed the
+-- acked message, plus 2 when the room's quorum completes messages without
+-- every member (its processes then do not hold acks back waiting for
+-- their other members').
+local function wdone(completed)
+  local v = 0
+  if completed then v = 1 end
+  if PQUORUM > 0 or PQFRAC > 0 then v = v + 2 end
+  return v
+end
+
 -- wack moves member c's position up to number n (a cumulative ack); an
 -- ack of a message it already covered changes nothing.
 local function wack(c, n)
