@@ -15,6 +15,12 @@ import (
 // others back at most the coalesce window. A lone local holder (S=1, or
 // the last of a room whose others acked already) acks at once with ack.lua.
 //
+// Under a Policy.Window several messages of a room are handed at once:
+// each has its own set of holders, and an ack, being cumulative, also
+// takes its member out of the sets of the messages before it. Under a
+// quorum the message need not wait for every member, so acks go out at
+// once (Queue.notePartial).
+//
 // There is no goroutine: the ack that completes the set of holders sends
 // the batch itself; otherwise the first waiter whose window ends does.
 type joinAcks struct {

@@ -114,9 +114,10 @@ func (s *Subscription) signal() {
 }
 
 // push takes an entry from the reader, in stream order. The queue is not
-// bounded: the barrier allows one queued message per room at a time, so
-// only out-of-band floods can grow it, and dropping would break the
-// guarantee.
+// bounded: the barrier allows one queued message per room at a time (W
+// under a Policy.Window; under a quorum, as many as Policy.MaxLag lets a
+// member fall behind), so only out-of-band floods can grow it otherwise,
+// and dropping would break the guarantee.
 func (s *Subscription) push(ev streams.Event) {
 	s.mu.Lock()
 	if s.err != nil {

@@ -12,6 +12,8 @@
 --   entries hold that message's stream entry ({{id, {field, value...}}},
 --   else empty): the process subscribing it again (a restarted gateway, say)
 --   must deliver it, since nothing else will and the room waits for the ack.
+--   In a windowed room (room.lua) the owed entries are every message the
+--   member has not acked, oldest first.
 --   The incarnation names the membership: a member's is the stream ID of the
 --   join event that made it one, kept while it stays (ALREADY returns it
 --   again, so tokens issued before stay valid), dropped when it leaves or is

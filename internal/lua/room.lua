@@ -4,10 +4,13 @@
 --
 -- KEYS (the same for every room script; see internal/keys):
 --   1 meta    HASH   seq, pend, ep, hold, f (in-flight seq), fs (its stream ID),
---                    rt (its release time), ad (ack deadline), lc (last completion)
+--                    rt (its release time), ad (ack deadline), lc (last completion);
+--                    rn, cn, wl: the windowed barrier's state (below)
 --   2 mem     ZSET   voting member -> heartbeat deadline (server ms)
 --   3 seen    HASH   member or observer -> last heartbeat (server ms)
---   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release)
+--   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release);
+--                    in a windowed room, every member -> "<position>:<ack ms>"
+--                    (see the windowed barrier below)
 --   5 obs     ZSET   observer -> heartbeat deadline
 --   6 stream  STREAM delivery events
 --   7 rooms   ZSET   shard index: room -> backlog; an idle room (no members,
