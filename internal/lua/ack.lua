@@ -47,7 +47,7 @@ end
 -- quorum without this member) may be acked, and the ack is cumulative.
 local widx, wrt
 if WINDOWED then
-  widx, wrt = wfind(seq)
+  widx, wrt = win().find(seq)
   if not widx then
     local n, last = settle()
     return {'STALE', n, last or false, NOW, false}
@@ -69,10 +69,10 @@ end
 local rt = mv[4]
 if widx then
   rt = wrt
-  wack(c, widx)
-  local cn0 = wload().cn
+  win().ack(c, widx)
+  local cn0 = win().load().cn
   local n, last = settle()
-  return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, wdone(widx > cn0 and widx <= WS.cn)}
+  return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, win().done(widx > cn0 and widx <= WS.cn)}
 end
 redis.call('HSETNX', KEYS[K_ACK], c, NOW)
 local n, last = settle()

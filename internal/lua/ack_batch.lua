@@ -60,7 +60,7 @@ local widx, wrt -- windowed barrier: the acked message's number (room.lua)
 if forged then
   batchStatus = 'FORGED'
 elseif WINDOWED then
-  widx, wrt = wfind(seq)
+  widx, wrt = win().find(seq)
   if not widx then batchStatus = 'STALE' end
 elseif inflight ~= seq then
   batchStatus = 'STALE'
@@ -95,18 +95,18 @@ if widx then
   if #fresh > 0 then
     local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
     local set = {'HSET', KEYS[K_ACK]}
-    local v = wfmt(widx, NOW)
+    local v = win().fmt(widx, NOW)
     for i, c in ipairs(fresh) do
-      if wpos(had[i]) < widx then
+      if win().pos(had[i]) < widx then
         set[#set + 1] = c
         set[#set + 1] = v
       end
     end
     if #set > 2 then redis.call(unpack(set)) end
   end
-  local cn0 = wload().cn
+  local cn0 = win().load().cn
   local n, last = settle()
-  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, wdone(widx > cn0 and widx <= WS.cn)}
+  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, win().done(widx > cn0 and widx <= WS.cn)}
   for i = 1, #refused do res[#res + 1] = refused[i] end
   return res
 end

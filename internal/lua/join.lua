@@ -21,7 +21,7 @@
 local ep = epoch()
 reap()
 -- A windowed room (room.lua) converts from lock-step before members change.
-if WINDOWED then wload() end
+if WINDOWED then win().load() end
 local c, role = ARGV[6], ARGV[7]
 local deadline = NOW + tonumber(ARGV[8])
 local status, from
@@ -35,7 +35,7 @@ if redis.call('ZSCORE', KEYS[K_MEM], c) then
   was_member = true
   local fs = META.fs
   if WINDOWED then
-    owed = wowed(c) -- every message it has not acked, oldest first
+    owed = win().owed(c) -- every message it has not acked, oldest first
   elseif fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
     owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
   end
@@ -67,7 +67,7 @@ else
     -- Joining mid-flight: the newcomer never saw the in-flight message, so
     -- the barrier must not wait for it (0 marks "not required").
     if WINDOWED then
-      wjoin(c)
+      win().join(c)
     elseif META.f then
       redis.call('HSET', KEYS[K_ACK], c, 0)
     end

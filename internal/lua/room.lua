@@ -257,7 +257,7 @@ local function stragglers()
 end
 
 -- The windowed barrier's functions (defined further down, with release).
-local WINDOWED, wreap, wrelease, load_policy
+local WINDOWED, win, load_policy
 
 -- reap evicts members whose heartbeat deadline passed and, when the ack
 -- deadline of the in-flight message passed, the members that did not ack it.
@@ -284,7 +284,7 @@ local function reap()
   local ad = tonumber(META.ad or '0')
   if ad > 0 and ad <= NOW then
     if WINDOWED then
-      n = n + wreap()
+      n = n + win().reap()
     else
       n = n + stragglers()
     end
@@ -399,7 +399,7 @@ end
 -- update_index (read once here, to keep the calls per script low).
 local function release()
   if META_DIRTY['p:set'] then load_policy() end
-  if WINDOWED then return wrelease() end
+  if WINDOWED then return win().release() end
   local st = {
     inflight = META.f and true or false,
     pend = META.pend and tonumber(META.pend) or 0,
@@ -511,303 +511,313 @@ load_policy = function()
 end
 load_policy()
 
-local function wpos(v)
-  return tonumber(string.match(v or '', '^(%d+)') or '0')
-end
-local function wfmt(n, ms)
-  return string.format('%d:%d', n, ms)
-end
-
--- quorum returns how many positions must reach a message to complete it.
-local function quorum(nmem)
-  if PQUORUM > 0 then return math.min(PQUORUM, nmem) end
-  if PQFRAC > 0 then
-    -- Rounded up, with slack for binary fractions (0.7 * 10 is 7.000...1).
-    return math.min(nmem, math.max(1, math.ceil(PQFRAC * nmem - 1e-9)))
-  end
-  return nmem
-end
-
--- WS is the windowed state, read (or converted from lock-step) once.
+-- WS is the windowed state (wload). The functions are built by win() on
+-- first use, so lock-step calls do not pay for creating them.
 local WS = nil
-local function wload()
-  if WS then return WS end
-  WS = {list = {}}
-  if META.rn then
-    WS.rn = tonumber(META.rn)
-    WS.cn = tonumber(META.cn or META.rn)
-    for seq, id, rt, to in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)/(%d+)') do
-      WS.list[#WS.list + 1] = {seq, id, rt, to}
+local WIN = nil
+win = function()
+  if WIN then return WIN end
+  local function wpos(v)
+    return tonumber(string.match(v or '', '^(%d+)') or '0')
+  end
+  local function wfmt(n, ms)
+    return string.format('%d:%d', n, ms)
+  end
+
+  -- quorum returns how many positions must reach a message to complete it.
+  local function quorum(nmem)
+    if PQUORUM > 0 then return math.min(PQUORUM, nmem) end
+    if PQFRAC > 0 then
+      -- Rounded up, with slack for binary fractions (0.7 * 10 is 7.000...1).
+      return math.min(nmem, math.max(1, math.ceil(PQFRAC * nmem - 1e-9)))
     end
-  else
-    -- Entering from lock-step: the in-flight message, if any, becomes
-    -- number 1, and the members that acked it (or joined after it) are at 1.
-    local acks = {}
-    local flat = redis.call('HGETALL', KEYS[K_ACK])
-    for i = 1, #flat, 2 do acks[flat[i]] = tonumber(flat[i + 1]) or 0 end
-    WS.rn, WS.cn = 0, 0
-    if META.f then
-      WS.rn = 1
-      WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW), string.format('%d', ACKTIMEOUT)}
-    end
-    redis.call('DEL', KEYS[K_ACK])
-    local set = {'HSET', KEYS[K_ACK]}
-    for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
-      set[#set + 1] = c
-      if acks[c] then set[#set + 1] = wfmt(WS.rn, acks[c]) else set[#set + 1] = '0:0' end
-    end
-    if #set > 2 then redis.call(unpack(set)) end
+    return nmem
   end
-  WS.base = WS.rn - #WS.list
-  return WS
-end
 
--- wfind returns the release number and release time of message seq if it
--- is still tracked (released, and not yet acked by everyone).
-local function wfind(seq)
-  local w = wload()
-  for i = #w.list, 1, -1 do
-    if tonumber(w.list[i][1]) == seq then return w.base + i, w.list[i][3] end
-  end
-  return nil, nil
-end
-
--- wdone is an ack reply's completion element: 1 if the ack completed the
--- acked message, plus 2 when the room's quorum completes messages without
--- every member (its processes then do not hold acks back waiting for
--- their other members').
-local function wdone(completed)
-  local v = 0
-  if completed then v = 1 end
-  if PQUORUM > 0 or PQFRAC > 0 then v = v + 2 end
-  return v
-end
-
--- wack moves member c's position up to number n (a cumulative ack); an
--- ack of a message it already covered changes nothing.
-local function wack(c, n)
-  if wpos(redis.call('HGET', KEYS[K_ACK], c)) < n then
-    redis.call('HSET', KEYS[K_ACK], c, wfmt(n, NOW))
-  end
-end
-
--- wjoin gives a new member its position: nothing released before it joined
--- waits for it.
-local function wjoin(c)
-  redis.call('HSET', KEYS[K_ACK], c, wfmt(wload().rn, 0))
-end
-
--- wowed returns the stream entries of the messages member c has not acked,
--- oldest first: what a member subscribing again must be handed again.
-local function wowed(c)
-  local w = wload()
-  local out = {}
-  local from = math.max(wpos(redis.call('HGET', KEYS[K_ACK], c)) - w.base, 0) + 1
-  for i = from, #w.list do
-    local id = w.list[i][2]
-    local e = redis.call('XRANGE', KEYS[K_STREAM], id, id)
-    if e[1] then out[#out + 1] = e[1] end
-  end
-  return out
-end
-
--- wreap evicts, at the oldest incomplete message's ack deadline, the
--- members that have not acked it.
-wreap = function()
-  local w = wload()
-  if w.cn >= w.rn then return 0 end
-  local flat = redis.call('HGETALL', KEYS[K_ACK])
-  local late = {}
-  for i = 1, #flat, 2 do
-    if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
-  end
-  table.sort(late) -- one event order whatever the hash's
-  if policy().straggler == 'skip' then
-    -- The message completes without them; they stay, and lag.
-    local seq = w.list[w.cn + 1 - w.base][1]
-    for _, c in ipairs(late) do
-      append({'t', 's', 'id', seq, 'c', c, 'r', 'ack-deadline'})
-      SKIPPED = SKIPPED + 1
-    end
-    if #late > 0 then
-      redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
-      w.skip = w.cn + 1
-    end
-    return 0
-  end
-  local n = 0
-  for _, c in ipairs(late) do
-    if drop(c, 'e', 'ack-timeout') then n = n + 1 end
-  end
-  return n
-end
-
--- wpop releases up to want pending messages, tracking them when the room
--- has members; returns how many it released, the last seq, malformed count.
-local function wpop(w, want, track)
-  local n, last, bad = 0, nil, 0
-  while n < want and bad < DRAIN_BATCH do
-    local ms, p = pop(want - n)
-    if not ms then return n, last, bad, true end
-    for _, m in ipairs(ms) do
-      local seq, id = release_entry(m, p)
-      if not seq then
-        bad = bad + 1
-      else
-        last = seq
-        n = n + 1
-        local timeout = ack_timeout(seq)
-        if track then
-          w.rn = w.rn + 1
-          w.list[#w.list + 1] = {seq, id, string.format('%d', NOW), string.format('%d', timeout)}
-        end
+  -- WS is the windowed state, read (or converted from lock-step) once.
+  local function wload()
+    if WS then return WS end
+    WS = {list = {}}
+    if META.rn then
+      WS.rn = tonumber(META.rn)
+      WS.cn = tonumber(META.cn or META.rn)
+      for seq, id, rt, to in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)/(%d+)') do
+        WS.list[#WS.list + 1] = {seq, id, rt, to}
       end
-    end
-  end
-  return n, last, bad, false
-end
-
-wrelease = function()
-  local w = wload()
-  local st = {
-    pend = META.pend and tonumber(META.pend) or 0,
-    hold = META.hold == '1',
-    ad = META.ad and tonumber(META.ad) or 0,
-    nmem = redis.call('ZCARD', KEYS[K_MEM]),
-  }
-  local cn0 = w.cn
-  local n, last, bad = 0, nil, 0
-  local pos
-  while true do
-    pos = {}
-    local order = {}
-    if st.nmem > 0 then
-      local flat = redis.call('HGETALL', KEYS[K_ACK])
-      for i = 1, #flat, 2 do
-        local p = wpos(flat[i + 1])
-        pos[flat[i]] = p
-        order[#order + 1] = p
-      end
-      table.sort(order, function(a, b) return a > b end)
-      -- Members without a record acked nothing: they rank last.
-      local target = order[quorum(st.nmem)] or 0
-      if target > w.cn then w.cn = math.min(target, w.rn) end
-      -- Stragglers skipped at the deadline (wreap) stay behind.
-      if w.skip and w.skip > w.cn then w.cn = math.min(w.skip, w.rn) end
     else
-      w.cn = w.rn
-    end
-    if not POLICY_WINDOWED and w.cn == w.rn then
-      local low = w.rn
-      for _, p in pairs(pos) do low = math.min(low, p) end
-      if low >= w.rn then
-        -- Back to lock-step: nothing in flight and every member caught up.
-        mset('rn', false)
-        mset('cn', false)
-        mset('wl', false)
-        if META.f then
-          mset('f', false)
-          mset('fs', false)
-          mset('rt', false)
-        end
-        if st.ad > 0 then
-          mset('ad', false)
-          DEADLINES = true
-        end
-        if w.cn > cn0 then
-          COMPLETED = true
-          mset('lc', NOW)
-        end
-        redis.call('DEL', KEYS[K_ACK])
-        WINDOWED = false
-        local n2, last2, st2 = release()
-        return n + n2, last2 or last, st2
+      -- Entering from lock-step: the in-flight message, if any, becomes
+      -- number 1, and the members that acked it (or joined after it) are at 1.
+      local acks = {}
+      local flat = redis.call('HGETALL', KEYS[K_ACK])
+      for i = 1, #flat, 2 do acks[flat[i]] = tonumber(flat[i + 1]) or 0 end
+      WS.rn, WS.cn = 0, 0
+      if META.f then
+        WS.rn = 1
+        WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW), string.format('%d', ACKTIMEOUT)}
       end
+      redis.call('DEL', KEYS[K_ACK])
+      local set = {'HSET', KEYS[K_ACK]}
+      for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+        set[#set + 1] = c
+        if acks[c] then set[#set + 1] = wfmt(WS.rn, acks[c]) else set[#set + 1] = '0:0' end
+      end
+      if #set > 2 then redis.call(unpack(set)) end
     end
-    if st.pend > 0 and not (st.nmem == 0 and st.hold) then
-      local want = PWINDOW - (w.rn - w.cn)
-      if st.nmem == 0 then want = DRAIN_BATCH end
-      if want > 0 then
-        local k, l, b, dry = wpop(w, want, st.nmem > 0)
-        n, bad = n + k, bad + b
-        if l then last = l end
-        if dry then
-          -- The counter drifted from the lists (manual edits): trust the lists.
-          st.pend = 0
+    WS.base = WS.rn - #WS.list
+    return WS
+  end
+
+  -- wfind returns the release number and release time of message seq if it
+  -- is still tracked (released, and not yet acked by everyone).
+  local function wfind(seq)
+    local w = wload()
+    for i = #w.list, 1, -1 do
+      if tonumber(w.list[i][1]) == seq then return w.base + i, w.list[i][3] end
+    end
+    return nil, nil
+  end
+
+  -- wdone is an ack reply's completion element: 1 if the ack completed the
+  -- acked message, plus 2 when the room's quorum completes messages without
+  -- every member (its processes then do not hold acks back waiting for
+  -- their other members').
+  local function wdone(completed)
+    local v = 0
+    if completed then v = 1 end
+    if PQUORUM > 0 or PQFRAC > 0 then v = v + 2 end
+    return v
+  end
+
+  -- wack moves member c's position up to number n (a cumulative ack); an
+  -- ack of a message it already covered changes nothing.
+  local function wack(c, n)
+    if wpos(redis.call('HGET', KEYS[K_ACK], c)) < n then
+      redis.call('HSET', KEYS[K_ACK], c, wfmt(n, NOW))
+    end
+  end
+
+  -- wjoin gives a new member its position: nothing released before it joined
+  -- waits for it.
+  local function wjoin(c)
+    redis.call('HSET', KEYS[K_ACK], c, wfmt(wload().rn, 0))
+  end
+
+  -- wowed returns the stream entries of the messages member c has not acked,
+  -- oldest first: what a member subscribing again must be handed again.
+  local function wowed(c)
+    local w = wload()
+    local out = {}
+    local from = math.max(wpos(redis.call('HGET', KEYS[K_ACK], c)) - w.base, 0) + 1
+    for i = from, #w.list do
+      local id = w.list[i][2]
+      local e = redis.call('XRANGE', KEYS[K_STREAM], id, id)
+      if e[1] then out[#out + 1] = e[1] end
+    end
+    return out
+  end
+
+  -- wreap evicts, at the oldest incomplete message's ack deadline, the
+  -- members that have not acked it.
+  local function wreap()
+    local w = wload()
+    if w.cn >= w.rn then return 0 end
+    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local late = {}
+    for i = 1, #flat, 2 do
+      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
+    end
+    table.sort(late) -- one event order whatever the hash's
+    if policy().straggler == 'skip' then
+      -- The message completes without them; they stay, and lag.
+      local seq = w.list[w.cn + 1 - w.base][1]
+      for _, c in ipairs(late) do
+        append({'t', 's', 'id', seq, 'c', c, 'r', 'ack-deadline'})
+        SKIPPED = SKIPPED + 1
+      end
+      if #late > 0 then
+        redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
+        w.skip = w.cn + 1
+      end
+      return 0
+    end
+    local n = 0
+    for _, c in ipairs(late) do
+      if drop(c, 'e', 'ack-timeout') then n = n + 1 end
+    end
+    return n
+  end
+
+  -- wpop releases up to want pending messages, tracking them when the room
+  -- has members; returns how many it released, the last seq, malformed count.
+  local function wpop(w, want, track)
+    local n, last, bad = 0, nil, 0
+    while n < want and bad < DRAIN_BATCH do
+      local ms, p = pop(want - n)
+      if not ms then return n, last, bad, true end
+      for _, m in ipairs(ms) do
+        local seq, id = release_entry(m, p)
+        if not seq then
+          bad = bad + 1
         else
-          st.pend = math.max(st.pend - k, 0)
+          last = seq
+          n = n + 1
+          local timeout = ack_timeout(seq)
+          if track then
+            w.rn = w.rn + 1
+            w.list[#w.list + 1] = {seq, id, string.format('%d', NOW), string.format('%d', timeout)}
+          end
         end
       end
     end
-    -- MaxLag: a member more than that many released messages behind is
-    -- evicted; completion may then move on, so go round again.
-    local lagging = {}
-    if PMAXLAG > 0 and st.nmem > 0 then
-      for c, p in pairs(pos) do
-        if w.rn - p > PMAXLAG then lagging[#lagging + 1] = c end
+    return n, last, bad, false
+  end
+
+  local function wrelease()
+    local w = wload()
+    local st = {
+      pend = META.pend and tonumber(META.pend) or 0,
+      hold = META.hold == '1',
+      ad = META.ad and tonumber(META.ad) or 0,
+      nmem = redis.call('ZCARD', KEYS[K_MEM]),
+    }
+    local cn0 = w.cn
+    local n, last, bad = 0, nil, 0
+    local pos
+    while true do
+      pos = {}
+      local order = {}
+      if st.nmem > 0 then
+        local flat = redis.call('HGETALL', KEYS[K_ACK])
+        for i = 1, #flat, 2 do
+          local p = wpos(flat[i + 1])
+          pos[flat[i]] = p
+          order[#order + 1] = p
+        end
+        table.sort(order, function(a, b) return a > b end)
+        -- Members without a record acked nothing: they rank last.
+        local target = order[quorum(st.nmem)] or 0
+        if target > w.cn then w.cn = math.min(target, w.rn) end
+        -- Stragglers skipped at the deadline (wreap) stay behind.
+        if w.skip and w.skip > w.cn then w.cn = math.min(w.skip, w.rn) end
+      else
+        w.cn = w.rn
       end
-      table.sort(lagging)
+      if not POLICY_WINDOWED and w.cn == w.rn then
+        local low = w.rn
+        for _, p in pairs(pos) do low = math.min(low, p) end
+        if low >= w.rn then
+          -- Back to lock-step: nothing in flight and every member caught up.
+          mset('rn', false)
+          mset('cn', false)
+          mset('wl', false)
+          if META.f then
+            mset('f', false)
+            mset('fs', false)
+            mset('rt', false)
+          end
+          if st.ad > 0 then
+            mset('ad', false)
+            DEADLINES = true
+          end
+          if w.cn > cn0 then
+            COMPLETED = true
+            mset('lc', NOW)
+          end
+          redis.call('DEL', KEYS[K_ACK])
+          WINDOWED = false
+          local n2, last2, st2 = release()
+          return n + n2, last2 or last, st2
+        end
+      end
+      if st.pend > 0 and not (st.nmem == 0 and st.hold) then
+        local want = PWINDOW - (w.rn - w.cn)
+        if st.nmem == 0 then want = DRAIN_BATCH end
+        if want > 0 then
+          local k, l, b, dry = wpop(w, want, st.nmem > 0)
+          n, bad = n + k, bad + b
+          if l then last = l end
+          if dry then
+            -- The counter drifted from the lists (manual edits): trust the lists.
+            st.pend = 0
+          else
+            st.pend = math.max(st.pend - k, 0)
+          end
+        end
+      end
+      -- MaxLag: a member more than that many released messages behind is
+      -- evicted; completion may then move on, so go round again.
+      local lagging = {}
+      if PMAXLAG > 0 and st.nmem > 0 then
+        for c, p in pairs(pos) do
+          if w.rn - p > PMAXLAG then lagging[#lagging + 1] = c end
+        end
+        table.sort(lagging)
+      end
+      local evicted = false
+      for _, c in ipairs(lagging) do
+        if drop(c, 'e', 'max-lag') then
+          st.nmem = st.nmem - 1
+          evicted = true
+        end
+      end
+      if not evicted then break end
     end
-    local evicted = false
-    for _, c in ipairs(lagging) do
-      if drop(c, 'e', 'max-lag') then
-        st.nmem = st.nmem - 1
-        evicted = true
+    if n > 0 or bad > 0 or st.pend ~= tonumber(META.pend or '0') then mset('pend', st.pend) end
+    if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
+    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
+    if w.cn > cn0 then
+      COMPLETED = true
+      mset('lc', NOW)
+    end
+    -- The oldest message not complete is the one the ack deadline watches.
+    st.inflight = w.cn < w.rn
+    if st.inflight then
+      local e = w.list[w.cn + 1 - w.base]
+      local fresh = META.fs ~= e[2]
+      if fresh then
+        mset('f', e[1])
+        mset('fs', e[2])
+        mset('rt', e[3])
+      end
+      local timeout = tonumber(e[4])
+      if timeout > 0 and (fresh or st.ad == 0) then
+        st.ad = NOW + timeout
+        mset('ad', st.ad)
+        DEADLINES = true
+      end
+    else
+      if META.f then
+        mset('f', false)
+        mset('fs', false)
+        mset('rt', false)
+      end
+      if st.ad > 0 then
+        mset('ad', false)
+        st.ad = 0
+        DEADLINES = true
       end
     end
-    if not evicted then break end
-  end
-  if n > 0 or bad > 0 or st.pend ~= tonumber(META.pend or '0') then mset('pend', st.pend) end
-  if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
-  if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
-  if w.cn > cn0 then
-    COMPLETED = true
-    mset('lc', NOW)
-  end
-  -- The oldest message not complete is the one the ack deadline watches.
-  st.inflight = w.cn < w.rn
-  if st.inflight then
-    local e = w.list[w.cn + 1 - w.base]
-    local fresh = META.fs ~= e[2]
-    if fresh then
-      mset('f', e[1])
-      mset('fs', e[2])
-      mset('rt', e[3])
+    -- Keep the entries someone may still ack: above the lowest position.
+    local low = w.cn
+    for _, p in pairs(pos) do low = math.min(low, p) end
+    local cut = math.max(low - w.base, 0)
+    local parts = {}
+    for i = cut + 1, #w.list do
+      local e = w.list[i]
+      parts[#parts + 1] = e[1] .. '/' .. e[2] .. '/' .. e[3] .. '/' .. e[4]
     end
-    local timeout = tonumber(e[4])
-    if timeout > 0 and (fresh or st.ad == 0) then
-      st.ad = NOW + timeout
-      mset('ad', st.ad)
-      DEADLINES = true
-    end
-  else
-    if META.f then
-      mset('f', false)
-      mset('fs', false)
-      mset('rt', false)
-    end
-    if st.ad > 0 then
-      mset('ad', false)
-      st.ad = 0
-      DEADLINES = true
-    end
+    local wl = table.concat(parts, ' ')
+    if wl ~= (META.wl or '') or not META.rn then mset('wl', wl) end
+    local rn, cn = string.format('%d', w.rn), string.format('%d', w.cn)
+    if rn ~= META.rn then mset('rn', rn) end
+    if cn ~= META.cn then mset('cn', cn) end
+    return n, last, st
   end
-  -- Keep the entries someone may still ack: above the lowest position.
-  local low = w.cn
-  for _, p in pairs(pos) do low = math.min(low, p) end
-  local cut = math.max(low - w.base, 0)
-  local parts = {}
-  for i = cut + 1, #w.list do
-    local e = w.list[i]
-    parts[#parts + 1] = e[1] .. '/' .. e[2] .. '/' .. e[3] .. '/' .. e[4]
-  end
-  local wl = table.concat(parts, ' ')
-  if wl ~= (META.wl or '') or not META.rn then mset('wl', wl) end
-  local rn, cn = string.format('%d', w.rn), string.format('%d', w.cn)
-  if rn ~= META.rn then mset('rn', rn) end
-  if cn ~= META.cn then mset('cn', cn) end
-  return n, last, st
+  WIN = {load = wload, find = wfind, ack = wack, join = wjoin, owed = wowed,
+    reap = wreap, release = wrelease, done = wdone, pos = wpos, fmt = wfmt}
+  return WIN
 end
+
 -- ===== end of the windowed barrier =====
 
 -- IDLE_FOREVER is the room index score of an idle room kept forever
