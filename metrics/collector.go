@@ -53,6 +53,7 @@ const (
 	ReasonTimeout    = "timeout"     // no heartbeat within ClientTimeout
 	ReasonAckTimeout = "ack-timeout" // no ack within AckTimeout
 	ReasonLeave      = "leave"       // removed by someone else's Unsubscribe
+	ReasonMaxLag     = "max-lag"     // more than the room's Policy.MaxLag messages behind
 )
 
 // Collector is a prometheus.Collector for one Queue.
@@ -87,7 +88,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.delivered = desc("messages_delivered_total", "Messages handed to subscribers of this process, one per subscriber.")
 	c.acked = desc("acks_total", "Acks of this process that Redis accepted.")
 	c.ackRejected = desc("acks_rejected_total", "Acks of this process that were refused, by reason: stale (message no longer in flight), invalid (malformed, altered or foreign token), not-member (the client is not a voting member).", "reason")
-	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe).", "reason")
+	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), max-lag (too far behind under a quorum).", "reason")
 	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
 	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
 	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack.")
@@ -148,6 +149,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.ackRejected, s.AckNotMember, ReasonNotMember)
 	counter(c.evictions, s.EvictedTimeout, ReasonTimeout)
 	counter(c.evictions, s.EvictedAckTimeout, ReasonAckTimeout)
+	counter(c.evictions, s.EvictedMaxLag, ReasonMaxLag)
 	counter(c.evictions, s.EvictedLeave, ReasonLeave)
 	counter(c.malformed, s.Invalid)
 	counter(c.configRestored, s.ConfigRestored)
