@@ -7,8 +7,10 @@ endif
 
 SHELL := /bin/bash
 GO ?= go
-# The root module and the nested integration module, tested separately.
-MODULES := . integration
+# The root module and the nested ones, tested separately: integration
+# (benchmarks, fault tests) and contrib/otelsyncfanout (OpenTelemetry, a
+# module of its own so that the library's users do not build it).
+MODULES := . integration contrib/otelsyncfanout
 # -v shows every subtest (standalone and cluster) and its result.
 TEST_FLAGS ?= -race -count=1 -timeout 14m -v
 FUZZTIME ?= 5s
@@ -22,7 +24,7 @@ BENCH_ARGS ?=
 BENCH_SHORT_ARGS ?= -short
 
 .DEFAULT_GOAL := help
-.PHONY: help ensure-redis ensure-promtool test demo bench bench-short lint apidiff tidy fuzz-smoke soak
+.PHONY: help ensure-redis ensure-promtool ensure-chromium screenshots test demo bench bench-short lint apidiff tidy fuzz-smoke soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,7 +35,13 @@ ensure-redis: ## Install redis-server and redis-cli if missing (apt-get, as root
 ensure-promtool: ## Install promtool (Debian's prometheus package) if missing, to check deploy/prometheus/alerts.yml
 	@bash scripts/ensure-promtool.sh
 
-test: ensure-redis ## Run all tests with -race in both modules, on standalone and cluster Redis, then each fuzz target for TEST_FUZZTIME
+ensure-chromium: ## Install Debian's chromium if missing (apt-get, as root), for the web console's browser test
+	@bash scripts/ensure-chromium.sh
+
+screenshots: ensure-redis ensure-chromium ## Rewrite docs/console/*.png with the browser test (headless Chromium)
+	cd integration && SYNCFANOUT_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./browser
+
+test: ensure-redis ensure-chromium ## Run all tests with -race in every module, on standalone and cluster Redis, the console in headless Chromium, then each fuzz target for TEST_FUZZTIME
 	@# Without promtool (and not root), the deploy tests skip it; .ci/run insists.
 	@bash scripts/ensure-promtool.sh || echo "make test: the promtool checks of deploy/ will be skipped"
 	@set -o pipefail; status=0; \
@@ -70,7 +78,7 @@ bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark prog
 		echo "no benchmark program yet (integration/bench)"; \
 	fi
 
-lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules, then report API changes (apidiff)
+lint: ## Check formatting (gofmt -l lists nothing) and go vet in every module, then report API changes (apidiff)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do echo "==> go vet ./... in $$m"; (cd $$m && $(GO) vet ./...); done
 	@bash scripts/apidiff.sh
@@ -78,7 +86,7 @@ lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules, t
 apidiff: ## Report (never fail) exported-API changes since APIDIFF_BASE (default HEAD~1, the previous commit)
 	@bash scripts/apidiff.sh
 
-tidy: ## Run go mod tidy in both modules
+tidy: ## Run go mod tidy in every module
 	@set -e; for m in $(MODULES); do echo "==> go mod tidy in $$m"; (cd $$m && $(GO) mod tidy); done
 
 fuzz-smoke: ## Run every Fuzz* target for FUZZTIME (default 5s) each

@@ -123,7 +123,7 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	if err != nil {
 		return Enqueued{}, err
 	}
-	switch st := str(v, 0); st {
+	switch st := str(v, sendStatus); st {
 	case sferr.StatusOK:
 	case sferr.StatusRoomFull:
 		return Enqueued{}, &Refused{Status: st, Limit: int(u64(v, 1)), Pending: int(u64(v, 2))}
@@ -132,7 +132,7 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	default:
 		return Enqueued{}, fmt.Errorf("syncfanout: room %q: %w", room, sferr.FromStatus(st))
 	}
-	return Enqueued{Seq: u64(v, 1), Epoch: str(v, 2), Released: int(u64(v, 3)), At: ms(v, 5), Appended: appended(v, 6), Dropped: int(u64(v, 8))}, nil
+	return Enqueued{Seq: u64(v, sendSeq), Epoch: str(v, sendEpoch), Released: int(u64(v, sendReleased)), At: ms(v, sendNow), Appended: appended(v, sendAppended), Dropped: int(u64(v, sendDropped))}, nil
 }
 
 // PolicySet describes a policy change.
@@ -221,11 +221,11 @@ func (b *Barrier) Join(ctx context.Context, room, client string, observer bool) 
 	if err != nil {
 		return Joined{}, err
 	}
-	st := str(v, 0)
+	st := str(v, joinStatus)
 	if st != sferr.StatusOK && st != sferr.StatusAlready {
 		return Joined{}, sferr.FromStatus(st)
 	}
-	return Joined{Already: st == sferr.StatusAlready, From: str(v, 1), Epoch: str(v, 2), At: ms(v, 3), Owed: appended(v, 4).Entries, Incarnation: str(v, 6)}, nil
+	return Joined{Already: st == sferr.StatusAlready, From: str(v, joinFrom), Epoch: str(v, joinEpoch), At: ms(v, joinNow), Owed: appended(v, joinOwed).Entries, Incarnation: str(v, joinIncarnation)}, nil
 }
 
 // Leave removes client from the room; ErrNotMember if it was not there.
@@ -234,10 +234,10 @@ func (b *Barrier) Leave(ctx context.Context, room, client string) (released int,
 	if err != nil {
 		return 0, err
 	}
-	if err := sferr.FromStatus(str(v, 0)); err != nil {
+	if err := sferr.FromStatus(str(v, leaveStatus)); err != nil {
 		return 0, fmt.Errorf("%w: client=%q room=%q", err, client, room)
 	}
-	return int(u64(v, 1)), nil
+	return int(u64(v, leaveReleased)), nil
 }
 
 // Acked describes an accepted ack.
@@ -260,10 +260,10 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err != nil {
 		return Acked{}, err
 	}
-	if err := sferr.FromStatus(str(v, 0)); err != nil {
+	if err := sferr.FromStatus(str(v, ackStatus)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4), Appended: appended(v, 5), Completed: u64(v, 7)&1 == 1, Partial: u64(v, 7)&2 == 2}, nil
+	return Acked{Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt), Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2}, nil
 }
 
 // BatchAcked describes a batch of acks: Errs holds, in the order of the
@@ -299,26 +299,26 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	if err != nil {
 		return BatchAcked{}, err
 	}
-	if len(v) < 8 || len(v)%2 != 0 {
+	if len(v) < ackBatchRefused || len(v)%2 != 0 {
 		return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply has %d elements", room, len(v))
 	}
 	res := BatchAcked{
-		Released: int(u64(v, 1)), ReleasedSeq: u64(v, 2), At: ms(v, 3), InFlightAt: ms(v, 4),
-		Appended: appended(v, 5), Completed: u64(v, 7)&1 == 1, Partial: u64(v, 7)&2 == 2, Errs: make([]error, len(clients)),
+		Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt),
+		Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2, Errs: make([]error, len(clients)),
 	}
 	refuse := func(i int, status string) {
 		if err := sferr.FromStatus(status); err != nil {
 			res.Errs[i] = fmt.Errorf("%w: client=%q room=%q seq=%d", err, clients[i], room, seq)
 		}
 	}
-	if st := str(v, 0); st != sferr.StatusOK {
+	if st := str(v, ackStatus); st != sferr.StatusOK {
 		for i := range clients {
 			refuse(i, st)
 		}
 		return res, nil
 	}
 	// Only the refused clients are listed: position (1-based), status.
-	for j := 8; j+1 < len(v); j += 2 {
+	for j := ackBatchRefused; j+1 < len(v); j += 2 {
 		i := int(u64(v, j)) - 1
 		if i < 0 || i >= len(clients) {
 			return BatchAcked{}, fmt.Errorf("syncfanout: room %q: ack batch reply names client %d of %d", room, i+1, len(clients))
@@ -342,7 +342,7 @@ func (b *Barrier) Heartbeat(ctx context.Context, room string, clients []string) 
 	}
 	alive := make([]bool, len(clients))
 	for i := range clients {
-		alive[i] = u64(v, 2+i) == 1
+		alive[i] = u64(v, heartbeatAlive+i) == 1
 	}
 	return alive, nil
 }
@@ -355,7 +355,7 @@ func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int,
 	if err != nil {
 		return 0, 0, false, err
 	}
-	return int(u64(v, 1)), int(u64(v, 2)), u64(v, 3) == 1, nil
+	return int(u64(v, reapEvicted)), int(u64(v, reapReleased)), u64(v, reapDeleted) == 1, nil
 }
 
 // Due returns up to limit rooms of a shard whose earliest deadline passed.
@@ -365,7 +365,7 @@ func (b *Barrier) Due(ctx context.Context, shard, limit int) ([]string, error) {
 		return nil, fmt.Errorf("syncfanout: shard %d: %w", shard, err)
 	}
 	rooms := make([]string, 0, len(v))
-	for i := 1; i < len(v); i++ {
+	for i := dueRooms; i < len(v); i++ {
 		rooms = append(rooms, str(v, i))
 	}
 	return rooms, nil

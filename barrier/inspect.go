@@ -20,7 +20,8 @@ type Pending struct {
 	Priority int
 	Producer string
 	Enqueued time.Time
-	Payload  []byte // as sent: kind byte + body (see package queue)
+	Payload  []byte            // as sent: kind byte + body (see package queue)
+	Headers  map[string]string // nil for a message sent without headers
 	// Err is set (matching sferr.ErrDecode) for an entry that the release
 	// step will set aside as malformed instead of releasing it; the fields
 	// above then hold what could be read (Seq and Payload when the header
@@ -32,7 +33,8 @@ type Pending struct {
 // with the rules of the release step (release_entry in internal/lua/room.lua):
 // an entry it refuses is one the release step sets aside, and the other way
 // round. The message ID and enqueue time are positive decimals without a
-// leading zero, of at most 19 and 15 digits; the payload has a kind byte.
+// leading zero, of at most 19 and 15 digits; the payload has a kind byte,
+// and its header block, if any, is well-formed (internal/payload).
 func ParseEntry(entry string) (Pending, error) {
 	var p Pending
 	var fields [3]uint64
@@ -60,9 +62,11 @@ func ParseEntry(entry string) (Pending, error) {
 	p.Enqueued = time.UnixMilli(int64(fields[1]))
 	p.Producer = rest[:fields[2]]
 	p.Payload = []byte(rest[fields[2]:])
-	if err := payload.Check(p.Payload); err != nil {
-		return p, fmt.Errorf("queue entry %d: %w", p.Seq, err)
+	headers, body, why := payload.Parse(p.Payload)
+	if why != "" {
+		return p, fmt.Errorf("queue entry %d: %w: %s", p.Seq, sferr.ErrDecode, why)
 	}
+	p.Headers, p.Payload = headers, body
 	return p, nil
 }
 
@@ -130,6 +134,11 @@ type State struct {
 	// Window lists every message in flight, oldest first (InFlight is the
 	// first); more than one only under a policy Window above 1.
 	Window []InFlight
+	// Paused is set while an operator has paused the room (admin_pause.lua).
+	Paused      bool
+	PausedAt    time.Time
+	PausedBy    string
+	PauseReason string
 }
 
 // State reads a room's state in one atomic step.
@@ -138,18 +147,22 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: %w", room, err)
 	}
-	if len(v) < 8 {
+	if len(v) < stateLen {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: short reply", room)
 	}
-	s := State{Room: room, Now: ms(v, 0)}
-	meta := pairs(v[1])
-	seen := pairs(v[3])
-	acks := pairs(v[4])
+	s := State{Room: room, Now: ms(v, stateNow)}
+	meta := pairs(v[stateMeta])
+	seen := pairs(v[stateSeen])
+	acks := pairs(v[stateAcks])
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
 	s.Policy, s.PolicyStored = policyFields(meta)
-	if lens, ok := v[6].([]any); ok {
+	if pz, ok := meta["pz"]; ok {
+		s.Paused, s.PausedAt = true, msString(pz)
+		s.PausedBy, s.PauseReason = meta["pb"], meta["pr"]
+	}
+	if lens, ok := v[statePending].([]any); ok {
 		for p := range lens {
 			if p < keys.Levels {
 				s.ByPriority[p] = int(u64(lens, p))
@@ -157,7 +170,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 			}
 		}
 	}
-	s.StreamLen = int64(u64(v, 7))
+	s.StreamLen = int64(u64(v, stateStreamLen))
 	if f, ok := meta["f"]; ok {
 		in := &InFlight{StreamID: meta["fs"]}
 		in.Seq, _ = strconv.ParseUint(f, 10, 64)
@@ -199,14 +212,14 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 		}
 		return m
 	}
-	for id, d := range pairs(v[2]) {
+	for id, d := range pairs(v[stateMembers]) {
 		m := member(id, d, false)
 		s.Members = append(s.Members, m)
 		if s.InFlight != nil && !m.Acked {
 			s.Missing = append(s.Missing, id)
 		}
 	}
-	for id, d := range pairs(v[5]) {
+	for id, d := range pairs(v[stateObservers]) {
 		s.Observers = append(s.Observers, member(id, d, true))
 	}
 	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].ClientID < s.Members[j].ClientID })

@@ -54,6 +54,17 @@ const (
 	ReasonAckTimeout = "ack-timeout" // no ack within AckTimeout
 	ReasonLeave      = "leave"       // removed by someone else's Unsubscribe
 	ReasonMaxLag     = "max-lag"     // more than the room's Policy.MaxLag messages behind
+	ReasonKick       = "kick"        // removed by an operator (Admin.Kick, Admin.DeleteRoom)
+)
+
+// Label values of admin_actions_total: the operators' transitions.
+const (
+	ActionPause   = "pause"
+	ActionResume  = "resume"
+	ActionPurge   = "purge"
+	ActionRelease = "release"
+	ActionKick    = "kick"
+	ActionDelete  = "delete"
 )
 
 // Collector is a prometheus.Collector for one Queue.
@@ -73,6 +84,7 @@ type Collector struct {
 
 	// Room policies (queue.Policy).
 	dropped, skipped *prometheus.Desc
+	adminActions     *prometheus.Desc
 }
 
 // NewCollector returns a Collector for q. Register it yourself.
@@ -88,7 +100,8 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.delivered = desc("messages_delivered_total", "Messages handed to subscribers of this process, one per subscriber.")
 	c.acked = desc("acks_total", "Acks of this process that Redis accepted.")
 	c.ackRejected = desc("acks_rejected_total", "Acks of this process that were refused, by reason: stale (message no longer in flight), invalid (malformed, altered or foreign token), not-member (the client is not a voting member).", "reason")
-	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), max-lag (too far behind under a quorum).", "reason")
+	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), max-lag (too far behind under a quorum), kick (an operator's kick or room deletion).", "reason")
+	c.adminActions = desc("admin_actions_total", "Operators' transitions made through this process (queue.Admin), by action: pause, resume, purge, release, kick, delete.", "action")
 	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
 	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
 	c.barrierWait = desc("barrier_wait_seconds", "Time from a message's release to its last ack (Redis clock), observed by the process that sent that ack.")
@@ -117,7 +130,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.sent, c.released, c.oob, c.delivered, c.acked, c.ackRejected, c.evictions, c.malformed, c.expired,
 		c.releaseLatency, c.barrierWait, c.endToEnd,
 		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.roomInFlightAge, c.malformedPending, c.redisUp, c.scrapeSeconds,
-		c.shardConflict, c.configRestored,
+		c.shardConflict, c.configRestored, c.adminActions,
 		c.dropped, c.skipped,
 	} {
 		ch <- d
@@ -151,6 +164,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.evictions, s.EvictedAckTimeout, ReasonAckTimeout)
 	counter(c.evictions, s.EvictedMaxLag, ReasonMaxLag)
 	counter(c.evictions, s.EvictedLeave, ReasonLeave)
+	counter(c.evictions, s.Kicked, ReasonKick)
+	counter(c.adminActions, s.AdminPause, ActionPause)
+	counter(c.adminActions, s.AdminResume, ActionResume)
+	counter(c.adminActions, s.AdminPurge, ActionPurge)
+	counter(c.adminActions, s.AdminRelease, ActionRelease)
+	counter(c.adminActions, s.AdminKick, ActionKick)
+	counter(c.adminActions, s.AdminDelete, ActionDelete)
 	counter(c.malformed, s.Invalid)
 	counter(c.configRestored, s.ConfigRestored)
 	conflict := 0.0

@@ -212,6 +212,42 @@ func TestCollectorEvictions(t *testing.T) {
 	})
 }
 
+// TestCollectorAdminActions: every operator's transition is counted under
+// its action, and a kicked subscriber under evictions_total{reason="kick"}.
+func TestCollectorAdminActions(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics.NewCollector(q, metrics.Options{Namespace: "app"}))
+		s, err := q.Join(ctx, "r")
+		require.NoError(t, err)
+		_, err = q.Send(ctx, "r", "x")
+		require.NoError(t, err)
+		adm := q.Admin("ops")
+		require.NoError(t, adm.Pause(ctx, "r", ""))
+		require.NoError(t, adm.Resume(ctx, "r", ""))
+		_, err = adm.Purge(ctx, "r", queue.PurgeFilter{}, "")
+		require.NoError(t, err)
+		_, err = adm.Release(ctx, "r", "")
+		require.NoError(t, err)
+		require.NoError(t, adm.Kick(ctx, "r", s.ClientID(), ""))
+		for {
+			if _, err = s.Next(ctx); err != nil {
+				break
+			}
+		}
+		require.ErrorIs(t, err, queue.ErrKicked)
+		require.NoError(t, adm.DeleteRoom(ctx, "r", ""))
+		for _, action := range []string{metrics.ActionPause, metrics.ActionResume, metrics.ActionPurge, metrics.ActionRelease, metrics.ActionKick, metrics.ActionDelete} {
+			require.Equal(t, 1.0, value(t, reg, "app_admin_actions_total", "action", action), action)
+		}
+		require.Equal(t, 1.0, value(t, reg, "app_evictions_total", "reason", metrics.ReasonKick))
+	})
+}
+
 // TestCollectorIdleRooms: idle rooms are a deployment gauge, left out of
 // the per-room backlog series, and the rooms this process's housekeeping
 // deletes are counted.

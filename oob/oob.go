@@ -45,13 +45,15 @@ func (b *Broadcaster) Send(ctx context.Context, room, producer string, payload [
 		limit, _ := v[3].(int64)
 		return Sent{}, fmt.Errorf("%w: %d bytes, room %q limit %d (Policy.MaxPayloadBytes)", sferr.ErrPayloadTooLarge, size, room, limit)
 	}
-	if len(v) < 5 {
+	// Reply of oob.lua (see its header): status, seq, epoch, stream ID, now ms.
+	const seqAt, epochAt, idAt, nowAt = 1, 2, 3, 4
+	if len(v) <= nowAt {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: short reply", room)
 	}
-	seq, _ := v[1].(int64)
-	epoch, _ := v[2].(string)
-	id, _ := v[3].(string)
-	at, _ := v[4].(int64)
+	seq, _ := v[seqAt].(int64)
+	epoch, _ := v[epochAt].(string)
+	id, _ := v[idAt].(string)
+	at, _ := v[nowAt].(int64)
 	if seq <= 0 || id == "" {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: unexpected reply %v", room, v)
 	}

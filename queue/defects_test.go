@@ -39,22 +39,12 @@ func dftCtx(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// dftQueue returns a Queue on rdb under b's prefix, closed at cleanup
-// (before the prefix's keys are deleted: cleanups run last-in first-out).
+// dftQueue returns a Queue on rdb under b's prefix, closed at cleanup.
+//
+// Deprecated: use setupBundle, or setupOn for another client.
 func dftQueue(t *testing.T, b *redistest.Backend, rdb redis.UniversalClient, opts queue.Options) *queue.Queue {
 	t.Helper()
-	opts.Prefix = b.Prefix
-	if opts.Logger == nil {
-		// The background warnings some tests provoke on purpose would
-		// drown the test output.
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := queue.New(ctx, rdb, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = q.Close() })
-	return q
+	return setupOn(t, rdb, b.Prefix, opts)
 }
 
 // dftLayout names the raw keys of b's prefix, for the checks that look
@@ -78,15 +68,9 @@ func dftEvents(ctx context.Context, t *testing.T, rdb redis.UniversalClient, l *
 }
 
 // dftOfType keeps the events of one type.
-func dftOfType(evs []streams.Event, typ streams.Type) []streams.Event {
-	var out []streams.Event
-	for _, ev := range evs {
-		if ev.Type == typ {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+//
+// Deprecated: use ofType.
+func dftOfType(evs []streams.Event, typ streams.Type) []streams.Event { return ofType(evs, typ) }
 
 // dftWaitEvents blocks on the room's stream (XREAD on rdb, read-only: it
 // never runs a room script) until done accepts the events read so far.
@@ -115,7 +99,12 @@ func dftWaitEvents(ctx context.Context, t *testing.T, rdb redis.UniversalClient,
 	}
 }
 
-// dftNext returns the subscription's next message; the context bounds the wait.
+// dftNext returns the subscription's next message; the context bounds the
+// wait.
+//
+// Deprecated: use next (t before ctx, as every other helper), which also
+// bounds the wait by waitLimit; this one keeps the caller's longer bounds
+// of the tests written with it.
 func dftNext(ctx context.Context, t *testing.T, s *queue.Subscription) *queue.Message {
 	t.Helper()
 	m, err := s.Next(ctx)
@@ -124,11 +113,11 @@ func dftNext(ctx context.Context, t *testing.T, s *queue.Subscription) *queue.Me
 }
 
 // dftState reads a room's state.
+//
+// Deprecated: use roomState.
 func dftState(ctx context.Context, t *testing.T, q *queue.Queue, room string) queue.RoomState {
 	t.Helper()
-	st, err := q.RoomState(ctx, room)
-	require.NoError(t, err)
-	return st
+	return roomState(t, ctx, q, room)
 }
 
 // dftInFlight is the in-flight message ID, 0 when none.

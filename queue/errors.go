@@ -57,6 +57,10 @@ var (
 	ErrNotReplicated = sferr.ErrNotReplicated
 	// ErrInvalidBatch: a SendBatch of no message or of more than MaxBatch.
 	ErrInvalidBatch = sferr.ErrInvalidBatch
+	// ErrInvalidHeader: a message header breaks the rules of Header (bad
+	// key or value, too many headers, or a header block over
+	// MaxHeaderBytes).
+	ErrInvalidHeader = sferr.ErrInvalidHeader
 	// ErrInvalidPolicy: a Policy field out of range, or Quorum and
 	// QuorumFraction both set (SetPolicy, Options.DefaultPolicy).
 	ErrInvalidPolicy = sferr.ErrInvalidPolicy

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
@@ -45,6 +46,39 @@ func fast(o queue.Options) queue.Options {
 	o.ClientTimeout = shortTimeout
 	o.HousekeepingInterval = shortHousekeep
 	return o
+}
+
+// testBundle is what most tests start from: a bounded context, a Queue on
+// the backend (closed at cleanup) and the key layout of its prefix for the
+// checks that look under the API. Tests needing more (a second Queue, a
+// cut-able connection) add it with setupOn.
+type testBundle struct {
+	ctx     context.Context
+	q       *queue.Queue
+	backend *redistest.Backend
+	layout  *keys.Layout // NumShards: the Queue's, the default unless opts set it
+}
+
+// defaultNumShards is Options.NumShards' default.
+const defaultNumShards = 16
+
+// setupBundle returns a testBundle with opts (at most one; none: the
+// defaults). It is the one entry point for new tests; setup, setupOn and
+// the per-file constructors below stay for the tests written before it.
+func setupBundle(t *testing.T, b *redistest.Backend, opts ...queue.Options) *testBundle {
+	t.Helper()
+	var o queue.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	q := setup(t, b, o)
+	shards := o.NumShards
+	if shards == 0 {
+		shards = defaultNumShards
+	}
+	layout, err := keys.New(b.Prefix, shards)
+	require.NoError(t, err)
+	return &testBundle{ctx: testContext(t), q: q, backend: b, layout: layout}
 }
 
 // setup returns a Queue on the backend's client and prefix, closed at cleanup.

@@ -38,7 +38,7 @@ func (q *Queue) InFlightSince(ctx context.Context, rooms []string) (map[string]t
 	cmds := make([]*redis.StringCmd, len(rooms))
 	pipe := q.rdb.Pipeline()
 	for i, room := range rooms {
-		cmds[i] = pipe.HGet(ctx, q.layout.RoomKeys(room)[keys.KMeta-1], "rt")
+		cmds[i] = pipe.HGet(ctx, q.layout.Meta(room), "rt")
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is read below
 	for i, room := range rooms {

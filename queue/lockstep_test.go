@@ -64,7 +64,7 @@ func TestGarbageInPendingListIsDropped(t *testing.T) {
 		require.NoError(t, err)
 		layout, err := keys.New(b.Prefix, 16)
 		require.NoError(t, err)
-		list := layout.RoomKeys("room")[keys.KQueue0-1] // priority 0: popped before anything else
+		list := layout.Queue("room", 0) // priority 0: popped before anything else
 		for _, junk := range []string{"junk", "1:2:999:x", "", "::::"} {
 			require.NoError(t, b.Client.RPush(ctx, list, junk).Err())
 		}

@@ -98,6 +98,10 @@ type Options struct {
 	// deployment should use the same one: each applies its own to such
 	// rooms. Validated as SetPolicy does (ErrInvalidPolicy).
 	DefaultPolicy Policy
+	// Tracer, when set, follows every message this Queue sends or
+	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
+	// Default nil: no tracing, and no cost.
+	Tracer Tracer
 }
 
 const defaultMaxLen = 10000
@@ -200,6 +204,7 @@ type sendOptions struct {
 	priority    int
 	producer    string
 	ackDeadline time.Duration
+	headers     map[string]string
 }
 
 // AckDeadline gives the message its own ack timeout: d after its release,

@@ -39,21 +39,21 @@ func TestPolicyText(t *testing.T) {
 
 // invalidPolicies are refused by SetPolicy and Options.DefaultPolicy.
 var invalidPolicies = map[string]queue.Policy{
-	"negative window":       {Window: -1},
-	"huge window":           {Window: math.MaxInt32},
-	"negative quorum":       {Quorum: -1},
-	"fraction above 1":      {QuorumFraction: 1.5},
-	"negative fraction":     {QuorumFraction: -0.1},
-	"NaN fraction":          {QuorumFraction: math.NaN()},
-	"quorum and fraction":   {Quorum: 2, QuorumFraction: 0.5},
-	"negative max lag":      {MaxLag: -1},
-	"negative max pending":  {MaxPending: -1},
-	"unknown overflow":      {Overflow: queue.OverflowPolicy(7)},
-	"negative overflow":     {Overflow: queue.OverflowPolicy(-1)},
-	"negative max payload":  {MaxPayloadBytes: -1},
-	"payload above global":  {MaxPayloadBytes: 1<<20 + 1},
-	"unknown straggler":     {Straggler: queue.StragglerPolicy(2)},
-	"negative straggler":    {Straggler: queue.StragglerPolicy(-1)},
+	"negative window":      {Window: -1},
+	"huge window":          {Window: math.MaxInt32},
+	"negative quorum":      {Quorum: -1},
+	"fraction above 1":     {QuorumFraction: 1.5},
+	"negative fraction":    {QuorumFraction: -0.1},
+	"NaN fraction":         {QuorumFraction: math.NaN()},
+	"quorum and fraction":  {Quorum: 2, QuorumFraction: 0.5},
+	"negative max lag":     {MaxLag: -1},
+	"negative max pending": {MaxPending: -1},
+	"unknown overflow":     {Overflow: queue.OverflowPolicy(7)},
+	"negative overflow":    {Overflow: queue.OverflowPolicy(-1)},
+	"negative max payload": {MaxPayloadBytes: -1},
+	"payload above global": {MaxPayloadBytes: 1<<20 + 1},
+	"unknown straggler":    {Straggler: queue.StragglerPolicy(2)},
+	"negative straggler":   {Straggler: queue.StragglerPolicy(-1)},
 }
 
 // TestSetPolicyInvalid (project rule 12, "Policies are validated"): every invalid policy

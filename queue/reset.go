@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 	"github.com/syncfanout/syncfanout/streams"
 )
@@ -47,7 +46,7 @@ func (r *router) readRooms(ctx context.Context, rooms []string) (map[string]room
 	eps := make([]*redis.StringCmd, len(rooms))
 	infos := make([]*redis.XInfoStreamCmd, len(rooms))
 	for i, room := range rooms {
-		eps[i] = pipe.HGet(ctx, r.q.layout.RoomKeys(room)[keys.KMeta-1], "ep")
+		eps[i] = pipe.HGet(ctx, r.q.layout.Meta(room), "ep")
 		infos[i] = pipe.XInfoStream(ctx, r.q.layout.Stream(room))
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is looked at below
@@ -180,15 +179,52 @@ func (s *Subscription) reset(err error) {
 func (r *router) lost(ctx context.Context, s *Subscription) {
 	s.mu.Lock()
 	read := s.last // taken before the check, so the stream must reach it
+	var kicked *KickedError
+	for _, ev := range s.buf {
+		if k := s.kickedBy(ev); k != nil {
+			kicked = k
+		}
+	}
 	s.mu.Unlock()
+	if kicked != nil {
+		// An operator's kick or deletion, already read: it says why, and a
+		// deleted room would otherwise look reset.
+		s.endKicked(kicked)
+		return
+	}
 	checks, err := r.readRooms(ctx, []string{s.room})
 	if err == nil {
 		if rerr := s.resetError(checks[s.room], read); rerr != nil {
 			s.reset(rerr)
 			return
 		}
+		if k := r.unreadKick(ctx, s, read); k != nil {
+			s.endKicked(k)
+			return
+		}
 	}
 	s.fail(&EvictedError{ClientID: s.clientID, Rooms: []string{s.room}})
+}
+
+// unreadKick looks for a kick of s's client among the entries after read
+// that its reader has not handed over yet: the heartbeat can find the
+// client gone first, and a kick must not be reported as an eviction.
+func (r *router) unreadKick(ctx context.Context, s *Subscription, read string) *KickedError {
+	from := "-"
+	if read != "" {
+		from = "(" + read
+	}
+	ms, err := r.checkClient().XRangeN(ctx, r.q.layout.Stream(s.room), from, "+", 10000).Result()
+	if err != nil {
+		return nil
+	}
+	for _, m := range ms {
+		ev, err := streams.Decode(s.room, m)
+		if err == nil && ev.Type == streams.Kick && ev.ClientID == s.clientID {
+			return s.kickedBy(ev)
+		}
+	}
+	return nil
 }
 
 // confirmChecks reads again, after a pause and a refresh of the cluster's

@@ -27,6 +27,14 @@ type RoomState struct {
 	// Window lists every message in flight, oldest first: InFlight is the
 	// first, and there are more only under a Policy.Window above 1.
 	Window []InFlight
+	// Paused is set while an operator has paused the room (Admin.Pause):
+	// sends are queued and nothing new is released. PausedAt (server
+	// clock), PausedBy (the actor) and PauseReason say since when, by whom
+	// and why.
+	Paused      bool
+	PausedAt    time.Time
+	PausedBy    string
+	PauseReason string
 }
 
 // Member is a member or observer of a room.
@@ -61,6 +69,7 @@ func roomState(s barrier.State) RoomState {
 		Pending: s.Pending, ByPriority: s.ByPriority,
 		Members: members(s.Members), Observers: members(s.Observers),
 		Missing: s.Missing, StreamLen: s.StreamLen, Hold: s.Hold,
+		Paused: s.Paused, PausedAt: s.PausedAt, PausedBy: s.PausedBy, PauseReason: s.PauseReason,
 	}
 	if f := s.InFlight; f != nil {
 		r.InFlight = &InFlight{Seq: f.Seq, StreamID: f.StreamID, ReleasedAt: f.ReleasedAt, Age: f.Age, AckDeadline: f.AckDeadline}

@@ -28,7 +28,7 @@ type router struct {
 	warnBeat     warnLimiter
 	warnRead     warnLimiter
 	subs         map[string][]*Subscription // by room
-	sinks        map[string][]roomSink      // by room: workers' rooms (worker.go)
+	sinks        map[string][]roomSink      // by room: workers' rooms (worker_rooms.go)
 	workers      map[*Worker]struct{}       // closed with the Queue
 	fails        map[int]*shardFail         // by shard: readers' failures (readfail.go)
 }
@@ -197,23 +197,16 @@ func (r *router) heartbeat(ctx context.Context) (failed bool) {
 	r.mu.Unlock()
 	// Rooms beat in parallel: one after the other, a process with many
 	// rooms could take longer than ClientTimeout to get round them.
-	work := make(chan string)
-	var wg sync.WaitGroup
-	var bad atomic.Bool
-	for range min(len(byRoom), heartbeatParallel) {
-		wg.Go(func() {
-			for room := range work {
-				if !r.heartbeatRoom(ctx, room, byRoom[room]) {
-					bad.Store(true)
-				}
-			}
-		})
-	}
+	rooms := make([]string, 0, len(byRoom))
 	for room := range byRoom {
-		work <- room
+		rooms = append(rooms, room)
 	}
-	close(work)
-	wg.Wait()
+	var bad atomic.Bool
+	forEachBounded(rooms, maxParallelCalls, func(room string) {
+		if !r.heartbeatRoom(ctx, room, byRoom[room]) {
+			bad.Store(true)
+		}
+	})
 	return bad.Load()
 }
 
@@ -288,7 +281,7 @@ func (r *router) close() {
 	}
 	// Detached from any caller: Close has no context, and leaving is what
 	// keeps the other members' rooms moving. Bounded so Close stays prompt.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveOnCloseTimeout)
 	defer cancel()
 	for _, s := range all {
 		_ = s.leave(ctx)
@@ -386,5 +379,82 @@ func (q *Queue) reapDue(ctx context.Context) {
 				q.stats.ExpiredRooms.Add(1)
 			}
 		}
+	}
+}
+
+// addWorker registers w to be closed with the Queue; ErrClosed once the
+// router closed, so no worker outlives it.
+func (r *router) addWorker(w *Worker) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return sferr.ErrClosed
+	}
+	r.workers[w] = struct{}{}
+	return nil
+}
+
+func (r *router) removeWorker(w *Worker) {
+	r.mu.Lock()
+	delete(r.workers, w)
+	r.mu.Unlock()
+}
+
+// roomSink receives the entries of one room's stream in order, from the
+// shard's reader (push) or from a script reply of this process (pushDirect,
+// taken only when its position is prev). Both run on other goroutines and
+// must not block.
+type roomSink interface {
+	push(ev streams.Event, err error)
+	pushDirect(prev string, evs []streams.Event)
+}
+
+// addSink makes s receive room's entries; it precedes following the room.
+func (r *router) addSink(room string, s roomSink) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return sferr.ErrClosed
+	}
+	r.sinks[room] = append(r.sinks[room], s)
+	return nil
+}
+
+func (r *router) removeSink(room string, s roomSink) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.sinks[room]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.sinks, room)
+	} else {
+		r.sinks[room] = list
+	}
+}
+
+// followRoom has the shard's reader read room after the ID from. When it
+// reports followed (even with an error: the reader then picks the room up
+// at its next read), one unfollowRoom must follow.
+func (r *router) followRoom(ctx context.Context, room, from string) (followed bool, err error) {
+	r.mu.Lock()
+	rd, err := r.readerLocked(r.q.layout.ShardOf(room))
+	r.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	return true, rd.Follow(ctx, room, r.q.layout.Stream(room), from)
+}
+
+func (r *router) unfollowRoom(room string) {
+	r.mu.Lock()
+	rd := r.readers[r.q.layout.ShardOf(room)]
+	r.mu.Unlock()
+	if rd != nil {
+		rd.Unfollow(r.q.layout.Stream(room))
 	}
 }

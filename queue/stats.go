@@ -51,6 +51,12 @@ type Stats struct {
 	// on the same prefix (see ErrShardMismatch).
 	ShardConflict bool
 
+	// Operators' transitions this Queue's Admin handles made, by action.
+	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete uint64
+	// Kicked counts local subscribers (subscriptions and worker clients)
+	// that an operator removed: kicked, or with their room deleted.
+	Kicked uint64
+
 	// ReleaseLatency: from the step that released a queued message (the
 	// last ack of the previous one, a leave, an eviction, or its own send
 	// when the barrier was open) to its delivery to a local subscriber; the
@@ -75,6 +81,9 @@ type counters struct {
 	ShardConflict                                   atomic.Bool
 	EvictedMaxLag                                   atomic.Uint64
 
+	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete atomic.Uint64
+	Kicked                                                                    atomic.Uint64
+
 	ReleaseLatency, BarrierWait, EndToEnd histogram
 }
 
@@ -91,7 +100,10 @@ func (s *counters) snapshot() Stats {
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
 		Dropped:        s.Dropped.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
-		EndToEnd: s.EndToEnd.snapshot(),
+		EndToEnd:   s.EndToEnd.snapshot(),
+		AdminPause: s.AdminPause.Load(), AdminResume: s.AdminResume.Load(), AdminPurge: s.AdminPurge.Load(),
+		AdminRelease: s.AdminRelease.Load(), AdminKick: s.AdminKick.Load(), AdminDelete: s.AdminDelete.Load(),
+		Kicked: s.Kicked.Load(),
 	}
 }
 

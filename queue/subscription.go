@@ -38,6 +38,9 @@ type Subscription struct {
 	// failSeen is the number of the router's reader failures for the room's
 	// shard already returned by Next, or older than the join.
 	failSeen uint64
+	// traced is the delivery of the last message Next returned, while the
+	// tracer (Options.Tracer) has not been told it ended.
+	traced *traceDelivery
 }
 
 // Join creates a client ID (or uses WithClientID), joins room with it and
@@ -180,10 +183,11 @@ func (s *Subscription) accept(ev streams.Event) {
 		if s.observer {
 			return // observers never ack
 		}
-	case streams.Evict, streams.Leave:
+	case streams.Evict, streams.Leave, streams.Kick:
 		if ev.ClientID != s.clientID {
 			return
 		}
+	case streams.RoomDeleted:
 	default:
 		return // others' joins, and malformed entries (counted by the router)
 	}
@@ -196,20 +200,29 @@ func (s *Subscription) accept(ev streams.Event) {
 func (s *Subscription) fail(err error) {
 	s.mu.Lock()
 	reason := ""
+	var kicked *KickedError
 	for _, ev := range s.buf {
 		if ev.Type == streams.Evict {
 			reason = ev.Reason
 		}
+		if k := s.kickedBy(ev); k != nil {
+			kicked = k
+		}
 	}
 	s.mu.Unlock()
+	if kicked != nil {
+		s.endKicked(kicked)
+		return
+	}
 	if s.end(err) {
 		s.q.stats.evicted(reason)
 	}
 }
 
 // Next returns the next message. It returns an *EvictedError when the
-// client was evicted, ErrNotMember when it was removed from the room by
-// someone else, ErrClosed after Close, or the context's error. While Redis
+// client was evicted, a *KickedError (ErrKicked) when an operator kicked
+// it or deleted the room, ErrNotMember when it was removed from the room
+// by someone else, ErrClosed after Close, or the context's error. While Redis
 // cannot be reached it returns a *ReadError wrapping the Redis error, once
 // per failed attempt of the room's reader to reach it (they are at most 2s
 // apart); the subscription stays open and Next delivers again once Redis
@@ -253,7 +266,29 @@ func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient
 	}
 }
 
+// kickedBy returns the error of an operator's event that ends s (a kick of
+// its client, or its room's deletion), nil for any other event.
+func (s *Subscription) kickedBy(ev streams.Event) *KickedError {
+	switch ev.Type {
+	case streams.Kick:
+		return &KickedError{ClientID: s.clientID, Room: s.room, Actor: ev.Actor, Reason: ev.Reason}
+	case streams.RoomDeleted:
+		return &KickedError{ClientID: s.clientID, Room: s.room, Actor: ev.Actor, Reason: ev.Reason, RoomDeleted: true}
+	}
+	return nil
+}
+
+func (s *Subscription) endKicked(err *KickedError) {
+	if s.end(err) {
+		s.q.stats.Kicked.Add(1)
+	}
+}
+
 func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message, error) {
+	if k := s.kickedBy(ev); k != nil {
+		s.endKicked(k)
+		return nil, k
+	}
 	switch ev.Type {
 	case streams.Evict:
 		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}, Reason: ev.Reason}
@@ -292,6 +327,17 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 	}
 	s.q.stats.Delivered.Add(1)
 	s.q.stats.observeDelivery(m)
+	if s.q.opts.Tracer != nil {
+		s.q.startDelivery(ctx, DeliveryInfo{ClientID: s.clientID}, m)
+		m.endOnAck = true
+		s.mu.Lock()
+		prev := s.traced
+		s.traced = m.trace
+		s.mu.Unlock()
+		// Taking the next message ends the previous delivery, acked or
+		// not (out-of-band messages and observers never ack).
+		prev.end(nil)
+	}
 	return m, nil
 }
 
@@ -304,7 +350,10 @@ func (s *Subscription) end(err error) bool {
 		s.err = err
 	}
 	s.buf = nil
+	traced := s.traced
+	s.traced = nil
 	s.mu.Unlock()
+	traced.end(nil)
 	if first {
 		s.q.router.unregister(s)
 		s.q.acks.gone(s.room, s.clientID)

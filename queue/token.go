@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -218,4 +219,26 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// verifyAck is the check of a caller-supplied ack token shared by
+// Queue.Ack and Worker.Ack: the Queue is open and ctx live, the client ID
+// valid, the token well-formed, signed by a current or previous secret and
+// issued to clientID. A refused token counts in Stats.AckRejected.
+func (q *Queue) verifyAck(ctx context.Context, clientID, ackToken string) (token, error) {
+	if err := q.check(ctx); err != nil {
+		return token{}, err
+	}
+	if err := keys.ValidateClientID(clientID); err != nil {
+		return token{}, err
+	}
+	t, err := parseToken(ackToken, q.opts.AckSecret, q.opts.PreviousAckSecrets...)
+	if err == nil && t.client != clientID {
+		err = fmt.Errorf("%w: token issued to another client", sferr.ErrInvalidToken)
+	}
+	if err != nil {
+		q.stats.ackRejected(err)
+		return token{}, err
+	}
+	return t, nil
 }

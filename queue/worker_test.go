@@ -27,18 +27,11 @@ import (
 var wkLogger = slog.New(slog.DiscardHandler)
 
 // wkQueue returns a Queue on rdb under prefix, closed at cleanup.
+//
+// Deprecated: use setupBundle, or setupOn for another client.
 func wkQueue(t *testing.T, rdb redis.UniversalClient, prefix string, opts queue.Options) *queue.Queue {
 	t.Helper()
-	opts.Prefix = prefix
-	if opts.Logger == nil {
-		opts.Logger = wkLogger
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := queue.New(ctx, rdb, opts)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = q.Close() })
-	return q
+	return setupOn(t, rdb, prefix, opts)
 }
 
 // wkNamedClient returns a client of the backend whose connections carry

@@ -40,22 +40,49 @@ const (
 	Skipped Type = "skip"
 )
 
+// Event types of the operators' transitions (queue.Admin). Each carries
+// the Actor who made it and its Reason.
+const (
+	// Pause: the room releases nothing new until a Resume.
+	Pause Type = "pause"
+	// Resume ends a Pause.
+	Resume Type = "resume"
+	// Purge dropped Count pending entries: of priority Priority (-1: every
+	// level), with a message ID of at most MessageID when it is not 0.
+	Purge Type = "purge"
+	// ForceRelease completed the in-flight message MessageID without the
+	// acks of Missing, who stay members.
+	ForceRelease Type = "release"
+	// Kick removed ClientID (an observer when Observer is set), as an
+	// eviction would.
+	Kick Type = "kick"
+	// RoomDeleted: every key of the room was deleted right after this
+	// event. The readers behind subscriptions and workers receive it from
+	// its notification; the stream itself is gone with the room, so
+	// History, ReplayInto and Tail (which read the stream) never show it.
+	RoomDeleted Type = "delete"
+)
+
 // Reasons of a Malformed event.
 const (
 	// MalformedHeader: the entry is not "<seq>:<enqueue ms>:<producer
 	// length>:<producer><payload>" with a message ID and enqueue time that
 	// every reader accepts.
 	MalformedHeader = "header"
-	// MalformedPayload: the header is readable, the payload is empty or
-	// lacks a known kind byte.
+	// MalformedPayload: the header is readable, the payload is empty,
+	// lacks a known kind byte, or has a header block that is not
+	// well-formed.
 	MalformedPayload = "payload"
 )
 
 // MalformedKeep is how many bytes of a malformed entry its event keeps.
 const MalformedKeep = 64
 
-var typeCodes = map[string]Type{"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed,
-	"p": Policy, "d": Dropped, "s": Skipped}
+var typeCodes = map[string]Type{
+	"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed,
+	"P": Pause, "R": Resume, "U": Purge, "F": ForceRelease, "K": Kick, "D": RoomDeleted,
+	"p": Policy, "d": Dropped, "s": Skipped,
+}
 
 // Event is one decoded entry of a room's delivery stream.
 type Event struct {
@@ -70,14 +97,26 @@ type Event struct {
 	// Payload is the stored payload (kind byte + body) of a Message or
 	// OutOfBand event; for a Malformed one, the entry's first MalformedKeep
 	// bytes, as found.
-	Payload  []byte
+	Payload []byte
+	// Headers of a Message or OutOfBand event (nil when it was sent
+	// without any); they are stored before the payload and not part of
+	// Payload.
+	Headers  map[string]string
 	Size     int    // Malformed: the entry's whole length in bytes; Dropped: the payload's
 	ClientID string // Join, Leave, Evict, Skipped
 	Observer bool   // Join, Leave, Evict: the client was an observer
 	// Reason: Leave ("leave"), Evict ("timeout", "ack-timeout"),
 	// Malformed (MalformedHeader, MalformedPayload), Dropped (the overflow
-	// policy), Skipped ("ack-deadline").
+	// policy), Skipped ("ack-deadline"); the operator's reason
+	// of an admin event (Pause, Resume, Purge, ForceRelease, Kick,
+	// RoomDeleted).
 	Reason string
+	// Actor: who made an admin event (queue.Queue.Admin's actor).
+	Actor string
+	// Count: Purge: how many pending entries it dropped.
+	Count int
+	// Missing: ForceRelease: the members that had not acked, sorted.
+	Missing []string
 	// Policy: the room's new policy in text form, "name=value" pairs of
 	// its non-zero fields, comma-separated ("" for the default);
 	// queue.ParsePolicy reads it.
@@ -151,10 +190,11 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		if !ok || d == "" {
 			return bad("missing payload")
 		}
-		ev.Payload = []byte(d)
-		if why := payload.Problem(ev.Payload); why != "" {
+		headers, body, why := payload.Parse([]byte(d))
+		if why != "" {
 			return bad("%s", why)
 		}
+		ev.Headers, ev.Payload = headers, body
 		if typ == Message {
 			pr, _ := field("pr")
 			if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
@@ -210,6 +250,37 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		ev.Reason, _ = field("r")
 		id, _ := field("id")
 		ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
+	case Pause, Resume, RoomDeleted:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+	case Purge:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+		n, _ := field("n")
+		if ev.Count, err = strconv.Atoi(n); err != nil || ev.Count < 0 {
+			return bad("bad purge count %q", n)
+		}
+		ev.Priority = -1
+		if pr, ok := field("pr"); ok {
+			if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
+				return bad("bad priority %q", pr)
+			}
+		}
+		if id, ok := field("id"); ok {
+			if ev.MessageID, err = strconv.ParseUint(id, 10, 64); err != nil {
+				return bad("bad message id %q", id)
+			}
+		}
+	case ForceRelease:
+		ev.Actor, _ = field("a")
+		ev.Reason, _ = field("r")
+		id, _ := field("id")
+		if ev.MessageID, err = strconv.ParseUint(id, 10, 64); err != nil || ev.MessageID == 0 {
+			return bad("bad message id %q", id)
+		}
+		if ms, _ := field("ms"); ms != "" {
+			ev.Missing = strings.Split(ms, "\n")
+		}
 	default:
 		c, ok := field("c")
 		if !ok || c == "" {
@@ -219,6 +290,7 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		role, _ := field("o")
 		ev.Observer = role == "o"
 		ev.Reason, _ = field("r")
+		ev.Actor, _ = field("a") // Kick
 	}
 	return ev, nil
 }

@@ -29,6 +29,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add("not-an-id", uint16(0x01), "x", "", "", "", "", "", "", "", "")
 	f.Add("", uint16(0), "", "", "", "", "", "", "", "", "")
 	f.Add("1700000000000-5", uint16(0x32b), "x", "12", "", "5", "", "12:0:0:junk", "", "", "payload")
+	f.Add("1700000000000-6", uint16(0x101), "P", "", "", "", "", "", "", "", "deploy")
+	f.Add("1700000000000-7", uint16(0x20b), "U", "7", "", "3", "", "", "", "", "")
+	f.Add("1700000000000-8", uint16(0x103), "F", "9", "", "", "", "", "", "", "stuck")
+	f.Add("1700000000000-9", uint16(0x1c1), "K", "", "", "", "", "", "1-abc", "m", "bye")
+	f.Add("1700000000000-10", uint16(0x001), "D", "", "", "", "", "", "", "", "")
+	f.Add("1700000000000-11", uint16(0x3f), "m", "3", "p", "5", "1700000000000", "h7:2:tp1:xrhello", "", "", "")
+	f.Add("1700000000000-12", uint16(0x37), "o", "4", "", "", "1700000000000", "h7:2:tp1:xh", "", "", "")
 	f.Fuzz(func(t *testing.T, id string, present uint16, tt, mid, p, pr, et, d, c, o, r string) {
 		vals := []string{tt, mid, p, pr, et, d, c, o, r}
 		m := redis.XMessage{ID: id, Values: map[string]any{}}
@@ -72,7 +79,16 @@ func FuzzDecode(f *testing.F) {
 			if (ev.Reason != streams.MalformedHeader && ev.Reason != streams.MalformedPayload) || ev.Size < 0 || ev.Priority < 0 {
 				t.Fatalf("inconsistent malformed event %+v from %+v", ev, m)
 			}
-		case streams.Join, streams.Leave, streams.Evict:
+		case streams.Pause, streams.Resume, streams.RoomDeleted:
+		case streams.Purge:
+			if ev.Count < 0 || ev.Priority < -1 {
+				t.Fatalf("inconsistent purge event %+v from %+v", ev, m)
+			}
+		case streams.ForceRelease:
+			if ev.MessageID == 0 {
+				t.Fatalf("release event without a message: %+v", ev)
+			}
+		case streams.Join, streams.Leave, streams.Evict, streams.Kick:
 			if ev.ClientID == "" {
 				t.Fatalf("membership event without a client: %+v", ev)
 			}

@@ -59,6 +59,7 @@ type roomRow struct {
 	// Idle rooms (nothing but history) are listed after the live ones
 	// until they expire; ExpiresInSeconds is absent when kept forever.
 	Idle             bool     `json:"idle,omitempty"`
+	Paused           bool     `json:"paused,omitempty"` // by an operator (syncfanout pause)
 	ExpiresInSeconds *float64 `json:"expires_in_seconds,omitempty"`
 }
 
@@ -93,7 +94,7 @@ func roomsCmd() *command {
 				if err != nil {
 					return err
 				}
-				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle}
+				row := roomRow{Room: r.Room, Backlog: st.Pending, Members: len(st.Members), Observers: len(st.Observers), WaitingOn: len(st.Missing), Idle: r.Idle, Paused: st.Paused}
 				if r.Idle && !r.Expires.IsZero() {
 					in := max(r.Expires.Sub(st.Now), 0).Seconds()
 					row.ExpiresInSeconds = &in
@@ -149,7 +150,11 @@ func roomsCmd() *command {
 				case r.Idle:
 					inflight = "- (idle, kept)"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", r.Room, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
+				name := r.Room
+				if r.Paused {
+					name += " (paused)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\n", name, r.Backlog, r.Members, r.Observers, inflight, r.WaitingOn)
 			}
 			return tw.Flush()
 		},
@@ -183,6 +188,14 @@ type stateJSON struct {
 	WaitingOn  []memberJSON   `json:"waiting_on"`
 	StreamLen  int64          `json:"stream_entries"`
 	Hold       bool           `json:"hold_when_empty"`
+	Paused     *pausedJSON    `json:"paused,omitempty"`
+}
+
+// pausedJSON is an operator's pause (syncfanout pause).
+type pausedJSON struct {
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
 }
 
 type inFlightJSON struct {
@@ -233,6 +246,9 @@ func stateView(st queue.RoomState) stateJSON {
 		Room: st.Room, Now: st.Now.UTC(), LastSeq: st.LastSeq, Pending: st.Pending,
 		StreamLen: st.StreamLen, Hold: st.Hold,
 		Members: []memberJSON{}, Observers: []memberJSON{}, WaitingOn: []memberJSON{},
+	}
+	if st.Paused {
+		s.Paused = &pausedJSON{Since: st.PausedAt.UTC(), By: st.PausedBy, Reason: st.PauseReason}
 	}
 	for p, n := range st.ByPriority {
 		if n > 0 {
@@ -308,6 +324,9 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 		pending += ", held while the room is empty"
 	}
 	fmt.Fprintf(tw, "pending:\t%s\n", pending)
+	if st.Paused {
+		fmt.Fprintf(tw, "paused:\tsince %s ago, by %s, reason %q: nothing new is released\n", human(st.Now.Sub(st.PausedAt)), st.PausedBy, st.PauseReason)
+	}
 	if in := st.InFlight; in != nil {
 		line := fmt.Sprintf("message %d (stream %s), released %s ago", in.Seq, in.StreamID, human(in.Age))
 		if !in.AckDeadline.IsZero() {
@@ -397,11 +416,12 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 // ---- peek ----
 
 type pendingJSON struct {
-	Position   int       `json:"position"`
-	ID         uint64    `json:"message_id"`
-	Priority   int       `json:"priority"`
-	Producer   string    `json:"producer"`
-	EnqueuedAt time.Time `json:"enqueued_at"`
+	Position   int               `json:"position"`
+	ID         uint64            `json:"message_id"`
+	Priority   int               `json:"priority"`
+	Producer   string            `json:"producer"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+	Headers    map[string]string `json:"headers,omitempty"`
 	payloadJSON
 }
 
@@ -446,7 +466,7 @@ func peekCmd() *command {
 				for i, m := range msgs {
 					if err := writeJSON(e.stdout, pendingJSON{
 						Position: offset + i + 1, ID: m.ID, Priority: m.Priority, Producer: m.Producer,
-						EnqueuedAt: m.EnqueuedAt.UTC(), payloadJSON: pendingPayload(m),
+						EnqueuedAt: m.EnqueuedAt.UTC(), Headers: m.Headers, payloadJSON: pendingPayload(m),
 					}); err != nil {
 						return err
 					}
@@ -465,8 +485,8 @@ func peekCmd() *command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "#\tID\tPRIORITY\tPRODUCER\tWAITING\tDATA")
 			for i, m := range msgs {
-				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\n", offset+i+1, m.ID, m.Priority, dash(m.Producer),
-					human(st.Now.Sub(m.EnqueuedAt)), pendingPayload(m).text())
+				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s%s\n", offset+i+1, m.ID, m.Priority, dash(m.Producer),
+					human(st.Now.Sub(m.EnqueuedAt)), pendingPayload(m).text(), headersText(m.Headers))
 			}
 			return tw.Flush()
 		},
@@ -620,18 +640,23 @@ func tailCmd() *command {
 
 // eventJSON is one line of replay and tail in JSON.
 type eventJSON struct {
-	StreamID   string     `json:"stream_id"`
-	Time       time.Time  `json:"time"`
-	Type       string     `json:"type"`
-	ID         uint64     `json:"message_id,omitempty"`
-	Priority   *int       `json:"priority,omitempty"`
-	Producer   *string    `json:"producer,omitempty"`
-	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
-	Client     string     `json:"client,omitempty"`
-	Observer   bool       `json:"observer,omitempty"`
-	Reason     string     `json:"reason,omitempty"`
-	Size       *int       `json:"size,omitempty"`  // malformed: the entry's length
-	Entry      string     `json:"entry,omitempty"` // malformed: its first bytes, Go-quoted
+	StreamID   string            `json:"stream_id"`
+	Time       time.Time         `json:"time"`
+	Type       string            `json:"type"`
+	ID         uint64            `json:"message_id,omitempty"`
+	Priority   *int              `json:"priority,omitempty"`
+	Producer   *string           `json:"producer,omitempty"`
+	EnqueuedAt *time.Time        `json:"enqueued_at,omitempty"`
+	Client     string            `json:"client,omitempty"`
+	Observer   bool              `json:"observer,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Size       *int              `json:"size,omitempty"`    // malformed: the entry's length
+	Entry      string            `json:"entry,omitempty"`   // malformed: its first bytes, Go-quoted
+	Actor      string            `json:"actor,omitempty"`   // admin events
+	Count      *int              `json:"count,omitempty"`   // purge: entries dropped
+	UpTo       uint64            `json:"up_to,omitempty"`   // purge: its message ID bound
+	Missing    []string          `json:"missing,omitempty"` // release: members that had not acked
+	Headers    map[string]string `json:"headers,omitempty"`
 	*payloadJSON
 }
 
@@ -654,6 +679,7 @@ func (p *eventPrinter) print(ev streams.Event) error {
 		j.ID = ev.MessageID
 		j.Producer = ptr(ev.Producer)
 		j.EnqueuedAt = ptr(ev.Enqueued.UTC())
+		j.Headers = ev.Headers
 		pl := eventPayload(ev)
 		j.payloadJSON = &pl
 		details = fmt.Sprintf("#%d", ev.MessageID)
@@ -661,7 +687,7 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			j.Priority = ptr(ev.Priority)
 			details += fmt.Sprintf(" priority=%d", ev.Priority)
 		}
-		details += fmt.Sprintf(" producer=%s  %s", dash(ev.Producer), pl.text())
+		details += fmt.Sprintf(" producer=%s  %s%s", dash(ev.Producer), pl.text(), headersText(ev.Headers))
 	case streams.Malformed:
 		// A pending entry set aside unreleased: show what it was, quoted,
 		// since it may hold anything.
@@ -671,13 +697,32 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			details = fmt.Sprintf("#%d ", ev.MessageID)
 		}
 		details += fmt.Sprintf("priority=%d reason=%s size=%d  %s", ev.Priority, ev.Reason, ev.Size, j.Entry)
+	case streams.Pause, streams.Resume, streams.RoomDeleted:
+		j.Actor, j.Reason = ev.Actor, ev.Reason
+		details = adminDetails(ev)
+	case streams.Purge:
+		j.Actor, j.Reason, j.Count, j.UpTo = ev.Actor, ev.Reason, ptr(ev.Count), ev.MessageID
+		details = fmt.Sprintf("dropped=%d", ev.Count)
+		if ev.Priority >= 0 {
+			j.Priority = ptr(ev.Priority)
+			details += fmt.Sprintf(" priority=%d", ev.Priority)
+		}
+		if ev.MessageID > 0 {
+			details += fmt.Sprintf(" up-to=#%d", ev.MessageID)
+		}
+		details += " " + adminDetails(ev)
+	case streams.ForceRelease:
+		j.ID, j.Actor, j.Reason, j.Missing = ev.MessageID, ev.Actor, ev.Reason, ev.Missing
+		details = fmt.Sprintf("#%d missing=%s %s", ev.MessageID, dash(strings.Join(ev.Missing, ",")), adminDetails(ev))
 	default:
-		j.Client, j.Observer, j.Reason = ev.ClientID, ev.Observer, ev.Reason
+		j.Client, j.Observer, j.Reason, j.Actor = ev.ClientID, ev.Observer, ev.Reason, ev.Actor
 		details = "client=" + ev.ClientID
 		if ev.Observer {
 			details += " (observer)"
 		}
-		if ev.Reason != "" && ev.Reason != string(ev.Type) {
+		if ev.Type == streams.Kick {
+			details += " " + adminDetails(ev)
+		} else if ev.Reason != "" && ev.Reason != string(ev.Type) {
 			details += " reason=" + ev.Reason
 		}
 	}
@@ -688,25 +733,34 @@ func (p *eventPrinter) print(ev streams.Event) error {
 	return err
 }
 
+// adminDetails shows who made an admin event and why; both are quoted,
+// since they may hold spaces.
+func adminDetails(ev streams.Event) string {
+	return fmt.Sprintf("actor=%s reason=%s", strconv.Quote(ev.Actor), strconv.Quote(ev.Reason))
+}
+
 // ---- send ----
 
 func sendCmd() *command {
 	var priority int
 	var oob, asJSON bool
 	var producer string
+	var headers headerFlag
 	return &command{
 		name:    "send",
 		args:    "ROOM DATA",
 		nargs:   2,
-		summary: "Send a message to a room (the only command that changes anything). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
+		summary: "Send a message to a room (one of the commands that change Redis, with the admin commands). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
 		example: "syncfanout send lobby 'hello'\n" +
 			"syncfanout send --json --priority 1 --producer ops lobby '{\"kind\":\"reload\"}'\n" +
-			"echo 'stop' | syncfanout send --oob lobby -",
+			"echo 'stop' | syncfanout send --oob lobby -\n" +
+			"syncfanout send --header traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 lobby 'hello'",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&priority, "priority", queue.DefaultPriority, fmt.Sprintf("priority `N`, %d (released first) .. %d", queue.MinPriority, queue.MaxPriority))
 			fs.BoolVar(&oob, "oob", false, "send out of band: delivered at once to everyone, never acked")
 			fs.StringVar(&producer, "producer", "syncfanout-cli", "producer `ID` kept with the message")
 			fs.BoolVar(&asJSON, "json", false, "DATA is JSON: send the decoded value (msgpack-encoded, as Send does with Go values)")
+			fs.Var(&headers, "header", "add the message header `KEY=VALUE` (repeat for more)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			room, data := args[0], args[1]
@@ -719,7 +773,7 @@ func sendCmd() *command {
 			if err := keys.ValidateProducer(producer); err != nil {
 				return usageErr("--producer: %v", err)
 			}
-			opts := []queue.SendOption{queue.Producer(producer), queue.Priority(priority)}
+			opts := []queue.SendOption{queue.Producer(producer), queue.Priority(priority), queue.Headers(headers)}
 			if data == "-" {
 				b, err := io.ReadAll(os.Stdin)
 				if err != nil {
@@ -745,9 +799,12 @@ func sendCmd() *command {
 			defer cancel()
 			var id uint64
 			if oob {
-				id, err = q.SendOutOfBand(ctx, room, payload, queue.Producer(producer))
+				id, err = q.SendOutOfBand(ctx, room, payload, queue.Producer(producer), queue.Headers(headers))
 			} else {
 				id, err = q.Send(ctx, room, payload, opts...)
+			}
+			if errors.Is(err, queue.ErrInvalidHeader) {
+				return usageErr("--header: %v", err)
 			}
 			if err != nil {
 				return err

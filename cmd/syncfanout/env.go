@@ -19,6 +19,7 @@ import (
 // a Redis client and a Queue that does no background work.
 type env struct {
 	g      globals
+	stdin  io.Reader // answers to the admin commands' questions
 	stdout io.Writer
 	stderr io.Writer
 

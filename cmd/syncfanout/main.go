@@ -6,7 +6,11 @@
 //	syncfanout --redis redis://localhost:6379 state lobby
 //
 // It never runs housekeeping or heartbeats and changes nothing in Redis,
-// except for the send command.
+// except for the send command and the admin commands (pause, resume,
+// purge, release, kick, delete), which ask for confirmation unless --yes
+// and record who made them (--actor) and why (--reason) in the room's
+// stream. The console command serves the web console (package console),
+// read-only unless --admin.
 package main
 
 import (
@@ -33,7 +37,8 @@ const (
 	exitFailure     = 1 // a Redis or data error
 	exitUsage       = 2 // bad flags or arguments
 	exitUnreachable = 3 // Redis did not answer within --timeout
-	exitNotFound    = 4 // no deployment under the prefix
+	exitNotFound    = 4 // no deployment under the prefix; admin commands: no such room or member
+	// 5 and 6: admin.go.
 )
 
 // cliError carries an exit code and a message meant for people.
@@ -82,7 +87,11 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd()}
+	return []*command{
+		roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(),
+		pauseCmd(), resumeCmd(), purgeCmd(), releaseCmd(), kickCmd(), deleteCmd(),
+		consoleCmd(),
+	}
 }
 
 // globals are the connection flags, accepted before or after the command.
@@ -178,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "run 'syncfanout %s --help' for usage\n", cmd.name)
 		return exitUsage
 	}
-	e := &env{g: g, stdout: stdout, stderr: stderr}
+	e := &env{g: g, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	defer e.close()
 	err = cmd.run(ctx, e, pos)
 	if err == nil {
@@ -228,7 +237,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func mainUsage(w io.Writer, fs *flag.FlagSet, cmds []*command) {
 	fmt.Fprintf(w, `syncfanout inspects a syncfanout deployment. It changes nothing in Redis,
-except for the send command.
+except for send and the admin commands (pause, resume, purge, release,
+kick, delete), which ask for confirmation unless --yes, and the web
+console's admin buttons (console --admin).
 
 Usage:
   syncfanout [global flags] COMMAND [flags] [ARGS]
@@ -250,7 +261,9 @@ Global flags (also accepted after the command):
 	fs.PrintDefaults()
 	fmt.Fprintf(w, `
 Exit codes: 0 ok, 1 error, 2 bad usage, 3 Redis unreachable, 4 no deployment
-under the prefix. A room that holds nothing is shown empty, with a note.
+under the prefix (admin commands: no such room or member), 5 refused by the
+room's state (already paused, not paused, nothing in flight), 6 not
+confirmed. A room that holds nothing is shown empty, with a note.
 Run 'syncfanout COMMAND --help' for a command's flags.
 `)
 }

@@ -385,10 +385,9 @@ func w4Once(ctx context.Context, env *Env, res *W4Result) (err error) {
 	if err != nil {
 		return err
 	}
-	rk := layout.RoomKeys(held)
 	var lists int64
 	for p := range keys.Levels {
-		u, err := env.admin.MemoryUsage(ctx, rk[keys.KQueue0-1+p], 0).Result()
+		u, err := env.admin.MemoryUsage(ctx, layout.Queue(held, p), 0).Result()
 		if err != nil && err.Error() != "redis: nil" {
 			return err
 		}

@@ -66,7 +66,7 @@ func TestWaitReplicas(t *testing.T) {
 	q := newQueue(t, mc, queue.Options{Prefix: prefix, ClientTimeout: 10 * time.Second, WaitReplicas: 1, WaitTimeout: waitTimeout})
 	l, err := keys.New(prefix, 16)
 	require.NoError(t, err)
-	meta := l.RoomKeys(room)[keys.KMeta-1]
+	meta := l.Meta(room)
 
 	calls := waitCalls(ctx, t, mc)
 	sub, err := q.Join(ctx, room)

@@ -148,6 +148,8 @@ func TestACLUsers(t *testing.T) {
 			// The library, everything it does, under its user.
 			libClient := target.connect(lib, password)
 			libraryWorkload(ctx, t, libClient, prefix, func() { target.do(ctx, t, "client", "kill", "user", lib) })
+			// The operators' transitions need nothing more than the library.
+			adminWorkload(ctx, t, libClient, prefix)
 			// WAIT is allowed: with no replica it times out instead of NOPERM.
 			wq := newQueue(t, libClient, queue.Options{Prefix: prefix, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 			_, err := wq.Send(ctx, "acl-room", []byte("waited"))
@@ -181,6 +183,12 @@ func TestACLUsers(t *testing.T) {
 			require.NoError(t, err)
 			m, err := s.Next(ctx)
 			require.NoError(t, err)
+			// A paused room, so that the read-only user's Resume gets as far
+			// as its first write.
+			_, err = sub.Send(ctx, "acl-ro-paused", []byte("m"))
+			require.NoError(t, err)
+			require.NoError(t, sub.Admin("ops").Pause(ctx, "acl-ro-paused", ""))
+			roAdmin := rq.Admin("intruder")
 			before := target.snapshot(ctx, t, prefix)
 			writes := map[string]func() error{
 				"Send":              func() error { _, err := rq.Send(ctx, "acl-room", []byte("x")); return err },
@@ -193,6 +201,19 @@ func TestACLUsers(t *testing.T) {
 				"Ack":               func() error { return rq.Ack(ctx, s.ClientID(), m.AckToken) },
 				"Join":              func() error { _, err := rq.Join(ctx, "acl-room"); return err },
 				"raw DEL":           func() error { return roClient.Del(ctx, prefix+":x").Err() },
+				"Admin.Pause":       func() error { return roAdmin.Pause(ctx, "acl-ro-room", "") },
+				"Admin.Resume":      func() error { return roAdmin.Resume(ctx, "acl-ro-paused", "") },
+				"Admin.Purge": func() error {
+					_, err := roAdmin.Purge(ctx, "acl-ro-room", queue.PurgeFilter{}, "")
+					return err
+				},
+				"Admin.Purge up to": func() error {
+					_, err := roAdmin.Purge(ctx, "acl-ro-paused", queue.PurgeFilter{UpTo: "1"}, "")
+					return err
+				},
+				"Admin.Release":    func() error { _, err := roAdmin.Release(ctx, "acl-ro-room", ""); return err },
+				"Admin.Kick":       func() error { return roAdmin.Kick(ctx, "acl-ro-room", s.ClientID(), "") },
+				"Admin.DeleteRoom": func() error { return roAdmin.DeleteRoom(ctx, "acl-ro-room", "") },
 				"raw XADD": func() error {
 					return roClient.XAdd(ctx, &redis.XAddArgs{Stream: prefix + ":x", Values: []any{"t", "m"}}).Err()
 				},

@@ -179,6 +179,41 @@ func readHistory(ctx context.Context, t *testing.T, q *queue.Queue, room string)
 // readOnlyWorkload is what the CLI's inspection commands do: open a Queue
 // on an existing deployment and read a room's state, pending messages,
 // history and the deployment's metrics.
+// adminWorkload makes every operator's transition under rdb's user.
+func adminWorkload(ctx context.Context, t *testing.T, rdb redis.UniversalClient, prefix string) {
+	t.Helper()
+	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix, Logger: discardLogger()})
+	require.NoError(t, err)
+	defer q.Close()
+	const room = "acl-admin-room"
+	s, err := q.Join(ctx, room)
+	require.NoError(t, err)
+	other, err := q.Join(ctx, room)
+	require.NoError(t, err)
+	for i := range 4 {
+		_, err := q.Send(ctx, room, []byte{byte(i)})
+		require.NoError(t, err)
+	}
+	_, err = s.Next(ctx)
+	require.NoError(t, err)
+	adm := q.Admin("ops")
+	require.NoError(t, adm.Pause(ctx, room, "acl"))
+	require.NoError(t, adm.Resume(ctx, room, "acl"))
+	n, err := adm.Purge(ctx, room, queue.PurgeFilter{UpTo: "2"}, "acl")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	missing, err := adm.Release(ctx, room, "acl")
+	require.NoError(t, err)
+	require.Len(t, missing, 2)
+	require.NoError(t, adm.Kick(ctx, room, other.ClientID(), "acl"))
+	require.NoError(t, adm.DeleteRoom(ctx, room, "acl"))
+	_, err = s.Next(ctx)
+	for err == nil {
+		_, err = s.Next(ctx)
+	}
+	require.ErrorIs(t, err, queue.ErrRoomDeleted)
+}
+
 func readOnlyWorkload(ctx context.Context, t *testing.T, rdb redis.UniversalClient, prefix, room string) *queue.Queue {
 	t.Helper()
 	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix, DisableHousekeeping: true, Logger: discardLogger()})

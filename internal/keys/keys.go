@@ -114,32 +114,22 @@ func (l *Layout) base(shard int) string {
 // allocations instead of twenty.
 func (l *Layout) RoomKeys(room string) []string {
 	b := l.base(l.ShardOf(room))
-	type part struct{ name, room string }
-	var parts [NumRoomKeys]part
-	parts[KMeta-1] = part{"meta:", room}
-	parts[KMem-1] = part{"mem:", room}
-	parts[KSeen-1] = part{"seen:", room}
-	parts[KAck-1] = part{"ack:", room}
-	parts[KObs-1] = part{"obs:", room}
-	parts[KStream-1] = part{"s:", room}
-	parts[KRooms-1] = part{"rooms", ""}
-	parts[KDue-1] = part{"due", ""}
-	parts[KStats-1] = part{"stats", ""}
-	for p := range Levels {
-		parts[KQueue0-1+p] = part{queueNames[p], room}
-	}
-	parts[KInc-1] = part{"inc:", room}
 	n := 0
-	for _, pt := range parts {
-		n += len(b) + len(pt.name) + len(pt.room)
+	for i, name := range roomKeyNames {
+		n += len(b) + len(name)
+		if !shardKey(i + 1) {
+			n += len(room)
+		}
 	}
 	var sb strings.Builder
 	sb.Grow(n)
 	var ends [NumRoomKeys]int
-	for i, pt := range parts {
+	for i, name := range roomKeyNames {
 		sb.WriteString(b)
-		sb.WriteString(pt.name)
-		sb.WriteString(pt.room)
+		sb.WriteString(name)
+		if !shardKey(i + 1) {
+			sb.WriteString(room)
+		}
 		ends[i] = sb.Len()
 	}
 	all := sb.String()
@@ -152,19 +142,65 @@ func (l *Layout) RoomKeys(room string) []string {
 	return ks
 }
 
-// queueNames are the name parts of the priority lists' keys ("q0:"..).
-var queueNames = func() [Levels]string {
-	var q [Levels]string
-	for p := range q {
-		q[p] = "q" + strconv.Itoa(p) + ":"
+// roomKeyNames are the type parts of a room's keys, in the K* order: the
+// single table behind RoomKeys and the one-key accessors below, so the two
+// cannot disagree.
+var roomKeyNames = func() [NumRoomKeys]string {
+	var n [NumRoomKeys]string
+	n[KMeta-1] = "meta:"
+	n[KMem-1] = "mem:"
+	n[KSeen-1] = "seen:"
+	n[KAck-1] = "ack:"
+	n[KObs-1] = "obs:"
+	n[KStream-1] = "s:"
+	n[KRooms-1] = "rooms"
+	n[KDue-1] = "due"
+	n[KStats-1] = "stats"
+	for p := range Levels {
+		n[KQueue0-1+p] = "q" + strconv.Itoa(p) + ":"
 	}
-	return q
+	n[KInc-1] = "inc:"
+	return n
 }()
 
-// Stream returns the key of a room's delivery stream.
-func (l *Layout) Stream(room string) string {
-	return l.base(l.ShardOf(room)) + "s:" + room
+// shardKey reports the KEYS indices of the shard's index keys, which are
+// shared by the shard's rooms and so do not carry a room name.
+func shardKey(k int) bool { return k >= KRooms && k <= KStats }
+
+// roomKey returns the key at 1-based KEYS index k of a room-local key
+// (not a shard index key).
+func (l *Layout) roomKey(room string, k int) string {
+	return l.base(l.ShardOf(room)) + roomKeyNames[k-1] + room
 }
+
+// One key of a room, for Go code that reads a room's state directly
+// (inspection, reset, tests); the scripts get them all through RoomKeys.
+// Each is RoomKeys(room)[K*-1] without building the other nineteen.
+
+// Meta returns the key of a room's meta HASH (KMeta).
+func (l *Layout) Meta(room string) string { return l.roomKey(room, KMeta) }
+
+// Members returns the key of a room's voting members ZSET (KMem).
+func (l *Layout) Members(room string) string { return l.roomKey(room, KMem) }
+
+// Seen returns the key of a room's last-heartbeat HASH (KSeen).
+func (l *Layout) Seen(room string) string { return l.roomKey(room, KSeen) }
+
+// Acks returns the key of the HASH of the in-flight message's acks (KAck).
+func (l *Layout) Acks(room string) string { return l.roomKey(room, KAck) }
+
+// Observers returns the key of a room's observers ZSET (KObs).
+func (l *Layout) Observers(room string) string { return l.roomKey(room, KObs) }
+
+// Stream returns the key of a room's delivery stream (KStream).
+func (l *Layout) Stream(room string) string { return l.roomKey(room, KStream) }
+
+// Queue returns the key of a room's pending LIST of priority p
+// (KQueue0+p), 0 <= p < Levels.
+func (l *Layout) Queue(room string, p int) string { return l.roomKey(room, KQueue0+p) }
+
+// Incarnations returns the key of a room's member -> incarnation HASH (KInc).
+func (l *Layout) Incarnations(room string) string { return l.roomKey(room, KInc) }
 
 // ShardRooms, ShardDue and ShardStats return the per-shard index keys.
 func (l *Layout) ShardRooms(shard int) string { return l.base(shard) + "rooms" }

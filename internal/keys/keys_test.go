@@ -88,6 +88,30 @@ func TestRoomKeysLayout(t *testing.T) {
 	require.Equal(t, want[KStream-1], l.Stream("r"))
 }
 
+// TestRoomKeyAccessorsMatchRoomKeys: the one-key accessors Go code uses
+// name the same keys the scripts receive at the K* positions.
+func TestRoomKeyAccessorsMatchRoomKeys(t *testing.T) {
+	l, err := New("app", 16)
+	require.NoError(t, err)
+	for _, room := range []string{"r", "table-7", "a:b"} {
+		ks := l.RoomKeys(room)
+		require.Equal(t, ks[KMeta-1], l.Meta(room))
+		require.Equal(t, ks[KMem-1], l.Members(room))
+		require.Equal(t, ks[KSeen-1], l.Seen(room))
+		require.Equal(t, ks[KAck-1], l.Acks(room))
+		require.Equal(t, ks[KObs-1], l.Observers(room))
+		require.Equal(t, ks[KStream-1], l.Stream(room))
+		require.Equal(t, ks[KInc-1], l.Incarnations(room))
+		for p := range Levels {
+			require.Equal(t, ks[KQueue0-1+p], l.Queue(room, p))
+		}
+		shard := l.ShardOf(room)
+		require.Equal(t, ks[KRooms-1], l.ShardRooms(shard))
+		require.Equal(t, ks[KDue-1], l.ShardDue(shard))
+		require.Equal(t, ks[KStats-1], l.ShardStats(shard))
+	}
+}
+
 func TestRoomKeysNeverCollide(t *testing.T) {
 	l, err := New("p", 4)
 	require.NoError(t, err)

@@ -56,13 +56,18 @@ var (
 	SetPolicy = redis.NewScript(Source("policy.lua"))
 )
 
-// Config is housekeeping's check of the deployment-wide settings. It is
-// never pipelined, so it is not in All.
-var Config = redis.NewScript(Source("config.lua"))
+// The operators' transitions (queue.Admin), one script each.
+var (
+	AdminPause   = redis.NewScript(Source("admin_pause.lua"))
+	AdminResume  = redis.NewScript(Source("admin_resume.lua"))
+	AdminPurge   = redis.NewScript(Source("admin_purge.lua"))
+	AdminRelease = redis.NewScript(Source("admin_release.lua"))
+	AdminKick    = redis.NewScript(Source("admin_kick.lua"))
+	AdminDelete  = redis.NewScript(Source("admin_delete.lua"))
+)
 
-// All lists every script, for preloading before pipelines (pipelines get
-// no EVAL fallback on NOSCRIPT).
-var All = []*redis.Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch, SetPolicy}
+// Config is housekeeping's check of the deployment-wide settings.
+var Config = redis.NewScript(Source("config.lua"))
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.

@@ -4,7 +4,9 @@
 --
 -- KEYS (the same for every room script; see internal/keys):
 --   1 meta    HASH   seq, pend, ep, hold, f (in-flight seq), fs (its stream ID),
---                    rt (its release time), ad (ack deadline), lc (last completion);
+--                    rt (its release time), ad (ack deadline), lc (last completion),
+--                    pz (paused since, ms; absent when not paused), pb (paused
+--                    by: the actor), pr (the pause's reason); see admin_*.lua;
 --                    rn, cn, wl: the windowed barrier's state (below)
 --   2 mem     ZSET   voting member -> heartbeat deadline (server ms)
 --   3 seen    HASH   member or observer -> last heartbeat (server ms)
@@ -47,6 +49,10 @@
 --   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
 --   value), dn (how many pending messages have a per-message ack deadline,
 --   each in field d:<seq> in ms; absent: none).
+-- Admin events (admin_*.lua), each with a (actor) and r (reason): P (pause),
+--   R (resume), U (purge: n dropped, pr level if one, id up-to if one),
+--   F (force release: id, ms the members that had not acked, "\n"-joined),
+--   K (kick: c, o), D (room deleted).
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
@@ -72,8 +78,10 @@ local NOW = now_ms()
 -- calls (HSET and HDEL) at the end of the script.
 local META = {}
 do
-  -- rn, cn, wl: the windowed barrier's state (see its part below).
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'dn', 'p:set',
+  -- pz (paused) rides along: one more field of a read every call makes,
+  -- so the release step's paused check costs no call. rn, cn, wl: the
+  -- windowed barrier's state (see its part below).
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set',
     'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
     'p:maxpayload', 'p:straggler', 'rn', 'cn', 'wl'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
@@ -208,8 +216,9 @@ local function append(fields)
   return id
 end
 
--- drop removes a member or observer and records why; nil if it was neither.
-local function drop(c, ev, reason)
+-- drop removes a member or observer and records why (and who, for an
+-- admin's kick); nil if it was neither.
+local function drop(c, ev, reason, actor)
   local role
   if redis.call('ZREM', KEYS[K_MEM], c) == 1 then
     redis.call('HDEL', KEYS[K_ACK], c)
@@ -224,7 +233,12 @@ local function drop(c, ev, reason)
   end
   DEADLINES, MEMBERS = true, true
   redis.call('HDEL', KEYS[K_SEEN], c)
-  append({'t', ev, 'c', c, 'r', reason, 'o', role})
+  local fields = {'t', ev, 'c', c, 'r', reason, 'o', role}
+  if actor then
+    fields[#fields + 1] = 'a'
+    fields[#fields + 1] = actor
+  end
+  append(fields)
   return role
 end
 
@@ -325,7 +339,8 @@ end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
 -- the length prefix lets producers contain any character, and the payload
--- starts with a kind byte ('r' or 'm', see internal/payload).
+-- starts with a kind byte ('r' or 'm', or 'h' for a header block followed
+-- by one of them: see internal/payload).
 -- An entry not in that form (written by something else than send.lua) is
 -- never released: no reader could decode it, so no member would ack it and
 -- the room would wait for ever. It is recorded as a "malformed" event
@@ -337,6 +352,37 @@ end
 -- Returns nil for such an entry: never an error halfway through a script,
 -- since Redis does not roll back a script's earlier writes.
 local KIND_RAW, KIND_MSGPACK = string.byte('r'), string.byte('m')
+-- A payload with headers starts "h<block length>:", then the block of
+-- "<key length>:<key><value length>:<value>" pairs, then a payload of kind
+-- r or m. header_block checks one at position i the way
+-- internal/payload.Parse does: lengths of 1..5 digits without a leading
+-- zero, a block of 1..65535 bytes, fields within it, keys non-empty and
+-- distinct. Messages without headers never reach it.
+local function hlen(m, i, stop)
+  local d, j = string.match(m, '^(%d+):()', i)
+  if not d or #d > 5 or (#d > 1 and string.byte(d) == 48) or j > stop then return nil end
+  return tonumber(d), j
+end
+local function header_block(m, i)
+  if string.byte(m, i) ~= 104 then return false end -- 'h'
+  local n, at = hlen(m, i + 1, #m)
+  if not n or n == 0 or n > 65535 then return false end
+  local stop = at + n
+  local kind = string.byte(m, stop)
+  if kind ~= KIND_RAW and kind ~= KIND_MSGPACK then return false end
+  local seen = {}
+  while at < stop do
+    local kl, k = hlen(m, at, stop)
+    if not kl or kl == 0 or k + kl > stop then return false end
+    local key = string.sub(m, k, k + kl - 1)
+    if seen[key] then return false end
+    seen[key] = true
+    local vl, v = hlen(m, k + kl, stop)
+    if not vl or v + vl > stop then return false end
+    at = v + vl
+  end
+  return true
+end
 local function release_entry(m, p)
   local seq, enq, plen, at = string.match(m, '^([1-9]%d*):([1-9]%d*):(%d+):()')
   local why
@@ -348,7 +394,7 @@ local function release_entry(m, p)
       seq, why = nil, 'header'
     else
       local kind = string.byte(m, at + plen)
-      if kind ~= KIND_RAW and kind ~= KIND_MSGPACK then why = 'payload' end
+      if kind ~= KIND_RAW and kind ~= KIND_MSGPACK and not header_block(m, at + plen) then why = 'payload' end
     end
   end
   if why then
@@ -406,6 +452,9 @@ local function release()
     hold = META.hold == '1',
     ad = META.ad and tonumber(META.ad) or 0,
     nmem = redis.call('ZCARD', KEYS[K_MEM]),
+    -- A paused room completes its in-flight message but releases nothing
+    -- new (admin_pause.lua).
+    paused = META.pz ~= nil,
   }
   if st.inflight then
     if st.nmem > 0 and not ACKED_ALL and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
@@ -422,7 +471,7 @@ local function release()
     mset('lc', NOW)
   end
   local n, last = 0, nil
-  if st.pend > 0 and not (st.nmem == 0 and st.hold) then
+  if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
     local want = 1
     if st.nmem == 0 then want = DRAIN_BATCH end
     local bad = 0
@@ -679,6 +728,7 @@ win = function()
       hold = META.hold == '1',
       ad = META.ad and tonumber(META.ad) or 0,
       nmem = redis.call('ZCARD', KEYS[K_MEM]),
+      paused = META.pz ~= nil, -- completes what it can, releases nothing
     }
     local cn0 = w.cn
     local n, last, bad = 0, nil, 0
@@ -729,7 +779,7 @@ win = function()
           return n + n2, last2 or last, st2
         end
       end
-      if st.pend > 0 and not (st.nmem == 0 and st.hold) then
+      if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
         local want = PWINDOW - (w.rn - w.cn)
         if st.nmem == 0 then want = DRAIN_BATCH end
         if want > 0 then
@@ -813,8 +863,25 @@ win = function()
     if cn ~= META.cn then mset('cn', cn) end
     return n, last, st
   end
+  -- wforce completes the oldest message in flight without the members
+  -- that have not acked it (admin_release.lua): they stay, behind. It
+  -- returns them, sorted, or nil when nothing is in flight.
+  local function wforce()
+    local w = wload()
+    if w.cn >= w.rn then return nil end
+    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local late = {}
+    for i = 1, #flat, 2 do
+      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
+    end
+    table.sort(late)
+    w.skip = w.cn + 1
+    return late
+  end
+
   WIN = {load = wload, find = wfind, ack = wack, join = wjoin, owed = wowed,
-    reap = wreap, release = wrelease, done = wdone, pos = wpos, fmt = wfmt}
+    reap = wreap, release = wrelease, done = wdone, pos = wpos, fmt = wfmt,
+    force = wforce}
   return WIN
 end
 
@@ -924,7 +991,8 @@ local function update_index(st)
   local nobs
   if st.nmem > 0 and not MEMBERS and st.pend == PEND0 then
     -- Unchanged since the call that last wrote it.
-  elseif st.pend > 0 or st.nmem > 0 or st.inflight then
+  elseif st.pend > 0 or st.nmem > 0 or st.inflight or st.paused then
+    -- A paused room is never idle, so it never expires with its pause.
     redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
   else
     nobs = redis.call('ZCARD', KEYS[K_OBS])
@@ -950,7 +1018,7 @@ local function update_index(st)
     end
   end
   if st.ad > 0 and (not d or st.ad < d) then d = st.ad end
-  if st.pend > 0 and st.nmem == 0 and not st.hold then
+  if st.pend > 0 and st.nmem == 0 and not st.hold and not st.paused then
     d = NOW -- a drain batch left work behind
   end
   if d then

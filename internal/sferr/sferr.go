@@ -34,7 +34,20 @@ var (
 	ErrRoomFull        = errors.New("syncfanout: room is full (MaxPending reached)")
 	// ErrMaxLag: evicted for falling more than its room's Policy.MaxLag
 	// messages behind (matched by queue.EvictedError).
-	ErrMaxLag = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
+	ErrMaxLag        = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
+	ErrInvalidHeader = errors.New("syncfanout: invalid message header")
+)
+
+// Errors of the operators' transitions (queue.Admin).
+var (
+	ErrInvalidActor  = errors.New("syncfanout: invalid admin actor")
+	ErrInvalidReason = errors.New("syncfanout: invalid admin reason")
+	ErrUnknownRoom   = errors.New("syncfanout: unknown room (it holds nothing)")
+	ErrAlreadyPaused = errors.New("syncfanout: room is already paused")
+	ErrNotPaused     = errors.New("syncfanout: room is not paused")
+	ErrNoInFlight    = errors.New("syncfanout: no message in flight")
+	ErrKicked        = errors.New("syncfanout: client was kicked from the room by an operator")
+	ErrRoomDeleted   = errors.New("syncfanout: room was deleted by an operator")
 )
 
 // Status codes returned by the Lua scripts as the first element of their
@@ -52,6 +65,11 @@ const (
 	// limit, so the caller builds the error itself (queue.RoomFullError).
 	StatusRoomFull = "ROOM_FULL"
 	StatusTooLarge = "TOO_LARGE"
+	// The operators' transitions (admin_*.lua).
+	StatusNoRoom     = "NO_ROOM"
+	StatusPaused     = "PAUSED"
+	StatusNotPaused  = "NOT_PAUSED"
+	StatusNoInFlight = "NO_INFLIGHT"
 )
 
 // errRejoined is the stale ack of a token issued under an earlier
@@ -83,6 +101,14 @@ func FromStatus(code string) error {
 		return ErrRoomFull
 	case StatusTooLarge:
 		return ErrPayloadTooLarge
+	case StatusNoRoom:
+		return ErrUnknownRoom
+	case StatusPaused:
+		return ErrAlreadyPaused
+	case StatusNotPaused:
+		return ErrNotPaused
+	case StatusNoInFlight:
+		return ErrNoInFlight
 	default:
 		return fmt.Errorf("syncfanout: unexpected script status %q", code)
 	}
