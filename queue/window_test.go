@@ -509,3 +509,46 @@ func TestWindow_StragglerSkip(t *testing.T) {
 		}
 	})
 }
+
+// TestWindow_PauseAndForceRelease: an operator's force release completes
+// the oldest message of the window without the members that had not
+// acked it (they stay, behind), and a pause lets acks complete messages
+// in flight while nothing new is released.
+func TestWindow_PauseAndForceRelease(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "win-admin"
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
+		a := join(t, ctx, q, room)
+		slow := join(t, ctx, q, room)
+		var ids []uint64
+		for i := range 4 {
+			ids = append(ids, send(t, ctx, q, room, i))
+		}
+		next(t, ctx, a)
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		missing, err := q.Admin("ops").Release(ctx, room, "stuck")
+		require.NoError(t, err)
+		require.Equal(t, []string{slow.ClientID()}, missing)
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, ids[1:3], inFlightSeqs(st), "1 forced out, 3 released")
+		require.Len(t, st.Members, 2, "the member behind stays")
+		require.Equal(t, 3, lagOf(st, slow.ClientID()))
+
+		require.NoError(t, q.Admin("ops").Pause(ctx, room, "maintenance"))
+		var m *queue.Message
+		for range 3 {
+			m = next(t, ctx, slow)
+		}
+		require.Equal(t, ids[2], m.ID)
+		require.NoError(t, m.Ack(ctx))
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Empty(t, st.Window, "acks complete what is in flight")
+		require.Equal(t, 1, st.Pending, "but a paused room releases nothing")
+		require.NoError(t, q.Admin("ops").Resume(ctx, room, "done"))
+		require.Equal(t, ids[3:4], inFlightSeqs(roomState(t, ctx, q, room)))
+	})
+}
