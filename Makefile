@@ -10,7 +10,11 @@ GO ?= go
 # The root module and the nested ones, tested separately: integration
 # (benchmarks, fault tests) and contrib/otelsyncfanout (OpenTelemetry, a
 # module of its own so that the library's users do not build it).
-MODULES := . integration contrib/otelsyncfanout
+TEST_MODULES := . integration contrib/otelsyncfanout
+# Vetted and tidied too: the harness's container helper, a module of its
+# own so that testcontainers-go stays out of the root go.mod. It has no
+# tests: the harness's tests run it (internal/redistest, container_test.go).
+MODULES := $(TEST_MODULES) internal/rediscontainer
 # -v shows every subtest (standalone and cluster) and its result.
 TEST_FLAGS ?= -race -count=1 -timeout 14m -v
 FUZZTIME ?= 5s
@@ -45,7 +49,7 @@ test: ensure-redis ensure-chromium ## Run all tests with -race in every module, 
 	@# Without promtool (and not root), the deploy tests skip it; .ci/run insists.
 	@bash scripts/ensure-promtool.sh || echo "make test: the promtool checks of deploy/ will be skipped"
 	@set -o pipefail; status=0; \
-	for m in $(MODULES); do \
+	for m in $(TEST_MODULES); do \
 		echo "==> go test $(TEST_FLAGS) ./... in $$m"; \
 		(cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) \
 			| awk '!/^=== (RUN|PAUSE|CONT) / { print; fflush() }' || status=1; \
@@ -69,7 +73,7 @@ bench: ensure-redis ## Run the benchmark program (integration/bench; BENCH_ARGS=
 	fi
 
 bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark program with -short
-	@set -e; for m in $(MODULES); do \
+	@set -e; for m in $(TEST_MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); \
 	done
 	@if [ -d integration/bench ]; then \

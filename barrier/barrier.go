@@ -260,6 +260,11 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err != nil {
 		return Acked{}, err
 	}
+	return ackReply(v, room, client, seq)
+}
+
+// ackReply reads the reply of ack.lua.
+func ackReply(v []any, room, client string, seq uint64) (Acked, error) {
 	if err := sferr.FromStatus(str(v, ackStatus)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}

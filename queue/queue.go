@@ -45,6 +45,9 @@ type Queue struct {
 	// partial holds the rooms whose quorum completes messages without
 	// every member (notePartial).
 	partial sync.Map
+	// shardAcks batches single acks that overlap (shardbatch.go); nil with WaitReplicas,
+	// whose WAIT follows each call and has no pipelined form here.
+	shardAcks *shardAcks
 }
 
 // New validates opts, checks that NumShards agrees with the deployment (it
@@ -95,6 +98,9 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.router = newRouter(q)
 	q.acks = newJoinAcks(q)
+	if opts.WaitReplicas == 0 {
+		q.shardAcks = newShardAcks(q)
+	}
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
@@ -512,20 +518,33 @@ func (q *Queue) ackIssued(ctx context.Context, t token) error {
 	return q.acks.ack(ctx, t)
 }
 
-// ackToken acks for a token already checked (or issued by this process).
+// ackToken acks for a token already checked (or issued by this process),
+// in its shard's next batch when another ack of the shard is in flight.
 func (q *Queue) ackToken(ctx context.Context, t token) error {
-	clientID := t.client
-	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
+	if q.shardAcks == nil {
+		return q.ackAlone(ctx, t)
+	}
+	return q.shardAcks.ack(ctx, t)
+}
+
+// ackAlone acks t in a call of its own.
+func (q *Queue) ackAlone(ctx context.Context, t token) error {
+	res, err := q.barrier.Ack(ctx, t.room, t.client, t.seq, t.epoch, t.inc)
 	if err != nil {
 		q.stats.ackRejected(err)
 		return err
 	}
+	q.router.direct(t.room, res.Appended)
+	q.ackCounted(res)
+	q.notePartial(t.room, res.Partial)
+	return nil
+}
+
+// ackCounted counts an accepted ack.
+func (q *Queue) ackCounted(res barrier.Acked) {
 	q.stats.Acked.Add(1)
 	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
-	q.router.direct(t.room, res.Appended)
-	q.notePartial(t.room, res.Partial)
-	return nil
 }
 
 // notePartial records whether room's quorum completes messages without
