@@ -42,6 +42,9 @@ type Queue struct {
 	router *router // in-process subscriptions and their readers
 
 	acks *joinAcks // coalesces the acks of the subscriptions of a room
+	// partial holds the rooms whose quorum completes messages without
+	// every member (notePartial).
+	partial sync.Map
 	// shardAcks batches single acks that overlap (shardbatch.go); nil with WaitReplicas,
 	// whose WAIT follows each call and has no pipelined form here.
 	shardAcks *shardAcks
@@ -83,6 +86,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 		Hold:         opts.HoldWhenEmpty,
 		// Negative: kept forever.
 		IdleTTLMillis: opts.IdleRoomTTL.Milliseconds(),
+		DefaultPolicy: opts.DefaultPolicy.String(),
 	}
 	q := &Queue{
 		rdb:     rdb,
@@ -180,11 +184,12 @@ func oneID(id uint64) []uint64 {
 // enqueue runs the send script for checked payloads, counts them and hands
 // what it released to this process's subscribers.
 func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (barrier.Enqueued, error) {
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payloads...)
+	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, so.ackDeadline, payloads...)
 	if err != nil {
-		return res, err
+		return res, refusedSend(room, len(payloads), err)
 	}
 	q.stats.Sent.Add(uint64(len(payloads)))
+	q.stats.Dropped.Add(uint64(res.Dropped))
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(room, res.Appended)
 	return res, nil
@@ -531,6 +536,7 @@ func (q *Queue) ackAlone(ctx context.Context, t token) error {
 	}
 	q.router.direct(t.room, res.Appended)
 	q.ackCounted(res)
+	q.notePartial(t.room, res.Partial)
 	return nil
 }
 
@@ -539,6 +545,23 @@ func (q *Queue) ackCounted(res barrier.Acked) {
 	q.stats.Acked.Add(1)
 	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
+}
+
+// notePartial records whether room's quorum completes messages without
+// every member, as its last ack reply said: the local coalescing of acks
+// (joinAcks, Worker.AckCoalesce) then sends each ack at once, since the
+// message need not wait for the members it would wait for.
+func (q *Queue) notePartial(room string, partial bool) {
+	if partial {
+		q.partial.Store(room, struct{}{})
+	} else if _, ok := q.partial.Load(room); ok {
+		q.partial.Delete(room)
+	}
+}
+
+func (q *Queue) isPartial(room string) bool {
+	_, ok := q.partial.Load(room)
+	return ok
 }
 
 // PendingMessage is a message waiting for the barrier.
@@ -621,5 +644,10 @@ func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err != nil {
 		return RoomState{}, err
 	}
-	return roomState(s), nil
+	r := roomState(s)
+	if r.Policy, err = q.roomPolicy(room, s.Policy, s.PolicyStored); err != nil {
+		return RoomState{}, err
+	}
+	r.PolicyStored = s.PolicyStored
+	return r, nil
 }
