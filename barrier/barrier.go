@@ -251,6 +251,9 @@ type Acked struct {
 	InFlightAt  time.Time // release time of the acked message
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	// Partial: the room's quorum completes messages without every member,
+	// so waiting for the acks of other members gains nothing.
+	Partial bool
 }
 
 // Ack records client's ack of message seq issued under epoch to the
@@ -268,7 +271,7 @@ func ackReply(v []any, room, client string, seq uint64) (Acked, error) {
 	if err := sferr.FromStatus(str(v, ackStatus)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt), Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted) == 1}, nil
+	return Acked{Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt), Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2}, nil
 }
 
 // BatchAcked describes a batch of acks: Errs holds, in the order of the
@@ -281,6 +284,7 @@ type BatchAcked struct {
 	InFlightAt  time.Time
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	Partial     bool // as Acked.Partial
 }
 
 // AckBatch records, in one script call, the acks of several clients for
@@ -308,7 +312,7 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	}
 	res := BatchAcked{
 		Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt),
-		Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted) == 1, Errs: make([]error, len(clients)),
+		Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2, Errs: make([]error, len(clients)),
 	}
 	refuse := func(i int, status string) {
 		if err := sferr.FromStatus(status); err != nil {

@@ -53,6 +53,7 @@ const (
 	ReasonTimeout    = "timeout"     // no heartbeat within ClientTimeout
 	ReasonAckTimeout = "ack-timeout" // no ack within AckTimeout
 	ReasonLeave      = "leave"       // removed by someone else's Unsubscribe
+	ReasonMaxLag     = "max-lag"     // more than the room's Policy.MaxLag messages behind
 	ReasonKick       = "kick"        // removed by an operator (Admin.Kick, Admin.DeleteRoom)
 )
 
@@ -80,10 +81,10 @@ type Collector struct {
 	malformedPending                                 *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
 	shardConflict, configRestored                    *prometheus.Desc
-	adminActions                                     *prometheus.Desc
 
 	// Room policies (queue.Policy).
 	dropped, skipped *prometheus.Desc
+	adminActions     *prometheus.Desc
 }
 
 // NewCollector returns a Collector for q. Register it yourself.
@@ -99,7 +100,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.delivered = desc("messages_delivered_total", "Messages handed to subscribers of this process, one per subscriber.")
 	c.acked = desc("acks_total", "Acks of this process that Redis accepted.")
 	c.ackRejected = desc("acks_rejected_total", "Acks of this process that were refused, by reason: stale (message no longer in flight), invalid (malformed, altered or foreign token), not-member (the client is not a voting member).", "reason")
-	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), kick (an operator's kick or room deletion).", "reason")
+	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), max-lag (too far behind under a quorum), kick (an operator's kick or room deletion).", "reason")
 	c.adminActions = desc("admin_actions_total", "Operators' transitions made through this process (queue.Admin), by action: pause, resume, purge, release, kick, delete.", "action")
 	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
 	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
@@ -161,6 +162,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.ackRejected, s.AckNotMember, ReasonNotMember)
 	counter(c.evictions, s.EvictedTimeout, ReasonTimeout)
 	counter(c.evictions, s.EvictedAckTimeout, ReasonAckTimeout)
+	counter(c.evictions, s.EvictedMaxLag, ReasonMaxLag)
 	counter(c.evictions, s.EvictedLeave, ReasonLeave)
 	counter(c.evictions, s.Kicked, ReasonKick)
 	counter(c.adminActions, s.AdminPause, ActionPause)

@@ -59,7 +59,7 @@ var invalidPolicies = map[string]queue.Policy{
 	"negative straggler":   {Straggler: queue.StragglerPolicy(-1)},
 }
 
-// TestSetPolicyInvalid (project rule 18, "Policies are validated"): every invalid policy
+// TestSetPolicyInvalid (project rule 22, "Policies are validated"): every invalid policy
 // is an ErrInvalidPolicy and changes nothing in Redis, not even for a room
 // that has a policy already.
 func TestSetPolicyInvalid(t *testing.T) {
@@ -99,7 +99,7 @@ func TestDefaultPolicyInvalid(t *testing.T) {
 	})
 }
 
-// TestSetPolicy (project rule 17, "Policies live with the room"): a room's policy is stored with
+// TestSetPolicy (project rule 21, "Policies live with the room"): a room's policy is stored with
 // the room, replaced whole by SetPolicy, the same for every Queue whatever
 // its DefaultPolicy, shown by Policy and RoomState, and each change is a
 // policy event in the room's stream. A room without one follows the
@@ -197,7 +197,7 @@ func pendingIDs(t *testing.T, ctx context.Context, q *queue.Queue, room string) 
 	return ids
 }
 
-// TestMaxPendingReject (project rule 19, "Backlog limit: Reject"): with
+// TestMaxPendingReject (project rule 23, "Backlog limit: Reject"): with
 // MaxPending and Overflow Reject, a send that would take the backlog
 // beyond the limit returns a *RoomFullError (errors.Is ErrRoomFull) with
 // the limit, and writes nothing; a batch is refused whole. Once the
@@ -238,7 +238,7 @@ func TestMaxPendingReject(t *testing.T) {
 	})
 }
 
-// TestMaxPendingDropOldest (project rule 20, "Backlog limit: dropping"):
+// TestMaxPendingDropOldest (project rule 24, "Backlog limit: dropping"):
 // with Overflow DropOldest, a send beyond MaxPending is enqueued and the
 // pending messages with the lowest IDs, whatever their priority, are
 // dropped until the backlog fits, each recorded as a drop event and
@@ -279,7 +279,7 @@ func TestMaxPendingDropOldest(t *testing.T) {
 	})
 }
 
-// TestMaxPendingDropLowestPriority (project rule 20): with Overflow
+// TestMaxPendingDropLowestPriority (project rule 24): with Overflow
 // DropLowestPriority, the message dropped is the one that would be
 // released last: the newest of the lowest priority present, which may be
 // the one just sent.
@@ -311,7 +311,7 @@ func TestMaxPendingDropLowestPriority(t *testing.T) {
 	})
 }
 
-// TestRoomMaxPayload (project rule 21, "Per-room payload limit"): a
+// TestRoomMaxPayload (project rule 25, "Per-room payload limit"): a
 // room's MaxPayloadBytes refuses larger payloads of Send, SendBatch and
 // SendOutOfBand with ErrPayloadTooLarge, writing nothing; other rooms keep
 // the Queue's limit.
@@ -341,7 +341,7 @@ func TestRoomMaxPayload(t *testing.T) {
 	})
 }
 
-// TestAckDeadline (project rule 22, "Per-message ack deadline"): a message
+// TestAckDeadline (project rule 26, "Per-message ack deadline"): a message
 // sent with AckDeadline has that ack timeout instead of the Queue's (here
 // none); with the default straggler policy, members that did not ack it by
 // then are evicted (reason ack-timeout). Messages without it keep the
@@ -379,7 +379,7 @@ func TestAckDeadline(t *testing.T) {
 	})
 }
 
-// TestStragglerSkip (project rule 23, "Straggler policy"): with
+// TestStragglerSkip (project rule 27, "Straggler policy"): with
 // Straggler Skip, the members that did not ack a message by its ack
 // deadline (AckDeadline, or Options.AckTimeout) are not evicted: the
 // message completes without them, a skip event names each, and they stay
@@ -432,7 +432,7 @@ func TestStragglerSkip(t *testing.T) {
 	})
 }
 
-// TestAckDeadlineLeavesNothing (project rule 22): the per-message deadline
+// TestAckDeadlineLeavesNothing (project rule 26): the per-message deadline
 // kept for a pending message goes when the message is released (to
 // members or into an empty room), dropped, or purged by an operator.
 func TestAckDeadlineLeavesNothing(t *testing.T) {
@@ -485,7 +485,7 @@ func TestAckDeadlineLeavesNothing(t *testing.T) {
 	})
 }
 
-// TestMaxPendingDropBounded (project rule 20): one send drops at most 1000
+// TestMaxPendingDropBounded (project rule 24): one send drops at most 1000
 // messages more than it carries, so a limit lowered far below a room's
 // backlog shrinks it over the next sends instead of blocking Redis.
 func TestMaxPendingDropBounded(t *testing.T) {

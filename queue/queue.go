@@ -42,6 +42,9 @@ type Queue struct {
 	router *router // in-process subscriptions and their readers
 
 	acks *joinAcks // coalesces the acks of the subscriptions of a room
+	// partial holds the rooms whose quorum completes messages without
+	// every member (notePartial).
+	partial sync.Map
 	// shardAcks batches single acks that overlap (shardbatch.go); nil with WaitReplicas,
 	// whose WAIT follows each call and has no pipelined form here.
 	shardAcks *shardAcks
@@ -533,6 +536,7 @@ func (q *Queue) ackAlone(ctx context.Context, t token) error {
 	}
 	q.router.direct(t.room, res.Appended)
 	q.ackCounted(res)
+	q.notePartial(t.room, res.Partial)
 	return nil
 }
 
@@ -541,6 +545,23 @@ func (q *Queue) ackCounted(res barrier.Acked) {
 	q.stats.Acked.Add(1)
 	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
+}
+
+// notePartial records whether room's quorum completes messages without
+// every member, as its last ack reply said: the local coalescing of acks
+// (joinAcks, Worker.AckCoalesce) then sends each ack at once, since the
+// message need not wait for the members it would wait for.
+func (q *Queue) notePartial(room string, partial bool) {
+	if partial {
+		q.partial.Store(room, struct{}{})
+	} else if _, ok := q.partial.Load(room); ok {
+		q.partial.Delete(room)
+	}
+}
+
+func (q *Queue) isPartial(room string) bool {
+	_, ok := q.partial.Load(room)
+	return ok
 }
 
 // PendingMessage is a message waiting for the barrier.

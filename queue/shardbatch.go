@@ -157,6 +157,7 @@ func (s *shardAcks) send(batch []*laneAck) {
 			a.err = errs[i]
 		default:
 			q.ackCounted(res[i])
+			q.notePartial(a.t.room, res[i].Partial)
 		}
 		if i > 0 {
 			close(a.done)

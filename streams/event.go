@@ -106,7 +106,8 @@ type Event struct {
 	ClientID string // Join, Leave, Evict, Skipped
 	Observer bool   // Join, Leave, Evict: the client was an observer
 	// Reason: Leave ("leave"), Evict ("timeout", "ack-timeout"),
-	// Malformed (MalformedHeader, MalformedPayload); the operator's reason
+	// Malformed (MalformedHeader, MalformedPayload), Dropped (the overflow
+	// policy), Skipped ("ack-deadline"); the operator's reason
 	// of an admin event (Pause, Resume, Purge, ForceRelease, Kick,
 	// RoomDeleted); Dropped (the overflow policy), Skipped ("ack-deadline").
 	Reason string

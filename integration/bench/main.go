@@ -174,6 +174,7 @@ func runRound(ctx context.Context, cfg Config, log io.Writer, n int, rep *Report
 		{"W3", runW3},
 		{"W4", runW4},
 		{"W6", runW6},
+		{"W7", runW7},
 	}
 	for _, s := range steps {
 		if !cfg.wants(s.name) {

@@ -28,6 +28,7 @@ type Report struct {
 	W6Ping    []*W6PingRow
 	W6Rooms   []*W6RoomsRow
 	W6Backlog []*W6BacklogRow
+	W7        []*W7Row // policy.go
 
 	Targets []Target
 	Plots   []Plot
@@ -477,6 +478,8 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	}
 	p("")
 	showPlots("w6_backlog")
+
+	r.markdownW7(p)
 
 	p("## Analysis")
 	p("")

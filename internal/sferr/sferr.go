@@ -32,7 +32,10 @@ var (
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
 	ErrInvalidPolicy   = errors.New("syncfanout: invalid room policy")
 	ErrRoomFull        = errors.New("syncfanout: room is full (MaxPending reached)")
-	ErrInvalidHeader   = errors.New("syncfanout: invalid message header")
+	// ErrMaxLag: evicted for falling more than its room's Policy.MaxLag
+	// messages behind (matched by queue.EvictedError).
+	ErrMaxLag        = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
+	ErrInvalidHeader = errors.New("syncfanout: invalid message header")
 )
 
 // Errors of the operators' transitions (queue.Admin).
