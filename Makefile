@@ -7,8 +7,14 @@ endif
 
 SHELL := /bin/bash
 GO ?= go
-# The root module and the nested integration module, tested separately.
-MODULES := . integration
+# The root module and the nested ones, tested separately: integration
+# (benchmarks, fault tests) and contrib/otelsyncfanout (OpenTelemetry, a
+# module of its own so that the library's users do not build it).
+TEST_MODULES := . integration contrib/otelsyncfanout
+# Vetted and tidied too: the harness's container helper, a module of its
+# own so that testcontainers-go stays out of the root go.mod. It has no
+# tests: the harness's tests run it (internal/redistest, container_test.go).
+MODULES := $(TEST_MODULES) internal/rediscontainer
 # -v shows every subtest (standalone and cluster) and its result.
 TEST_FLAGS ?= -race -count=1 -timeout 14m -v
 FUZZTIME ?= 5s
@@ -39,11 +45,11 @@ ensure-chromium: ## Install Debian's chromium if missing (apt-get, as root), for
 screenshots: ensure-redis ensure-chromium ## Rewrite docs/console/*.png with the browser test (headless Chromium)
 	cd integration && SYNCFANOUT_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./browser
 
-test: ensure-redis ensure-chromium ## Run all tests with -race in both modules, on standalone and cluster Redis, the console in headless Chromium, then each fuzz target for TEST_FUZZTIME
+test: ensure-redis ensure-chromium ## Run all tests with -race in every module, on standalone and cluster Redis, the console in headless Chromium, then each fuzz target for TEST_FUZZTIME
 	@# Without promtool (and not root), the deploy tests skip it; .ci/run insists.
 	@bash scripts/ensure-promtool.sh || echo "make test: the promtool checks of deploy/ will be skipped"
 	@set -o pipefail; status=0; \
-	for m in $(MODULES); do \
+	for m in $(TEST_MODULES); do \
 		echo "==> go test $(TEST_FLAGS) ./... in $$m"; \
 		(cd $$m && $(GO) test $(TEST_FLAGS) ./... 2>&1) \
 			| awk '!/^=== (RUN|PAUSE|CONT) / { print; fflush() }' || status=1; \
@@ -67,7 +73,7 @@ bench: ensure-redis ## Run the benchmark program (integration/bench; BENCH_ARGS=
 	fi
 
 bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark program with -short
-	@set -e; for m in $(MODULES); do \
+	@set -e; for m in $(TEST_MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); \
 	done
 	@if [ -d integration/bench ]; then \
@@ -76,7 +82,7 @@ bench-short: ensure-redis ## Run every Go benchmark once, and the benchmark prog
 		echo "no benchmark program yet (integration/bench)"; \
 	fi
 
-lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules, then report API changes (apidiff)
+lint: ## Check formatting (gofmt -l lists nothing) and go vet in every module, then report API changes (apidiff)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do echo "==> go vet ./... in $$m"; (cd $$m && $(GO) vet ./...); done
 	@bash scripts/apidiff.sh
@@ -84,7 +90,7 @@ lint: ## Check formatting (gofmt -l lists nothing) and go vet in both modules, t
 apidiff: ## Report (never fail) exported-API changes since APIDIFF_BASE (default HEAD~1, the previous commit)
 	@bash scripts/apidiff.sh
 
-tidy: ## Run go mod tidy in both modules
+tidy: ## Run go mod tidy in every module
 	@set -e; for m in $(MODULES); do echo "==> go mod tidy in $$m"; (cd $$m && $(GO) mod tidy); done
 
 fuzz-smoke: ## Run every Fuzz* target for FUZZTIME (default 5s) each

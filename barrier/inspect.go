@@ -20,7 +20,8 @@ type Pending struct {
 	Priority int
 	Producer string
 	Enqueued time.Time
-	Payload  []byte // as sent: kind byte + body (see package queue)
+	Payload  []byte            // as sent: kind byte + body (see package queue)
+	Headers  map[string]string // nil for a message sent without headers
 	// Err is set (matching sferr.ErrDecode) for an entry that the release
 	// step will set aside as malformed instead of releasing it; the fields
 	// above then hold what could be read (Seq and Payload when the header
@@ -32,7 +33,8 @@ type Pending struct {
 // with the rules of the release step (release_entry in internal/lua/room.lua):
 // an entry it refuses is one the release step sets aside, and the other way
 // round. The message ID and enqueue time are positive decimals without a
-// leading zero, of at most 19 and 15 digits; the payload has a kind byte.
+// leading zero, of at most 19 and 15 digits; the payload has a kind byte,
+// and its header block, if any, is well-formed (internal/payload).
 func ParseEntry(entry string) (Pending, error) {
 	var p Pending
 	var fields [3]uint64
@@ -60,9 +62,11 @@ func ParseEntry(entry string) (Pending, error) {
 	p.Enqueued = time.UnixMilli(int64(fields[1]))
 	p.Producer = rest[:fields[2]]
 	p.Payload = []byte(rest[fields[2]:])
-	if err := payload.Check(p.Payload); err != nil {
-		return p, fmt.Errorf("queue entry %d: %w", p.Seq, err)
+	headers, body, why := payload.Parse(p.Payload)
+	if why != "" {
+		return p, fmt.Errorf("queue entry %d: %w: %s", p.Seq, sferr.ErrDecode, why)
 	}
+	p.Headers, p.Payload = headers, body
 	return p, nil
 }
 

@@ -621,3 +621,44 @@ func TestConsoleOptions(t *testing.T) {
 	require.False(t, h.Options().Admin, "read-only by default")
 	require.Equal(t, console.DefaultPageSize, h.Options().PageSize)
 }
+
+// TestConsoleHeaders (issue 18): message headers show in the room's
+// pending head, the history and the live feed (JSON), and on the room
+// page; messages without headers show none.
+func TestConsoleHeaders(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		f := newFixture(t, b, console.Options{})
+		var v console.RoomView
+		require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &v))
+		fctx, closeFeed := context.WithCancel(ctx)
+		defer closeFeed()
+		feed := openFeed(t, fctx, f, "r=blocked&from="+v.FeedFrom, "")
+
+		_, err := f.q.Send(ctx, "blocked", "queued", queue.Header("tenant", "acme"))
+		require.NoError(t, err)
+		_, err = f.q.SendOutOfBand(ctx, "blocked", "notice", queue.Header("trace-id", "t-42"))
+		require.NoError(t, err)
+		live := next(t, feed)
+		require.Equal(t, map[string]string{"trace-id": "t-42"}, live.data.Headers)
+
+		require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &v))
+		require.Len(t, v.Head, 4)
+		require.Nil(t, v.Head[0].Headers)
+		require.Equal(t, map[string]string{"tenant": "acme"}, v.Head[3].Headers)
+		var h console.HistoryPage
+		require.Equal(t, http.StatusOK, f.get(t, "api/history?r=blocked", &h))
+		last := h.Events[len(h.Events)-1]
+		require.Equal(t, "oob", last.Type)
+		require.Equal(t, map[string]string{"trace-id": "t-42"}, last.Headers)
+		require.Nil(t, h.Events[len(h.Events)-2].Headers, "the first message has none")
+
+		res, err := f.client.Get(f.base + "room?r=blocked")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Contains(t, string(body), `<dl class="headers"><dt>tenant</dt><dd>acme</dd></dl>`)
+	})
+}

@@ -26,6 +26,8 @@ type EventView struct {
 	Reason    string    `json:"reason,omitempty"`
 	Size      int       `json:"size,omitempty"` // malformed entries
 	Payload   *Payload  `json:"payload,omitempty"`
+	// Headers of a message or out-of-band message (queue.Header).
+	Headers map[string]string `json:"headers,omitempty"`
 	// Admin events: who did it, how many messages a purge dropped, whom
 	// a forced release did not wait for.
 	Actor   string   `json:"actor,omitempty"`
@@ -47,7 +49,7 @@ func (h *Handler) eventView(ev streams.Event, err error) EventView {
 	}
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
-		v.MessageID, v.Producer = ev.MessageID, ev.Producer
+		v.MessageID, v.Producer, v.Headers = ev.MessageID, ev.Producer, ev.Headers
 		if ev.Type == streams.Message {
 			p := ev.Priority
 			v.Priority = &p

@@ -59,11 +59,12 @@ type MemberView struct {
 
 // PendingView is one message of the pending head, in release order.
 type PendingView struct {
-	ID         uint64    `json:"message_id"`
-	Priority   int       `json:"priority"`
-	Producer   string    `json:"producer,omitempty"`
-	EnqueuedAt time.Time `json:"enqueued_at"`
-	Payload    Payload   `json:"payload"`
+	ID         uint64            `json:"message_id"`
+	Priority   int               `json:"priority"`
+	Producer   string            `json:"producer,omitempty"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	Payload    Payload           `json:"payload"`
 }
 
 func roomParam(r *http.Request) (string, error) {
@@ -132,7 +133,7 @@ func (h *Handler) roomView(ctx context.Context, room string) (RoomView, error) {
 		v.Observers = append(v.Observers, member(m))
 	}
 	for _, p := range head {
-		pv := PendingView{ID: p.ID, Priority: p.Priority, Producer: p.Producer, EnqueuedAt: p.EnqueuedAt.UTC()}
+		pv := PendingView{ID: p.ID, Priority: p.Priority, Producer: p.Producer, EnqueuedAt: p.EnqueuedAt.UTC(), Headers: p.Headers}
 		if p.Err != nil {
 			pv.Payload = Payload{Encoding: "invalid", Error: p.Err.Error()}
 		} else {

@@ -331,6 +331,36 @@ func badCases() []badCase {
 				return err
 			})
 		}
+		// Headers: bad keys and values, and sets over the limits, whether
+		// given one by one or as a map.
+		tooMany := map[string]string{}
+		for i := range MaxHeaders + 1 {
+			tooMany[fmt.Sprint("k", i)] = "v"
+		}
+		for name, h := range map[string]map[string]string{
+			"empty key":                 {"": "v"},
+			"key with '='":              {"a=b": "v"},
+			"key with a space":          {"a b": "v"},
+			"key with a control byte":   {"a\x01": "v"},
+			"non-ASCII key":             {"clé": "v"},
+			"key too long":              {strings.Repeat("k", MaxHeaderKeyBytes+1): "v"},
+			"value not UTF-8":           {"k": "a\xffb"},
+			"too many headers":          tooMany,
+			"block over MaxHeaderBytes": {"k": strings.Repeat("v", MaxHeaderBytes)},
+		} {
+			add(ErrInvalidHeader, method+"/headers "+name, func(ctx context.Context, e *badEnv) error {
+				_, err := send(e.q)(ctx, e.room, data, Headers(h))
+				return err
+			})
+			if len(h) == 1 {
+				for k, v := range h {
+					add(ErrInvalidHeader, method+"/header "+name, func(ctx context.Context, e *badEnv) error {
+						_, err := send(e.q)(ctx, e.room, data, Header(k, v))
+						return err
+					})
+				}
+			}
+		}
 		lifecycle(method, func(ctx context.Context, q *Queue, e *badEnv) error {
 			_, err := send(q)(ctx, e.room, data)
 			return err

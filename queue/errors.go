@@ -57,6 +57,10 @@ var (
 	ErrNotReplicated = sferr.ErrNotReplicated
 	// ErrInvalidBatch: a SendBatch of no message or of more than MaxBatch.
 	ErrInvalidBatch = sferr.ErrInvalidBatch
+	// ErrInvalidHeader: a message header breaks the rules of Header (bad
+	// key or value, too many headers, or a header block over
+	// MaxHeaderBytes).
+	ErrInvalidHeader = sferr.ErrInvalidHeader
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches

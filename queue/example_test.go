@@ -396,3 +396,46 @@ func ExampleQueue_RoomState() {
 		st.Pending, st.InFlight.Seq, len(st.Members), len(st.Missing))
 	// Output: pending=2 in-flight=#1 members=2 missing=1
 }
+
+// Headers travel beside the payload to every subscriber; a message sent
+// without headers has none.
+func ExampleHeader() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rdb, prefix, done := exampleRedis()
+	defer done()
+	q, err := queue.New(ctx, rdb, queue.Options{Prefix: prefix})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+	sub, err := q.Join(ctx, "room-h")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	if _, err := q.Send(ctx, "room-h", "order", queue.Header("content-type", "text/plain"), queue.Header("tenant", "acme")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := q.SendOutOfBand(ctx, "room-h", "notice"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for range 2 {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(m.ID, m.Headers)
+	}
+	_, err = q.Send(ctx, "room-h", "x", queue.Header("a=b", "v"))
+	fmt.Println(errors.Is(err, queue.ErrInvalidHeader))
+	// Output:
+	// 1 map[content-type:text/plain tenant:acme]
+	// 2 map[]
+	// true
+}

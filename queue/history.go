@@ -39,10 +39,29 @@ func (q *Queue) History(ctx context.Context, room string, rg streams.Range) iter
 
 // ReplayInto calls handler with room's events within rg, in order, paced
 // as opts say (see streams.ReplayInto).
+// With Options.Tracer, the tracer records each message and out-of-band
+// event handed to handler as a delivery (DeliveryInfo.Replay) that ends
+// when handler returns.
 func (q *Queue) ReplayInto(ctx context.Context, room string, rg streams.Range, handler func(streams.Event) error, opts streams.ReplayOptions) error {
 	key, err := q.streamKey(ctx, room)
 	if err != nil {
 		return err
+	}
+	if q.opts.Tracer != nil && handler != nil {
+		inner := handler
+		handler = func(ev streams.Event) error {
+			if ev.Type != streams.Message && ev.Type != streams.OutOfBand {
+				return inner(ev)
+			}
+			m, err := MessageFromEvent(ev)
+			if err != nil {
+				return inner(ev)
+			}
+			q.startDelivery(ctx, DeliveryInfo{Replay: true}, m)
+			err = inner(ev)
+			m.trace.end(err)
+			return err
+		}
 	}
 	return streams.ReplayInto(ctx, q.rdb, key, room, rg, handler, opts)
 }

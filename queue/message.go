@@ -23,9 +23,12 @@ const (
 )
 
 // encodePayload turns a Send argument into the stored form: []byte passes
-// through untouched, anything else is msgpack.
-func encodePayload(data any, limit int) ([]byte, error) {
+// through untouched, anything else is msgpack. Headers, when there are
+// any, go first (internal/payload); without them the stored form is what
+// it was before headers existed.
+func encodePayload(data any, limit int, headers map[string]string) ([]byte, error) {
 	var out []byte
+	hlen := payload.HeadersLen(headers)
 	switch v := data.(type) {
 	case nil:
 		return nil, fmt.Errorf("%w: nil payload", sferr.ErrEncode)
@@ -33,10 +36,14 @@ func encodePayload(data any, limit int) ([]byte, error) {
 		if v == nil {
 			return nil, fmt.Errorf("%w: nil payload", sferr.ErrEncode)
 		}
-		out = make([]byte, 0, len(v)+1)
+		out = make([]byte, 0, hlen+len(v)+1)
+		out = payload.AppendHeaders(out, headers)
 		out = append(append(out, kindRaw), v...)
 	default:
 		var buf bytes.Buffer
+		if hlen > 0 {
+			buf.Write(payload.AppendHeaders(make([]byte, 0, hlen), headers))
+		}
 		buf.WriteByte(kindMsgpack)
 		enc := msgpack.NewEncoder(&buf)
 		if err := enc.Encode(data); err != nil {
@@ -44,8 +51,8 @@ func encodePayload(data any, limit int) ([]byte, error) {
 		}
 		out = buf.Bytes()
 	}
-	if len(out)-1 > limit {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", sferr.ErrPayloadTooLarge, len(out)-1, limit)
+	if n := len(out) - hlen - 1; n > limit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", sferr.ErrPayloadTooLarge, n, limit)
 	}
 	return out, nil
 }
@@ -99,9 +106,29 @@ type Message struct {
 	// AckToken identifies this delivery to Ack; empty for out-of-band
 	// messages and for observers.
 	AckToken string
+	// Headers are the message's headers (see Header); nil when it was sent
+	// without any.
+	Headers map[string]string
 
 	payload []byte // kind byte + body
 	ack     func(context.Context, string) error
+	// ctx and trace are set when Options.Tracer recorded the delivery.
+	ctx   context.Context
+	trace *traceDelivery
+	// endOnAck: the delivery ends with the ack (a Subscription's message).
+	endOnAck bool
+}
+
+// Context returns the context of the message's delivery: the one the
+// tracer (Options.Tracer) made for it, carrying its span, so that work
+// done for the message can be traced under the delivery. Without a tracer
+// it is context.Background(). A Worker's handler gets the same context as
+// its ctx argument.
+func (m *Message) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
 }
 
 func newMessage(ev streams.Event) (*Message, error) {
@@ -111,7 +138,7 @@ func newMessage(ev streams.Event) (*Message, error) {
 	return &Message{
 		ID: ev.MessageID, Room: ev.Room, Producer: ev.Producer, Priority: ev.Priority,
 		OutOfBand: ev.Type == streams.OutOfBand, EnqueuedAt: ev.Enqueued, ReleasedAt: ev.At,
-		ReceivedAt: time.Now(), StreamID: ev.ID, payload: ev.Payload,
+		ReceivedAt: time.Now(), StreamID: ev.ID, Headers: ev.Headers, payload: ev.Payload,
 	}, nil
 }
 
@@ -152,9 +179,17 @@ func (m *Message) Latency() time.Duration { return m.ReceivedAt.Sub(m.EnqueuedAt
 
 // Ack acknowledges the message for the subscriber that received it. It
 // is a no-op for out-of-band messages and observers.
+//
+// With Options.Tracer, a Subscription's message ends its delivery here,
+// out-of-band messages included (see Delivery).
 func (m *Message) Ack(ctx context.Context) error {
-	if m.AckToken == "" || m.ack == nil {
-		return nil
+	var err error
+	if m.AckToken != "" && m.ack != nil {
+		err = m.ack(ctx, m.AckToken)
+		m.trace.ack(err)
 	}
-	return m.ack(ctx, m.AckToken)
+	if m.endOnAck {
+		m.trace.end(nil)
+	}
+	return err
 }

@@ -93,6 +93,10 @@ type Options struct {
 	WaitTimeout time.Duration
 	// Logger receives background errors (default slog.Default()).
 	Logger *slog.Logger
+	// Tracer, when set, follows every message this Queue sends or
+	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
+	// Default nil: no tracing, and no cost.
+	Tracer Tracer
 }
 
 const defaultMaxLen = 10000
@@ -191,6 +195,7 @@ type SendOption func(*sendOptions) error
 type sendOptions struct {
 	priority int
 	producer string
+	headers  map[string]string
 }
 
 // Priority sets the priority of a message: MinPriority (0, released first)

@@ -25,7 +25,8 @@ import (
 // in-flight message: the release step records each as a "malformed" stream
 // event, counts it, and releases the next good message in the same call, so
 // two members keep receiving the good ones in order under lock-step. Peek
-// lists every entry in release order, the bad ones flagged.
+// lists every entry in release order, the bad ones flagged. Issue 18 added
+// entries whose header block is malformed.
 func TestPoisonPendingEntrySetAside(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -47,14 +48,26 @@ func TestPoisonPendingEntrySetAside(t *testing.T) {
 			fmt.Sprintf("12345678901234567890:%d:0:rx", now), // a message ID beyond a uint64
 			"902:0:0:rx",                     // no enqueue time
 			fmt.Sprintf("903:%d:99:rx", now), // producer longer than the entry
+			// Header blocks (issue 18) that no reader accepts.
+			fmt.Sprintf("904:%d:0:h", now),                    // no block length
+			fmt.Sprintf("905:%d:0:h0:rx", now),                // an empty block
+			fmt.Sprintf("906:%d:0:h99:1:a1:brx", now),         // a block beyond the entry
+			fmt.Sprintf("907:%d:0:h6:1:a1:bxdata", now),       // no kind byte after the block
+			fmt.Sprintf("908:%d:0:h12:1:a1:b1:a1:crx", now),   // a key twice
+			fmt.Sprintf("909:%d:0:h5:0:1:brx", now),           // an empty key
+			fmt.Sprintf("910:%d:0:h07:1:a1:brx", now),         // a length with a leading zero
+			fmt.Sprintf("911:%d:0:h5:1:a1:brx", now),          // a value past the block's end
+			fmt.Sprintf("912:%d:0:h6:1:a1:bh6:1:a1:brx", now), // a block inside a block
+			fmt.Sprintf("913:%d:0:h5:1:ab0:rx", now),          // a value length that is no number
+			fmt.Sprintf("914:%d:0:h999999:1:a1:brx", now),     // a block length of six digits
 		}
 		for _, p := range poison {
 			require.NoError(t, b.Client.RPush(ctx, list, p).Err())
 		}
 		third := send(t, ctx, q, room, "m3")
 
-		// Peek lists all six in release order; only the good ones decode.
-		peeked, err := q.Peek(ctx, room, 0, 10)
+		// Peek lists them all in release order; only the good ones decode.
+		peeked, err := q.Peek(ctx, room, 0, 100)
 		require.NoError(t, err, "one bad entry must not fail Peek as a whole")
 		require.Len(t, peeked, 2+len(poison))
 		require.Equal(t, second, peeked[0].ID)
@@ -125,6 +138,10 @@ func TestPoisonPendingEntrySetAside(t *testing.T) {
 		require.EqualValues(t, 901, bad[1].MessageID)
 		require.Equal(t, streams.MalformedHeader, bad[3].Reason)
 		require.Equal(t, streams.MalformedPayload, bad[1].Reason)
+		for i, ev := range bad[7:] {
+			require.Equal(t, streams.MalformedPayload, ev.Reason, "entry %q", poison[7+i])
+			require.EqualValues(t, 904+i, ev.MessageID, "entry %q", poison[7+i])
+		}
 
 		// Counted for the deployment, and exported.
 		m, err := q.Metrics(ctx, 0)

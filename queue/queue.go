@@ -138,11 +138,22 @@ func (q *Queue) Stats() Stats { return q.stats.snapshot() }
 // message's ID, unique within the room. The message is released when every
 // member acked the previous one, lowest priority number first, then in the
 // order Redis accepted the sends.
-func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOption) (uint64, error) {
+func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOption) (id uint64, err error) {
 	if err := q.check(ctx); err != nil {
 		return 0, err
 	}
-	so, payload, err := q.prepareSend(room, data, opts)
+	so, err := q.sendOptions(room, opts)
+	if err != nil {
+		return 0, err
+	}
+	done, err := q.startSend(ctx, room, &so, false, 1)
+	if done != nil {
+		defer func() { done(oneID(id), err) }()
+	}
+	if err != nil {
+		return 0, err
+	}
+	payload, err := q.encode(data, so)
 	if err != nil {
 		return 0, err
 	}
@@ -151,6 +162,13 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 		return 0, err
 	}
 	return res.Seq, nil
+}
+
+func oneID(id uint64) []uint64 {
+	if id == 0 {
+		return nil
+	}
+	return []uint64{id}
 }
 
 // enqueue runs the send script for checked payloads, counts them and hands
@@ -178,21 +196,30 @@ const MaxBatch = 1000
 // batch or one of more than MaxBatch messages is an ErrInvalidBatch; a
 // payload that fails Send's checks fails the whole batch, and nothing is
 // sent.
-func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...SendOption) ([]uint64, error) {
+func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...SendOption) (ids []uint64, err error) {
 	if err := q.check(ctx); err != nil {
 		return nil, err
 	}
 	if len(data) == 0 || len(data) > MaxBatch {
 		return nil, fmt.Errorf("%w: %d messages, want 1..%d", ErrInvalidBatch, len(data), MaxBatch)
 	}
-	so, first, err := q.prepareSend(room, data[0], opts)
+	so, err := q.sendOptions(room, opts)
 	if err != nil {
 		return nil, fmt.Errorf("message 0: %w", err)
 	}
+	done, err := q.startSend(ctx, room, &so, false, len(data))
+	if done != nil {
+		defer func() { done(ids, err) }()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHeaders(so.headers); err != nil {
+		return nil, fmt.Errorf("message 0: %w", err)
+	}
 	payloads := make([][]byte, len(data))
-	payloads[0] = first
-	for i := 1; i < len(data); i++ {
-		if payloads[i], err = encodePayload(data[i], q.opts.MaxPayloadBytes); err != nil {
+	for i := range data {
+		if payloads[i], err = encodePayload(data[i], q.opts.MaxPayloadBytes, so.headers); err != nil {
 			return nil, fmt.Errorf("message %d: %w", i, err)
 		}
 	}
@@ -200,7 +227,7 @@ func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]uint64, len(data))
+	ids = make([]uint64, len(data))
 	for i := range ids {
 		ids[i] = res.Seq + uint64(i)
 	}
@@ -209,11 +236,22 @@ func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...
 
 // SendOutOfBand appends data to room's delivery stream at once: every
 // subscriber receives it whatever the barrier is doing, and nobody acks it.
-func (q *Queue) SendOutOfBand(ctx context.Context, room string, data any, opts ...SendOption) (uint64, error) {
+func (q *Queue) SendOutOfBand(ctx context.Context, room string, data any, opts ...SendOption) (id uint64, err error) {
 	if err := q.check(ctx); err != nil {
 		return 0, err
 	}
-	so, payload, err := q.prepareSend(room, data, opts)
+	so, err := q.sendOptions(room, opts)
+	if err != nil {
+		return 0, err
+	}
+	done, err := q.startSend(ctx, room, &so, true, 1)
+	if done != nil {
+		defer func() { done(oneID(id), err) }()
+	}
+	if err != nil {
+		return 0, err
+	}
+	payload, err := q.encode(data, so)
 	if err != nil {
 		return 0, err
 	}
@@ -225,21 +263,30 @@ func (q *Queue) SendOutOfBand(ctx context.Context, room string, data any, opts .
 	return res.Seq, nil
 }
 
-func (q *Queue) prepareSend(room string, data any, opts []SendOption) (sendOptions, []byte, error) {
+// sendOptions checks the room and applies the options of a send.
+func (q *Queue) sendOptions(room string, opts []SendOption) (sendOptions, error) {
 	so := sendOptions{priority: DefaultPriority}
 	if err := keys.ValidateRoom(room); err != nil {
-		return so, nil, err
+		return so, err
 	}
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
 		if err := o(&so); err != nil {
-			return so, nil, err
+			return so, err
 		}
 	}
-	payload, err := encodePayload(data, q.opts.MaxPayloadBytes)
-	return so, payload, err
+	return so, nil
+}
+
+// encode checks the headers as a whole (a tracer's included) and encodes
+// one message.
+func (q *Queue) encode(data any, so sendOptions) ([]byte, error) {
+	if err := checkHeaders(so.headers); err != nil {
+		return nil, err
+	}
+	return encodePayload(data, q.opts.MaxPayloadBytes, so.headers)
 }
 
 // CreateClientID returns a new client ID, unique across every process that
@@ -482,6 +529,7 @@ type PendingMessage struct {
 	Producer   string
 	Priority   int
 	EnqueuedAt time.Time
+	Headers    map[string]string // see Message.Headers
 	// Err is non-nil (matching ErrDecode) for an entry that something other
 	// than Send wrote into the room's queue and that no reader could decode:
 	// the release step will set it aside as a "malformed" stream event
@@ -530,7 +578,7 @@ func (q *Queue) Peek(ctx context.Context, room string, offset, limit int) ([]*Pe
 	}
 	out := make([]*PendingMessage, 0, len(ps))
 	for _, p := range ps {
-		m := &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, payload: p.Payload}
+		m := &PendingMessage{ID: p.Seq, Room: room, Producer: p.Producer, Priority: p.Priority, EnqueuedAt: p.Enqueued, Headers: p.Headers, payload: p.Payload}
 		if p.Err != nil {
 			m.Err = fmt.Errorf("room %q: pending entry %d of priority %d: %w", room, offset+len(out)+1, p.Priority, p.Err)
 		}

@@ -38,6 +38,9 @@ type Subscription struct {
 	// failSeen is the number of the router's reader failures for the room's
 	// shard already returned by Next, or older than the join.
 	failSeen uint64
+	// traced is the delivery of the last message Next returned, while the
+	// tracer (Options.Tracer) has not been told it ended.
+	traced *traceDelivery
 }
 
 // Join creates a client ID (or uses WithClientID), joins room with it and
@@ -331,6 +334,17 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 	}
 	s.q.stats.Delivered.Add(1)
 	s.q.stats.observeDelivery(m)
+	if s.q.opts.Tracer != nil {
+		s.q.startDelivery(ctx, DeliveryInfo{ClientID: s.clientID}, m)
+		m.endOnAck = true
+		s.mu.Lock()
+		prev := s.traced
+		s.traced = m.trace
+		s.mu.Unlock()
+		// Taking the next message ends the previous delivery, acked or
+		// not (out-of-band messages and observers never ack).
+		prev.end(nil)
+	}
 	return m, nil
 }
 
@@ -343,7 +357,10 @@ func (s *Subscription) end(err error) bool {
 		s.err = err
 	}
 	s.buf = nil
+	traced := s.traced
+	s.traced = nil
 	s.mu.Unlock()
+	traced.end(nil)
 	if first {
 		s.q.router.unregister(s)
 		s.q.acks.gone(s.room, s.clientID)

@@ -389,7 +389,16 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 		return
 	}
 	w.m.delivered.Add(1)
-	if err := w.opts.HandleMessage(w.ctx, clientID, d.msg); err != nil {
+	ctx := w.ctx
+	if w.q.opts.Tracer != nil {
+		ctx = w.q.startDelivery(ctx, DeliveryInfo{ClientID: clientID, Worker: true}, d.msg)
+		// Ends the delivery of a handler that panicked (a no-op after the
+		// end below); the panic goes on to the recover above.
+		defer d.msg.trace.end(errHandlerPanicked)
+	}
+	err := w.opts.HandleMessage(ctx, clientID, d.msg)
+	d.msg.trace.end(err)
+	if err != nil {
 		w.m.handlerErrors.Add(1)
 		// A handler cut short by Close is expected, not worth a warning.
 		if w.ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -398,3 +407,6 @@ func (w *Worker) deliver(clientID, room string, d delivery) {
 		w.log.Warn("syncfanout: HandleMessage failed", "client", clientID, "room", room, "message", d.msg.ID, "err", err)
 	}
 }
+
+// errHandlerPanicked ends the traced delivery of a handler that panicked.
+var errHandlerPanicked = errors.New("syncfanout: HandleMessage panicked")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every Fuzz* target of both modules for FUZZTIME (default 5s) each.
+# Runs every Fuzz* target of every module (the Makefile's MODULES) for FUZZTIME (default 5s) each.
 # Targets are found with `go test -list`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +27,7 @@ fuzz_one() {
 		return 1
 	done
 }
-for mod in . integration; do
+for mod in . integration contrib/otelsyncfanout; do
 	# `go test -list` prints the matching names of a package, then its
 	# "ok <package> <time>" line.
 	listing=$(cd "$mod" && go test -list '^Fuzz' ./...)

@@ -57,8 +57,9 @@ const (
 	// length>:<producer><payload>" with a message ID and enqueue time that
 	// every reader accepts.
 	MalformedHeader = "header"
-	// MalformedPayload: the header is readable, the payload is empty or
-	// lacks a known kind byte.
+	// MalformedPayload: the header is readable, the payload is empty,
+	// lacks a known kind byte, or has a header block that is not
+	// well-formed.
 	MalformedPayload = "payload"
 )
 
@@ -83,7 +84,11 @@ type Event struct {
 	// Payload is the stored payload (kind byte + body) of a Message or
 	// OutOfBand event; for a Malformed one, the entry's first MalformedKeep
 	// bytes, as found.
-	Payload  []byte
+	Payload []byte
+	// Headers of a Message or OutOfBand event (nil when it was sent
+	// without any); they are stored before the payload and not part of
+	// Payload.
+	Headers  map[string]string
 	Size     int    // Malformed: the entry's whole length in bytes
 	ClientID string // Join, Leave, Evict
 	Observer bool   // Join, Leave, Evict: the client was an observer
@@ -167,10 +172,11 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		if !ok || d == "" {
 			return bad("missing payload")
 		}
-		ev.Payload = []byte(d)
-		if why := payload.Problem(ev.Payload); why != "" {
+		headers, body, why := payload.Parse([]byte(d))
+		if why != "" {
 			return bad("%s", why)
 		}
+		ev.Headers, ev.Payload = headers, body
 		if typ == Message {
 			pr, _ := field("pr")
 			if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {

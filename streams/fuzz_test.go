@@ -34,6 +34,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("1700000000000-8", uint16(0x103), "F", "9", "", "", "", "", "", "", "stuck")
 	f.Add("1700000000000-9", uint16(0x1c1), "K", "", "", "", "", "", "1-abc", "m", "bye")
 	f.Add("1700000000000-10", uint16(0x001), "D", "", "", "", "", "", "", "", "")
+	f.Add("1700000000000-11", uint16(0x3f), "m", "3", "p", "5", "1700000000000", "h7:2:tp1:xrhello", "", "", "")
+	f.Add("1700000000000-12", uint16(0x37), "o", "4", "", "", "1700000000000", "h7:2:tp1:xh", "", "", "")
 	f.Fuzz(func(t *testing.T, id string, present uint16, tt, mid, p, pr, et, d, c, o, r string) {
 		vals := []string{tt, mid, p, pr, et, d, c, o, r}
 		m := redis.XMessage{ID: id, Values: map[string]any{}}

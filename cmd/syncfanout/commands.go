@@ -403,11 +403,12 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 // ---- peek ----
 
 type pendingJSON struct {
-	Position   int       `json:"position"`
-	ID         uint64    `json:"message_id"`
-	Priority   int       `json:"priority"`
-	Producer   string    `json:"producer"`
-	EnqueuedAt time.Time `json:"enqueued_at"`
+	Position   int               `json:"position"`
+	ID         uint64            `json:"message_id"`
+	Priority   int               `json:"priority"`
+	Producer   string            `json:"producer"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+	Headers    map[string]string `json:"headers,omitempty"`
 	payloadJSON
 }
 
@@ -452,7 +453,7 @@ func peekCmd() *command {
 				for i, m := range msgs {
 					if err := writeJSON(e.stdout, pendingJSON{
 						Position: offset + i + 1, ID: m.ID, Priority: m.Priority, Producer: m.Producer,
-						EnqueuedAt: m.EnqueuedAt.UTC(), payloadJSON: pendingPayload(m),
+						EnqueuedAt: m.EnqueuedAt.UTC(), Headers: m.Headers, payloadJSON: pendingPayload(m),
 					}); err != nil {
 						return err
 					}
@@ -471,8 +472,8 @@ func peekCmd() *command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "#\tID\tPRIORITY\tPRODUCER\tWAITING\tDATA")
 			for i, m := range msgs {
-				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\n", offset+i+1, m.ID, m.Priority, dash(m.Producer),
-					human(st.Now.Sub(m.EnqueuedAt)), pendingPayload(m).text())
+				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s%s\n", offset+i+1, m.ID, m.Priority, dash(m.Producer),
+					human(st.Now.Sub(m.EnqueuedAt)), pendingPayload(m).text(), headersText(m.Headers))
 			}
 			return tw.Flush()
 		},
@@ -626,22 +627,23 @@ func tailCmd() *command {
 
 // eventJSON is one line of replay and tail in JSON.
 type eventJSON struct {
-	StreamID   string     `json:"stream_id"`
-	Time       time.Time  `json:"time"`
-	Type       string     `json:"type"`
-	ID         uint64     `json:"message_id,omitempty"`
-	Priority   *int       `json:"priority,omitempty"`
-	Producer   *string    `json:"producer,omitempty"`
-	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
-	Client     string     `json:"client,omitempty"`
-	Observer   bool       `json:"observer,omitempty"`
-	Reason     string     `json:"reason,omitempty"`
-	Size       *int       `json:"size,omitempty"`    // malformed: the entry's length
-	Entry      string     `json:"entry,omitempty"`   // malformed: its first bytes, Go-quoted
-	Actor      string     `json:"actor,omitempty"`   // admin events
-	Count      *int       `json:"count,omitempty"`   // purge: entries dropped
-	UpTo       uint64     `json:"up_to,omitempty"`   // purge: its message ID bound
-	Missing    []string   `json:"missing,omitempty"` // release: members that had not acked
+	StreamID   string            `json:"stream_id"`
+	Time       time.Time         `json:"time"`
+	Type       string            `json:"type"`
+	ID         uint64            `json:"message_id,omitempty"`
+	Priority   *int              `json:"priority,omitempty"`
+	Producer   *string           `json:"producer,omitempty"`
+	EnqueuedAt *time.Time        `json:"enqueued_at,omitempty"`
+	Client     string            `json:"client,omitempty"`
+	Observer   bool              `json:"observer,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Size       *int              `json:"size,omitempty"`    // malformed: the entry's length
+	Entry      string            `json:"entry,omitempty"`   // malformed: its first bytes, Go-quoted
+	Actor      string            `json:"actor,omitempty"`   // admin events
+	Count      *int              `json:"count,omitempty"`   // purge: entries dropped
+	UpTo       uint64            `json:"up_to,omitempty"`   // purge: its message ID bound
+	Missing    []string          `json:"missing,omitempty"` // release: members that had not acked
+	Headers    map[string]string `json:"headers,omitempty"`
 	*payloadJSON
 }
 
@@ -664,6 +666,7 @@ func (p *eventPrinter) print(ev streams.Event) error {
 		j.ID = ev.MessageID
 		j.Producer = ptr(ev.Producer)
 		j.EnqueuedAt = ptr(ev.Enqueued.UTC())
+		j.Headers = ev.Headers
 		pl := eventPayload(ev)
 		j.payloadJSON = &pl
 		details = fmt.Sprintf("#%d", ev.MessageID)
@@ -671,7 +674,7 @@ func (p *eventPrinter) print(ev streams.Event) error {
 			j.Priority = ptr(ev.Priority)
 			details += fmt.Sprintf(" priority=%d", ev.Priority)
 		}
-		details += fmt.Sprintf(" producer=%s  %s", dash(ev.Producer), pl.text())
+		details += fmt.Sprintf(" producer=%s  %s%s", dash(ev.Producer), pl.text(), headersText(ev.Headers))
 	case streams.Malformed:
 		// A pending entry set aside unreleased: show what it was, quoted,
 		// since it may hold anything.
@@ -729,6 +732,7 @@ func sendCmd() *command {
 	var priority int
 	var oob, asJSON bool
 	var producer string
+	var headers headerFlag
 	return &command{
 		name:    "send",
 		args:    "ROOM DATA",
@@ -736,12 +740,14 @@ func sendCmd() *command {
 		summary: "Send a message to a room (one of the commands that change Redis, with the admin commands). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
 		example: "syncfanout send lobby 'hello'\n" +
 			"syncfanout send --json --priority 1 --producer ops lobby '{\"kind\":\"reload\"}'\n" +
-			"echo 'stop' | syncfanout send --oob lobby -",
+			"echo 'stop' | syncfanout send --oob lobby -\n" +
+			"syncfanout send --header traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 lobby 'hello'",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&priority, "priority", queue.DefaultPriority, fmt.Sprintf("priority `N`, %d (released first) .. %d", queue.MinPriority, queue.MaxPriority))
 			fs.BoolVar(&oob, "oob", false, "send out of band: delivered at once to everyone, never acked")
 			fs.StringVar(&producer, "producer", "syncfanout-cli", "producer `ID` kept with the message")
 			fs.BoolVar(&asJSON, "json", false, "DATA is JSON: send the decoded value (msgpack-encoded, as Send does with Go values)")
+			fs.Var(&headers, "header", "add the message header `KEY=VALUE` (repeat for more)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			room, data := args[0], args[1]
@@ -754,7 +760,7 @@ func sendCmd() *command {
 			if err := keys.ValidateProducer(producer); err != nil {
 				return usageErr("--producer: %v", err)
 			}
-			opts := []queue.SendOption{queue.Producer(producer), queue.Priority(priority)}
+			opts := []queue.SendOption{queue.Producer(producer), queue.Priority(priority), queue.Headers(headers)}
 			if data == "-" {
 				b, err := io.ReadAll(os.Stdin)
 				if err != nil {
@@ -780,9 +786,12 @@ func sendCmd() *command {
 			defer cancel()
 			var id uint64
 			if oob {
-				id, err = q.SendOutOfBand(ctx, room, payload, queue.Producer(producer))
+				id, err = q.SendOutOfBand(ctx, room, payload, queue.Producer(producer), queue.Headers(headers))
 			} else {
 				id, err = q.Send(ctx, room, payload, opts...)
+			}
+			if errors.Is(err, queue.ErrInvalidHeader) {
+				return usageErr("--header: %v", err)
 			}
 			if err != nil {
 				return err

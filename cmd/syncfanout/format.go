@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -182,4 +183,32 @@ func parseID(name, v string) (string, error) {
 		return v, nil
 	}
 	return "", usageErr("%s %q: want a stream ID such as 1764315923000-0", name, v)
+}
+
+// headerFlag collects repeated --header KEY=VALUE flags.
+type headerFlag map[string]string
+
+func (h *headerFlag) String() string { return "" }
+
+func (h *headerFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q: want KEY=VALUE", v)
+	}
+	if *h == nil {
+		*h = headerFlag{}
+	}
+	(*h)[k] = val
+	return nil
+}
+
+// headersText is a message's headers in a table cell, after its data:
+// empty without headers, else two spaces and the headers as a JSON object
+// (sorted keys, values quoted), which cannot be mistaken for the data.
+func headersText(h map[string]string) string {
+	if len(h) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(h)
+	return "  headers=" + string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -176,6 +177,102 @@ func TestCLI(t *testing.T) {
 	t.Run("tail", func(t *testing.T) { testTail(t, bin) })
 	t.Run("malformed", func(t *testing.T) { testMalformedAlike(t, bin) })
 	t.Run("idle-rooms", func(t *testing.T) { testIdleRoomsListed(t, bin) })
+	t.Run("headers", func(t *testing.T) { testHeaders(t, bin) })
+}
+
+// testHeaders (issue 18): send --header attaches headers, to queued and
+// out-of-band messages; peek, replay and tail show them, in JSON as a
+// "headers" object and in tables after the data; messages without
+// headers show none; a bad header is a usage error and sends nothing.
+func testHeaders(t *testing.T, bin string) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := newCLI(bin, b)
+		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: time.Minute})
+		require.NoError(t, err)
+		defer q.Close()
+		// A member holds the first message in flight, so the second waits.
+		_, err = q.Join(ctx, "hdr")
+		require.NoError(t, err)
+		ok := func(args ...string) string {
+			t.Helper()
+			r := c.run(ctx, t, args...)
+			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
+			return r.stdout
+		}
+		tail := c.command(ctx, "tail", "--format", "json", "--from", "0", "hdr")
+		stdout, err := tail.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, tail.Start())
+
+		ok("send", "--header", "trace=abc", "--header", "eq=a=b", "hdr", "first")
+		ok("send", "--header", "k=v", "hdr", "second")
+		ok("send", "hdr", "plain")
+		ok("send", "--oob", "--header", "urgent=yes", "hdr", "notice")
+
+		var p struct {
+			Headers map[string]string `json:"headers"`
+			Data    string            `json:"data"`
+		}
+		lines := strings.Split(strings.TrimSpace(ok("peek", "--format", "json", "hdr")), "\n")
+		require.Len(t, lines, 2)
+		require.NoError(t, json.Unmarshal([]byte(lines[0]), &p))
+		require.Equal(t, map[string]string{"k": "v"}, p.Headers)
+		require.NotContains(t, lines[1], `"headers"`)
+		require.Contains(t, ok("peek", "hdr"), `"second"  headers={"k":"v"}`)
+
+		want := map[string]map[string]string{
+			"first": {"trace": "abc", "eq": "a=b"}, "second": {"k": "v"}, "plain": nil, "notice": {"urgent": "yes"},
+		}
+		released := map[string]bool{"first": true, "notice": true}
+		got := map[string]map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(ok("replay", "--format", "json", "hdr")), "\n") {
+			var ev struct {
+				Type    string            `json:"type"`
+				Data    string            `json:"data"`
+				Headers map[string]string `json:"headers"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(line), &ev), line)
+			if ev.Type == "message" || ev.Type == "oob" {
+				got[ev.Data] = ev.Headers
+			}
+		}
+		require.Len(t, got, len(released))
+		for d := range released {
+			require.Equal(t, want[d], got[d], d)
+		}
+		require.Contains(t, ok("replay", "hdr"), `"notice"  headers={"urgent":"yes"}`)
+
+		sc := bufio.NewScanner(stdout)
+		tailed := 0
+		for tailed < len(released) && sc.Scan() {
+			var ev struct {
+				Type    string            `json:"type"`
+				Data    string            `json:"data"`
+				Headers map[string]string `json:"headers"`
+			}
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &ev), sc.Text())
+			if ev.Type == "message" || ev.Type == "oob" {
+				require.Equal(t, want[ev.Data], ev.Headers, ev.Data)
+				tailed++
+			}
+		}
+		require.Equal(t, len(released), tailed)
+		require.NoError(t, tail.Process.Signal(syscall.SIGINT))
+		_, _ = io.Copy(io.Discard, stdout)
+		require.NoError(t, tail.Wait())
+
+		before, err := q.RoomState(ctx, "hdr")
+		require.NoError(t, err)
+		for _, bad := range [][]string{{"--header", "novalue"}, {"--header", "=v"}, {"--header", "k\x01=v"}} {
+			r := c.run(ctx, t, append(append([]string{"send"}, bad...), "hdr", "x")...)
+			require.Equal(t, exitUsage, r.code, "send %v: %s", bad, r.stderr)
+		}
+		after, err := q.RoomState(ctx, "hdr")
+		require.NoError(t, err)
+		require.Equal(t, before.LastSeq, after.LastSeq, "a bad header sends nothing")
+	})
 }
 
 // testIdleRoomsListed: a room that only received a send, with nobody in

@@ -89,6 +89,11 @@
     }
     if (ev.actor) d.append(" ", el("span", "muted", "by"), " ", el("span", "actor", ev.actor));
     if (ev.error) d.append(el("span", "bad", ev.error));
+    if (ev.headers) {
+      const dl = el("dl", "headers");
+      for (const k of Object.keys(ev.headers).sort()) dl.append(el("dt", "", k), el("dd", "", ev.headers[k]));
+      d.append(dl);
+    }
     if (ev.payload) d.append(payloadNode(ev.payload));
     tr.append(d);
     return tr;

@@ -35,6 +35,7 @@ func demoCmd(ctx context.Context, bin string, args ...string) *exec.Cmd {
 // until Enter, and the commands it prints show the room.
 func TestDemoKeepsRoomForInspection(t *testing.T) {
 	t.Parallel()
+	redistest.SkipWithoutServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

@@ -102,6 +102,7 @@ func TestExampleServesMovingMetrics(t *testing.T) {
 // Redis given: it starts a redis-server and stops it at exit.
 func TestExampleStartsItsOwnRedis(t *testing.T) {
 	t.Parallel()
+	redistest.SkipWithoutServer(t)
 	addr, stop := serve(t, config{prefix: "syncfanout-example"})
 	requireMoving(t, addr)
 	require.NoError(t, stop())

@@ -131,9 +131,11 @@ func TestDocPrograms(t *testing.T) {
 			require.NoError(t, os.WriteFile(src, []byte(p.text), 0o644))
 			bin := filepath.Join(dir, "prog")
 			// Built from the module root, so the program uses this
-			// checkout of the library.
+			// checkout of the library; a program that imports a nested
+			// module (contrib/...) is built in that module, whose replace
+			// directive points at this checkout too.
 			build := exec.Command("go", "build", "-o", bin, src)
-			build.Dir = root
+			build.Dir = moduleDir(t, root, p)
 			out, err := build.CombinedOutput()
 			require.NoError(t, err, "%s: go build: %s", p, out)
 
@@ -153,6 +155,35 @@ func TestDocPrograms(t *testing.T) {
 			require.Equal(t, p.want, stdout.String(), "%s: output differs from the one the docs show (a plain block after prose ending in \"prints:\")", p)
 		})
 	}
+}
+
+// moduleDir returns the directory of the module a docs program is built
+// in: the nested module (a go.mod under contrib/) one of its imports
+// belongs to, else the root.
+func moduleDir(t *testing.T, root string, p program) string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), p.String(), p.text, parser.ImportsOnly)
+	require.NoError(t, err, "%s", p)
+	mods, err := filepath.Glob(filepath.Join(root, "contrib", "*", "go.mod"))
+	require.NoError(t, err)
+	for _, mod := range mods {
+		data, err := os.ReadFile(mod)
+		require.NoError(t, err)
+		var path string
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+				path = strings.Trim(strings.TrimSpace(rest), `"`)
+				break
+			}
+		}
+		require.NotEmpty(t, path, "%s: no module line", mod)
+		for _, imp := range f.Imports {
+			if ip := strings.Trim(imp.Path.Value, `"`); ip == path || strings.HasPrefix(ip, path+"/") {
+				return filepath.Dir(mod)
+			}
+		}
+	}
+	return root
 }
 
 // withoutRedisEnv drops the variables that could point a program at

@@ -242,7 +242,8 @@ end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
 -- the length prefix lets producers contain any character, and the payload
--- starts with a kind byte ('r' or 'm', see internal/payload).
+-- starts with a kind byte ('r' or 'm', or 'h' for a header block followed
+-- by one of them: see internal/payload).
 -- An entry not in that form (written by something else than send.lua) is
 -- never released: no reader could decode it, so no member would ack it and
 -- the room would wait for ever. It is recorded as a "malformed" event
@@ -254,6 +255,37 @@ end
 -- Returns nil for such an entry: never an error halfway through a script,
 -- since Redis does not roll back a script's earlier writes.
 local KIND_RAW, KIND_MSGPACK = string.byte('r'), string.byte('m')
+-- A payload with headers starts "h<block length>:", then the block of
+-- "<key length>:<key><value length>:<value>" pairs, then a payload of kind
+-- r or m. header_block checks one at position i the way
+-- internal/payload.Parse does: lengths of 1..5 digits without a leading
+-- zero, a block of 1..65535 bytes, fields within it, keys non-empty and
+-- distinct. Messages without headers never reach it.
+local function hlen(m, i, stop)
+  local d, j = string.match(m, '^(%d+):()', i)
+  if not d or #d > 5 or (#d > 1 and string.byte(d) == 48) or j > stop then return nil end
+  return tonumber(d), j
+end
+local function header_block(m, i)
+  if string.byte(m, i) ~= 104 then return false end -- 'h'
+  local n, at = hlen(m, i + 1, #m)
+  if not n or n == 0 or n > 65535 then return false end
+  local stop = at + n
+  local kind = string.byte(m, stop)
+  if kind ~= KIND_RAW and kind ~= KIND_MSGPACK then return false end
+  local seen = {}
+  while at < stop do
+    local kl, k = hlen(m, at, stop)
+    if not kl or kl == 0 or k + kl > stop then return false end
+    local key = string.sub(m, k, k + kl - 1)
+    if seen[key] then return false end
+    seen[key] = true
+    local vl, v = hlen(m, k + kl, stop)
+    if not vl or v + vl > stop then return false end
+    at = v + vl
+  end
+  return true
+end
 local function release_entry(m, p)
   local seq, enq, plen, at = string.match(m, '^([1-9]%d*):([1-9]%d*):(%d+):()')
   local why
@@ -265,7 +297,7 @@ local function release_entry(m, p)
       seq, why = nil, 'header'
     else
       local kind = string.byte(m, at + plen)
-      if kind ~= KIND_RAW and kind ~= KIND_MSGPACK then why = 'payload' end
+      if kind ~= KIND_RAW and kind ~= KIND_MSGPACK and not header_block(m, at + plen) then why = 'payload' end
     end
   end
   if why then

@@ -63,6 +63,7 @@ func runBackends(t *testing.T, parallel bool, fn func(t *testing.T, b *Backend))
 			if parallel {
 				t.Parallel()
 			}
+			skipUnlessOnly(t, name)
 			fn(t, newBackend(t, name))
 		})
 	}
@@ -84,8 +85,10 @@ func Cluster(t testing.TB) *Backend {
 
 func newBackend(t testing.TB, name string) *Backend {
 	t.Helper()
+	skipUnlessOnly(t, name)
 	sh := sharedStandalone
 	if name == NameCluster {
+		skipWithoutServer(t)
 		sh = sharedCluster
 	}
 	addrs, err := sh.get(t)
@@ -239,6 +242,7 @@ type sharedServer struct {
 
 	once  sync.Once
 	addrs []string
+	how   string // how it was had, for the log and the tests
 	err   error
 
 	mu   sync.Mutex
@@ -258,7 +262,7 @@ func (s *sharedServer) get(t testing.TB) ([]string, error) {
 		defer cancel()
 		begin := time.Now()
 		addrs, how, stop, err := s.start(ctx)
-		s.addrs, s.err = addrs, err
+		s.addrs, s.how, s.err = addrs, how, err
 		s.mu.Lock()
 		s.stop = stop
 		s.mu.Unlock()
@@ -303,13 +307,17 @@ func startStandalone(ctx context.Context) ([]string, string, func() error, error
 		}
 		return []string{addr}, "using " + name, nil, nil
 	}
-	if _, err := redisServerBin(); err != nil {
+	mode, err := currentMode()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	switch mode {
+	case modeContainer:
+		return startContainer(ctx)
+	case modeStarter:
 		standaloneStarter.Lock()
 		start := standaloneStarter.fn
 		standaloneStarter.Unlock()
-		if start == nil {
-			return nil, "", nil, err
-		}
 		addr, stop, err := start(ctx)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("redistest: standalone starter: %w", err)

@@ -57,6 +57,7 @@ type ClusterServers struct {
 // Its nodes are killed and their data dirs removed at cleanup.
 func NewCluster(t testing.TB, opts ClusterOptions) *ClusterServers {
 	t.Helper()
+	skipWithoutServer(t)
 	c, err := newCluster(context.Background(), "cluster", opts)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)

@@ -41,8 +41,8 @@ func (s *sharedServer) getUntested() ([]string, error) {
 	s.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		addrs, _, stop, err := s.start(ctx)
-		s.addrs, s.err = addrs, err
+		addrs, how, stop, err := s.start(ctx)
+		s.addrs, s.how, s.err = addrs, how, err
 		s.mu.Lock()
 		s.stop = stop
 		s.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 //
 //	func TestMain(m *testing.M) { redistest.Main(m) }
 func Main(m *testing.M) {
+	startContainerEarly()
 	code := m.Run()
 	if err := stopAll(); err != nil {
 		fmt.Fprintf(os.Stderr, "redistest: stopping servers: %v\n", err)

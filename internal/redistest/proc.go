@@ -119,7 +119,9 @@ func initProcs() {
 // the background.
 func startProcess(cmd *exec.Cmd) (*process, error) {
 	initProcs()
-	cmd.SysProcAttr = sysProcAttr()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = sysProcAttr()
+	}
 
 	// Hold the lock while forking so that stopAll cannot miss a child that
 	// is being started.

@@ -60,6 +60,7 @@ func TestNoProcessOutlivesHarness(t *testing.T) {
 		return
 	}
 	t.Parallel()
+	skipWithoutServer(t)
 	if _, err := redisServerBin(); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ type SentinelServers struct {
 // is killed and its data dirs removed at cleanup.
 func NewSentinel(t testing.TB, opts SentinelOptions) *SentinelServers {
 	t.Helper()
+	skipWithoutServer(t)
 	s, err := newSentinel(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)

@@ -74,6 +74,7 @@ type serverConfig struct {
 // on PATH (REDIS_ADDR cannot stand in for a server the test must kill).
 func NewServer(t testing.TB, opts ServerOptions) *Server {
 	t.Helper()
+	skipWithoutServer(t)
 	s, err := newServer(context.Background(), serverConfig{name: "server", aof: opts.AOF, args: opts.Args})
 	if err != nil {
 		t.Fatalf("redistest: %v", err)

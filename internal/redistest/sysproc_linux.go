@@ -10,3 +10,12 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
+
+// helperProcAttr is sysProcAttr for the container helper: SIGTERM rather
+// than SIGKILL when the harness dies, so that it can remove its container
+// first.
+func helperProcAttr() *syscall.SysProcAttr {
+	a := sysProcAttr()
+	a.Pdeathsig = syscall.SIGTERM
+	return a
+}

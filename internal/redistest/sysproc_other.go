@@ -10,3 +10,7 @@ import "syscall"
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// helperProcAttr is sysProcAttr for the container helper, which also
+// removes its container when its stdin closes with the test binary.
+func helperProcAttr() *syscall.SysProcAttr { return sysProcAttr() }

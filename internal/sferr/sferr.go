@@ -30,6 +30,7 @@ var (
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
+	ErrInvalidHeader   = errors.New("syncfanout: invalid message header")
 )
 
 // Errors of the operators' transitions (queue.Admin).
