@@ -635,13 +635,20 @@ func TestWorkerClientTimeout(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		// Deadlines are a minute away, so a loaded machine stalling the
+		// pings evicts nobody unplanned; silent gets a 1s deadline from one
+		// Ping through short.
+		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond})
+		short := wkQueue(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
 			HandleMessage: in.handle,
-			HandleClientTimeout: func(_ context.Context, clientID, room string) error {
-				timeouts <- [2]string{clientID, room}
+			HandleClientTimeout: func(ctx context.Context, clientID, room string) error {
+				select {
+				case timeouts <- [2]string{clientID, room}:
+				case <-ctx.Done(): // a full channel must not hang Close
+				}
 				return nil
 			},
 		})
@@ -649,6 +656,7 @@ func TestWorkerClientTimeout(t *testing.T) {
 		defer w.Close()
 		require.NoError(t, w.Subscribe(ctx, "alive", "room"))
 		require.NoError(t, w.Subscribe(ctx, "silent", "room"))
+		require.NoError(t, short.Ping(ctx, "silent"))
 		// The end client "alive" pings through the gateway; "silent" is gone.
 		pingCtx, stopPing := context.WithCancel(ctx)
 		defer stopPing()
