@@ -47,7 +47,7 @@ func TestAckBatchStatuses(t *testing.T) {
 		}
 		_, err = br.Join(ctx, room, obs, true)
 		require.NoError(t, err)
-		enq, err := br.Enqueue(ctx, room, 5, "", []byte("rone"), []byte("rtwo")) // "r": a raw payload (internal/payload)
+		enq, err := br.Enqueue(ctx, room, 5, "", 0, []byte("rone"), []byte("rtwo")) // "r": a raw payload (internal/payload)
 		require.NoError(t, err)
 		first, second := enq.Seq, enq.Seq+1
 		st, err := br.State(ctx, room)

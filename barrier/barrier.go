@@ -76,17 +76,46 @@ type Enqueued struct {
 	Released int       // messages the send released (0 while the barrier holds)
 	At       time.Time // server time of the send
 	Appended Appended
+	Dropped  int // pending messages the room's overflow policy dropped
 }
+
+// Refused is a send the room's policy refused before writing anything:
+// Status is sferr.StatusRoomFull (Limit is MaxPending, Pending the
+// backlog) or sferr.StatusTooLarge (Limit is MaxPayloadBytes, Index and
+// Size the first payload too large).
+type Refused struct {
+	Status  string
+	Limit   int
+	Pending int
+	Index   int
+	Size    int
+}
+
+func (r *Refused) Error() string {
+	if r.Status == sferr.StatusRoomFull {
+		return fmt.Sprintf("%v: MaxPending %d, %d pending", sferr.ErrRoomFull, r.Limit, r.Pending)
+	}
+	return fmt.Sprintf("%v: payload %d is %d bytes, room limit %d", sferr.ErrPayloadTooLarge, r.Index, r.Size, r.Limit)
+}
+
+// Unwrap returns the sentinel of the refusal.
+func (r *Refused) Unwrap() error { return sferr.FromStatus(r.Status) }
 
 // Enqueue adds messages with priority p (0..keys.Levels-1), in order, and
 // releases the first at once when the barrier is open. Their seqs are
 // consecutive from the returned Seq. At least one payload is required.
-func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer string, payloads ...[]byte) (Enqueued, error) {
+// ackTimeout, when positive, replaces the room's ack timeout for each of
+// them. A refusal of the room's policy is a *Refused.
+func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer string, ackTimeout time.Duration, payloads ...[]byte) (Enqueued, error) {
 	if len(payloads) == 0 {
 		return Enqueued{}, fmt.Errorf("%w: no message to send", sferr.ErrInvalidBatch)
 	}
 	args := make([]any, 0, 2+len(payloads))
-	args = append(args, p, producer)
+	if ackTimeout > 0 {
+		args = append(args, strconv.Itoa(p)+":"+strconv.FormatInt(ackTimeout.Milliseconds(), 10), producer)
+	} else {
+		args = append(args, p, producer)
+	}
 	for _, pl := range payloads {
 		args = append(args, pl)
 	}
@@ -94,7 +123,75 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	if err != nil {
 		return Enqueued{}, err
 	}
-	return Enqueued{Seq: u64(v, sendSeq), Epoch: str(v, sendEpoch), Released: int(u64(v, sendReleased)), At: ms(v, sendNow), Appended: appended(v, sendAppended)}, nil
+	switch st := str(v, sendStatus); st {
+	case sferr.StatusOK:
+	case sferr.StatusRoomFull:
+		return Enqueued{}, &Refused{Status: st, Limit: int(u64(v, 1)), Pending: int(u64(v, 2))}
+	case sferr.StatusTooLarge:
+		return Enqueued{}, &Refused{Status: st, Index: int(u64(v, 1)), Size: int(u64(v, 2)), Limit: int(u64(v, 3))}
+	default:
+		return Enqueued{}, fmt.Errorf("syncfanout: room %q: %w", room, sferr.FromStatus(st))
+	}
+	return Enqueued{Seq: u64(v, sendSeq), Epoch: str(v, sendEpoch), Released: int(u64(v, sendReleased)), At: ms(v, sendNow), Appended: appended(v, sendAppended), Dropped: int(u64(v, sendDropped))}, nil
+}
+
+// PolicySet describes a policy change.
+type PolicySet struct {
+	Released int
+	Appended Appended
+}
+
+// SetPolicy stores a room's policy, given in its text form (checked by
+// the caller), records it as a policy event and releases what it allows.
+func (b *Barrier) SetPolicy(ctx context.Context, room, policy string) (PolicySet, error) {
+	v, err := b.run(ctx, lua.SetPolicy, room, policy)
+	if err != nil {
+		return PolicySet{}, err
+	}
+	if err := sferr.FromStatus(str(v, 0)); err != nil {
+		return PolicySet{}, fmt.Errorf("syncfanout: room %q: %w", room, err)
+	}
+	return PolicySet{Released: int(u64(v, 1)), Appended: appended(v, 3)}, nil
+}
+
+// PolicyFields are the names, without "p:", of a room's policy fields in
+// its meta hash.
+var PolicyFields = []string{"window", "quorum", "qfrac", "maxlag", "maxpending", "overflow", "maxpayload", "straggler"}
+
+// Policy reads a room's stored policy fields (by PolicyFields name; absent
+// ones left out); stored is false when the room follows the default.
+func (b *Barrier) Policy(ctx context.Context, room string) (fields map[string]string, stored bool, err error) {
+	names := make([]string, 0, 1+len(PolicyFields))
+	names = append(names, "p:set")
+	for _, f := range PolicyFields {
+		names = append(names, "p:"+f)
+	}
+	v, err := b.rdb.HMGet(ctx, b.layout.RoomKeys(room)[keys.KMeta-1], names...).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("syncfanout: policy of room %q: %w", room, err)
+	}
+	flat := make(map[string]string, len(names))
+	for i, x := range v {
+		if s, ok := x.(string); ok {
+			flat[names[i]] = s
+		}
+	}
+	fields, stored = policyFields(flat)
+	return fields, stored, nil
+}
+
+// policyFields picks a room's policy out of its meta fields.
+func policyFields(meta map[string]string) (map[string]string, bool) {
+	if _, ok := meta["p:set"]; !ok {
+		return nil, false
+	}
+	out := make(map[string]string, len(PolicyFields))
+	for _, f := range PolicyFields {
+		if v, ok := meta["p:"+f]; ok {
+			out[f] = v
+		}
+	}
+	return out, true
 }
 
 // Joined describes a join.
@@ -151,6 +248,9 @@ type Acked struct {
 	InFlightAt  time.Time // release time of the acked message
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	// Partial: the room's quorum completes messages without every member,
+	// so waiting for the acks of other members gains nothing.
+	Partial bool
 }
 
 // Ack records client's ack of message seq issued under epoch to the
@@ -160,10 +260,15 @@ func (b *Barrier) Ack(ctx context.Context, room, client string, seq uint64, epoc
 	if err != nil {
 		return Acked{}, err
 	}
+	return ackReply(v, room, client, seq)
+}
+
+// ackReply reads the reply of ack.lua.
+func ackReply(v []any, room, client string, seq uint64) (Acked, error) {
 	if err := sferr.FromStatus(str(v, ackStatus)); err != nil {
 		return Acked{}, fmt.Errorf("%w: client=%q room=%q seq=%d", err, client, room, seq)
 	}
-	return Acked{Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt), Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted) == 1}, nil
+	return Acked{Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt), Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2}, nil
 }
 
 // BatchAcked describes a batch of acks: Errs holds, in the order of the
@@ -176,6 +281,7 @@ type BatchAcked struct {
 	InFlightAt  time.Time
 	Appended    Appended
 	Completed   bool // nobody is missing any more: the acked message is complete
+	Partial     bool // as Acked.Partial
 }
 
 // AckBatch records, in one script call, the acks of several clients for
@@ -203,7 +309,7 @@ func (b *Barrier) AckBatch(ctx context.Context, room string, seq uint64, epoch s
 	}
 	res := BatchAcked{
 		Released: int(u64(v, ackReleased)), ReleasedSeq: u64(v, ackReleasedSeq), At: ms(v, ackNow), InFlightAt: ms(v, ackInFlightAt),
-		Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted) == 1, Errs: make([]error, len(clients)),
+		Appended: appended(v, ackAppended), Completed: u64(v, ackCompleted)&1 == 1, Partial: u64(v, ackCompleted)&2 == 2, Errs: make([]error, len(clients)),
 	}
 	refuse := func(i int, status string) {
 		if err := sferr.FromStatus(status); err != nil {

@@ -98,6 +98,10 @@ type Member struct {
 	Deadline      time.Time // evicted when no heartbeat arrives before it
 	Acked         bool      // acked the in-flight message (or joined after it)
 	AckedAt       time.Time // zero when it joined after the release
+	// Lag is how many of the messages released to the room's members this
+	// member has not acked: at most 1 in lock-step, up to the window, or
+	// more under a quorum (windowed barrier).
+	Lag int
 }
 
 // InFlight is the released message the barrier waits on.
@@ -123,6 +127,13 @@ type State struct {
 	Missing    []string // members the in-flight message waits on
 	StreamLen  int64
 	Hold       bool
+	// Policy holds the room's stored policy fields (PolicyFields names);
+	// PolicyStored is false when none is stored (the default applies).
+	Policy       map[string]string
+	PolicyStored bool
+	// Window lists every message in flight, oldest first (InFlight is the
+	// first); more than one only under a policy Window above 1.
+	Window []InFlight
 	// Paused is set while an operator has paused the room (admin_pause.lua).
 	Paused      bool
 	PausedAt    time.Time
@@ -146,6 +157,7 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 	s.Epoch = meta["ep"]
 	s.LastSeq, _ = strconv.ParseUint(meta["seq"], 10, 64)
 	s.Hold = meta["hold"] == "1"
+	s.Policy, s.PolicyStored = policyFields(meta)
 	if pz, ok := meta["pz"]; ok {
 		s.Paused, s.PausedAt = true, msString(pz)
 		s.PausedBy, s.PauseReason = meta["pb"], meta["pr"]
@@ -169,11 +181,34 @@ func (b *Barrier) State(ctx context.Context, room string) (State, error) {
 		}
 		s.InFlight = in
 	}
+	if s.InFlight != nil {
+		s.Window = []InFlight{*s.InFlight}
+	}
+	win, windowed := parseWindow(meta)
+	if windowed {
+		s.Window = win.inFlight(s.Now)
+		if len(s.Window) > 0 && s.InFlight != nil {
+			s.Window[0].AckDeadline = s.InFlight.AckDeadline
+		}
+	}
 	member := func(id, deadline string, observer bool) Member {
 		m := Member{ClientID: id, Observer: observer, LastHeartbeat: msString(seen[id]), Deadline: msString(deadline)}
-		if at, ok := acks[id]; ok {
+		at, ok := acks[id]
+		switch {
+		case observer:
+		case windowed:
+			pos, ackAt, _ := strings.Cut(at, ":")
+			n, _ := strconv.ParseUint(pos, 10, 64)
+			m.Acked = s.InFlight != nil && n > win.cn
+			m.AckedAt = msString(ackAt)
+			if n < win.rn {
+				m.Lag = int(win.rn - n)
+			}
+		case ok:
 			m.Acked = true
 			m.AckedAt = msString(at)
+		case s.InFlight != nil:
+			m.Lag = 1
 		}
 		return m
 	}
@@ -208,4 +243,47 @@ func msString(s string) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(n)
+}
+
+// window is a windowed room's tracking (internal/lua/room.lua): release
+// numbers rn (last released) and cn (last completed), and the tracked
+// messages, numbered from rn-len(list)+1.
+type window struct {
+	rn, cn uint64
+	list   []InFlight
+}
+
+func parseWindow(meta map[string]string) (window, bool) {
+	rn, ok := meta["rn"]
+	if !ok {
+		return window{}, false
+	}
+	var w window
+	w.rn, _ = strconv.ParseUint(rn, 10, 64)
+	w.cn, _ = strconv.ParseUint(meta["cn"], 10, 64)
+	for _, e := range strings.Fields(meta["wl"]) {
+		parts := strings.Split(e, "/")
+		if len(parts) < 3 {
+			continue
+		}
+		in := InFlight{StreamID: parts[1], ReleasedAt: msString(parts[2])}
+		in.Seq, _ = strconv.ParseUint(parts[0], 10, 64)
+		w.list = append(w.list, in)
+	}
+	return w, true
+}
+
+// inFlight returns the tracked messages not complete yet, the oldest with
+// the ack deadline of the room's in-flight message.
+func (w window) inFlight(now time.Time) []InFlight {
+	base := w.rn - uint64(len(w.list))
+	var out []InFlight
+	for i, in := range w.list {
+		if base+uint64(i)+1 <= w.cn {
+			continue
+		}
+		in.Age = now.Sub(in.ReleasedAt)
+		out = append(out, in)
+	}
+	return out
 }

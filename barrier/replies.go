@@ -14,6 +14,7 @@ const (
 	sendLastReleased = 4 // unused: Appended carries the released entries
 	sendNow          = 5
 	sendAppended     = 6 // stream ID before, then the appended entries (7)
+	sendDropped      = 8 // messages dropped by the overflow policy
 )
 
 // join.lua
@@ -40,7 +41,7 @@ const (
 	ackNow         = 3
 	ackInFlightAt  = 4
 	ackAppended    = 5 // stream ID before, then the appended entries (6)
-	ackCompleted   = 7
+	ackCompleted   = 7 // bit 1: completed the acked message; bit 2: a quorum room (ack.lua)
 	// ackBatchRefused is where ack_batch.lua starts listing its refused
 	// clients: (1-based position, status) pairs.
 	ackBatchRefused = 8

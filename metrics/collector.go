@@ -53,6 +53,7 @@ const (
 	ReasonTimeout    = "timeout"     // no heartbeat within ClientTimeout
 	ReasonAckTimeout = "ack-timeout" // no ack within AckTimeout
 	ReasonLeave      = "leave"       // removed by someone else's Unsubscribe
+	ReasonMaxLag     = "max-lag"     // more than the room's Policy.MaxLag messages behind
 	ReasonKick       = "kick"        // removed by an operator (Admin.Kick, Admin.DeleteRoom)
 )
 
@@ -80,7 +81,10 @@ type Collector struct {
 	malformedPending                                 *prometheus.Desc
 	redisUp, scrapeSeconds                           *prometheus.Desc
 	shardConflict, configRestored                    *prometheus.Desc
-	adminActions                                     *prometheus.Desc
+
+	// Room policies (queue.Policy).
+	dropped, skipped *prometheus.Desc
+	adminActions     *prometheus.Desc
 }
 
 // NewCollector returns a Collector for q. Register it yourself.
@@ -96,7 +100,7 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.delivered = desc("messages_delivered_total", "Messages handed to subscribers of this process, one per subscriber.")
 	c.acked = desc("acks_total", "Acks of this process that Redis accepted.")
 	c.ackRejected = desc("acks_rejected_total", "Acks of this process that were refused, by reason: stale (message no longer in flight), invalid (malformed, altered or foreign token), not-member (the client is not a voting member).", "reason")
-	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), kick (an operator's kick or room deletion).", "reason")
+	c.evictions = desc("evictions_total", "Subscribers of this process removed from their room, by reason: timeout (no heartbeat), ack-timeout (no ack in time), leave (someone else's Unsubscribe), max-lag (too far behind under a quorum), kick (an operator's kick or room deletion).", "reason")
 	c.adminActions = desc("admin_actions_total", "Operators' transitions made through this process (queue.Admin), by action: pause, resume, purge, release, kick, delete.", "action")
 	c.malformed = desc("malformed_entries_total", "Malformed stream entries this process skipped.")
 	c.releaseLatency = desc("release_latency_seconds", "Time from the step that released a queued message (the last ack of the previous one, a leave, an eviction or the send itself) to its delivery to a subscriber of this process.")
@@ -115,6 +119,8 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	c.scrapeSeconds = desc("scrape_duration_seconds", "How long the last scrape's Redis reads took.")
 	c.shardConflict = desc("shard_conflict", "1 while this process's housekeeping finds the deployment split: another NumShards stored, or Queues with another NumShards running on the prefix.")
 	c.configRestored = desc("config_restored_total", "Times this process's housekeeping found the deployment's stored NumShards gone (Redis lost its data) and stored it again.")
+	c.dropped = desc("messages_dropped_total", "Pending messages dropped by their room's overflow policy (DropOldest, DropLowestPriority), each recorded as a drop event in its room's stream (whole deployment).")
+	c.skipped = desc("stragglers_skipped_total", "Members a message completed without at its ack deadline (straggler policy Skip), each recorded as a skip event in its room's stream (whole deployment).")
 	return c
 }
 
@@ -125,6 +131,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.releaseLatency, c.barrierWait, c.endToEnd,
 		c.rooms, c.idleRooms, c.backlog, c.members, c.observers, c.roomBacklog, c.roomInFlightAge, c.malformedPending, c.redisUp, c.scrapeSeconds,
 		c.shardConflict, c.configRestored, c.adminActions,
+		c.dropped, c.skipped,
 	} {
 		ch <- d
 	}
@@ -155,6 +162,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.ackRejected, s.AckNotMember, ReasonNotMember)
 	counter(c.evictions, s.EvictedTimeout, ReasonTimeout)
 	counter(c.evictions, s.EvictedAckTimeout, ReasonAckTimeout)
+	counter(c.evictions, s.EvictedMaxLag, ReasonMaxLag)
 	counter(c.evictions, s.EvictedLeave, ReasonLeave)
 	counter(c.evictions, s.Kicked, ReasonKick)
 	counter(c.adminActions, s.AdminPause, ActionPause)
@@ -202,6 +210,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	metric(c.members, prometheus.GaugeValue, float64(m.Members))
 	metric(c.observers, prometheus.GaugeValue, float64(m.Observers))
 	metric(c.malformedPending, prometheus.CounterValue, float64(m.Malformed))
+	metric(c.dropped, prometheus.CounterValue, float64(m.Dropped))
+	metric(c.skipped, prometheus.CounterValue, float64(m.Skipped))
 	for _, r := range m.TopRooms {
 		if r.Idle {
 			continue // no backlog; naming dead rooms would only add series

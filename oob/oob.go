@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/lua"
+	"github.com/syncfanout/syncfanout/internal/sferr"
 )
 
 // Broadcaster sends out-of-band messages.
@@ -38,6 +39,11 @@ func (b *Broadcaster) Send(ctx context.Context, room, producer string, payload [
 	v, err := lua.Run(ctx, b.rdb, lua.OOB, b.layout.RoomKeys(room), b.cfg.Args(room, producer, payload)...).Slice()
 	if err != nil {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: %w", room, err)
+	}
+	if st, _ := v[0].(string); st == sferr.StatusTooLarge && len(v) >= 4 {
+		size, _ := v[2].(int64)
+		limit, _ := v[3].(int64)
+		return Sent{}, fmt.Errorf("%w: %d bytes, room %q limit %d (Policy.MaxPayloadBytes)", sferr.ErrPayloadTooLarge, size, room, limit)
 	}
 	// Reply of oob.lua (see its header): status, seq, epoch, stream ID, now ms.
 	const seqAt, epochAt, idAt, nowAt = 1, 2, 3, 4

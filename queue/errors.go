@@ -61,6 +61,24 @@ var (
 	// key or value, too many headers, or a header block over
 	// MaxHeaderBytes).
 	ErrInvalidHeader = sferr.ErrInvalidHeader
+	// ErrInvalidPolicy: a Policy field out of range, or Quorum and
+	// QuorumFraction both set (SetPolicy, Options.DefaultPolicy).
+	ErrInvalidPolicy = sferr.ErrInvalidPolicy
+	// ErrRoomFull: a send refused by the room's MaxPending with Overflow
+	// Reject (see RoomFullError for the limit); nothing was written.
+	ErrRoomFull = sferr.ErrRoomFull
+	// ErrMaxLag: the client was evicted for falling more than its room's
+	// Policy.MaxLag messages behind; an *EvictedError with Reason
+	// EvictReasonMaxLag matches it as well as ErrEvicted.
+	ErrMaxLag = sferr.ErrMaxLag
+)
+
+// Eviction reasons, as recorded in the room's evict event (Event.Reason)
+// and in EvictedError.Reason.
+const (
+	EvictReasonTimeout    = "timeout"     // no heartbeat within Options.ClientTimeout
+	EvictReasonAckTimeout = "ack-timeout" // no ack of the oldest in-flight message within Options.AckTimeout
+	EvictReasonMaxLag     = "max-lag"     // more than Policy.MaxLag messages behind
 )
 
 // EvictedError lists the rooms a client was evicted from; it matches
@@ -68,11 +86,18 @@ var (
 type EvictedError struct {
 	ClientID string
 	Rooms    []string
+	// Reason is the evict event's reason (EvictReason...) when one room's
+	// event was read; "" when it is not known (a Ping that found the
+	// client gone, say).
+	Reason string
 }
 
 func (e *EvictedError) Error() string {
 	return fmt.Sprintf("syncfanout: client %q was evicted from %d room(s): %q", e.ClientID, len(e.Rooms), e.Rooms)
 }
 
-// Is reports whether target is ErrEvicted.
-func (e *EvictedError) Is(target error) bool { return target == ErrEvicted }
+// Is reports whether target is ErrEvicted, or ErrMaxLag for an eviction
+// for lag.
+func (e *EvictedError) Is(target error) bool {
+	return target == ErrEvicted || (target == ErrMaxLag && e.Reason == EvictReasonMaxLag)
+}

@@ -15,17 +15,30 @@ import (
 // others back at most the coalesce window. A lone local holder (S=1, or
 // the last of a room whose others acked already) acks at once with ack.lua.
 //
+// Under a Policy.Window several messages of a room are handed at once:
+// each has its own set of holders, and an ack, being cumulative, also
+// takes its member out of the sets of the messages before it. Under a
+// quorum the message need not wait for every member, so acks go out at
+// once (Queue.notePartial).
+//
 // There is no goroutine: the ack that completes the set of holders sends
 // the batch itself; otherwise the first waiter whose window ends does.
 type joinAcks struct {
 	q      *Queue
 	window time.Duration
 
-	mu    sync.Mutex
-	rooms map[string]*joinAckRoom
+	mu sync.Mutex
+	// rooms holds, by room, the messages handed to local members whose
+	// acks are expected, oldest first: one at a time in lock-step, up to
+	// the window under a Policy.Window (at most maxJoinAckRecords).
+	rooms map[string][]*joinAckRoom
 }
 
-// joinAckRoom is a room's newest message handed to local members.
+// maxJoinAckRecords bounds the messages of a room whose local acks are
+// awaited: beyond it, the oldest one's acks go out without waiting.
+const maxJoinAckRecords = 64
+
+// joinAckRoom is a message of a room handed to local members.
 type joinAckRoom struct {
 	epoch   string
 	seq     uint64
@@ -46,7 +59,17 @@ func newJoinAcks(q *Queue) *joinAcks {
 	if at := q.opts.AckTimeout; at > 0 && window > at/10 {
 		window = at / 10
 	}
-	return &joinAcks{q: q, window: window, rooms: map[string]*joinAckRoom{}}
+	return &joinAcks{q: q, window: window, rooms: map[string][]*joinAckRoom{}}
+}
+
+// findLocked returns the record of message seq of room under epoch.
+func (a *joinAcks) findLocked(room, epoch string, seq uint64) *joinAckRoom {
+	for _, e := range a.rooms[room] {
+		if e.seq == seq && e.epoch == epoch {
+			return e
+		}
+	}
+	return nil
 }
 
 // handing records that the members ids, all under epoch, are about to be
@@ -58,19 +81,53 @@ func (a *joinAcks) handing(room, epoch string, seq uint64, ids []string) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e := a.rooms[room]
-	if e != nil && e.epoch == epoch && e.seq > seq {
-		return // a reader behind the replies: that message is done
+	var recs []*joinAckRoom
+	for _, e := range a.rooms[room] {
+		if e.epoch != epoch {
+			e.kickLocked() // the room was reset: nothing to wait for
+			continue
+		}
+		recs = append(recs, e)
 	}
-	if e == nil || e.epoch != epoch || e.seq != seq {
-		if e != nil {
-			e.kickLocked()
+	e := a.findLocked(room, epoch, seq)
+	if e == nil {
+		if n := len(recs); n > 0 && recs[n-1].seq > seq {
+			a.setLocked(room, recs)
+			return // a reader behind the replies: that message is done
 		}
 		e = &joinAckRoom{epoch: epoch, seq: seq, waiting: make(map[string]bool, len(ids))}
-		a.rooms[room] = e
+		recs = append(recs, e)
+		if len(recs) > maxJoinAckRecords {
+			recs[0].kickLocked()
+			recs = recs[1:]
+		}
 	}
+	a.setLocked(room, recs)
 	for _, id := range ids {
 		e.waiting[id] = true
+	}
+}
+
+func (a *joinAcks) setLocked(room string, recs []*joinAckRoom) {
+	if len(recs) == 0 {
+		delete(a.rooms, room)
+	} else {
+		a.rooms[room] = recs
+	}
+}
+
+// coveredLocked forgets client in the records of room's messages before
+// seq: acks are cumulative, so its ack of seq covers them.
+func (a *joinAcks) coveredLocked(room, epoch, client string, seq uint64) {
+	for _, e := range a.rooms[room] {
+		if e.seq >= seq || e.epoch != epoch || !e.waiting[client] {
+			continue
+		}
+		delete(e.waiting, client)
+		if len(e.waiting) == 0 {
+			e.kickLocked()
+			a.tidyLocked(room, e)
+		}
 	}
 }
 
@@ -79,14 +136,15 @@ func (a *joinAcks) handing(room, epoch string, seq uint64, ids []string) {
 func (a *joinAcks) gone(room, client string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e := a.rooms[room]
-	if e == nil || !e.waiting[client] {
-		return
-	}
-	delete(e.waiting, client)
-	if len(e.waiting) == 0 {
-		e.kickLocked()
-		a.tidyLocked(room, e)
+	for _, e := range a.rooms[room] {
+		if !e.waiting[client] {
+			continue
+		}
+		delete(e.waiting, client)
+		if len(e.waiting) == 0 {
+			e.kickLocked()
+			a.tidyLocked(room, e)
+		}
 	}
 }
 
@@ -115,17 +173,28 @@ func (a *joinAcks) takeLocked(room string, e *joinAckRoom, b *joinAckBatch) bool
 // tidyLocked drops the room's record once nothing is expected of it, so
 // an idle room holds no memory.
 func (a *joinAcks) tidyLocked(room string, e *joinAckRoom) {
-	if len(e.waiting) == 0 && e.batch == nil && a.rooms[room] == e {
-		delete(a.rooms, room)
+	if len(e.waiting) != 0 || e.batch != nil {
+		return
+	}
+	recs := a.rooms[room]
+	for i, r := range recs {
+		if r == e {
+			a.setLocked(room, append(recs[:i:i], recs[i+1:]...))
+			return
+		}
 	}
 }
 
 // ack acks the token t of a local subscription, with the acks of the
 // other local members handed the same message when there are any.
 func (a *joinAcks) ack(ctx context.Context, t token) error {
+	if a.q.isPartial(t.room) {
+		return a.q.ackToken(ctx, t) // a quorum need not wait for the others
+	}
 	a.mu.Lock()
-	e := a.rooms[t.room]
-	if e == nil || e.seq != t.seq || e.epoch != t.epoch || !e.waiting[t.client] {
+	a.coveredLocked(t.room, t.epoch, t.client, t.seq)
+	e := a.findLocked(t.room, t.epoch, t.seq)
+	if e == nil || !e.waiting[t.client] {
 		// Not the message the local members wait on (a stale or repeated
 		// ack, a reset): alone, as Queue.Ack does.
 		a.mu.Unlock()

@@ -45,6 +45,12 @@ type Metrics struct {
 	// instead of releasing them (each is a "malformed" event in its room's
 	// stream): something other than Send writes into the queues.
 	Malformed int64
+	// Dropped counts the pending messages the rooms' Policy.Overflow
+	// dropped (each a "drop" event in its room's stream), and Skipped the
+	// stragglers that Policy.Straggler Skip released a message without
+	// (each a "skip" event); deployment totals, kept in Redis.
+	Dropped int64
+	Skipped int64
 }
 
 // RoomBacklog is one entry of Metrics.TopRooms.
@@ -110,7 +116,7 @@ func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 			// be among the global first topRooms.
 			tops[s] = pipe.ZRevRangeWithScores(ctx, rooms, 0, int64(topRooms-1))
 		}
-		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers", "malformed", "expired")
+		totals[s] = pipe.HMGet(ctx, q.layout.ShardStats(s), "backlog", "members", "observers", "malformed", "expired", "dropped", "skipped")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Metrics{}, fmt.Errorf("syncfanout: metrics: %w", err)
@@ -131,7 +137,7 @@ func (q *Queue) Metrics(ctx context.Context, topRooms int) (Metrics, error) {
 			}
 		}
 		vals := totals[s].Val()
-		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers, &m.Malformed, &m.ExpiredRooms} {
+		for i, dst := range []*int64{&m.Backlog, &m.Members, &m.Observers, &m.Malformed, &m.ExpiredRooms, &m.Dropped, &m.Skipped} {
 			if i < len(vals) {
 				*dst += statField(vals[i])
 			}

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -89,6 +90,7 @@ type mdlEvent struct {
 	client   string // Join, Leave, Evict
 	reason   string // Leave, Evict
 	observer bool   // Join
+	policy   string // Policy: its text form
 }
 
 func (e mdlEvent) String() string {
@@ -106,18 +108,29 @@ type mdlRoom struct {
 	name      string
 	seq       uint64
 	pending   [queue.MaxPriority + 1][]mdlMsg
-	members   map[string]bool // client -> has acked the in-flight message (or joined after its release)
+	members   map[string]bool // the voting members (the value is unused)
 	gen       map[string]int  // client -> its memberships so far: tokens of an earlier one are stale
 	observers map[string]bool
-	inflight  uint64 // 0: none
-	stream    []mdlEvent
+	inflight  uint64 // the oldest message not complete; 0: none
+	// The barrier as positions (project rules window-* and quorum-*): the
+	// messages released to members are numbered from 1 (rel[n-1] is the
+	// seq of number n), pos is how far each member acked (cumulatively; a
+	// joiner starts at the last number), cn the last number complete and
+	// base the last number no longer tracked. Lock-step is window 1 with
+	// every member's ack.
+	pol    queue.Policy
+	rel    []uint64
+	pos    map[string]int
+	cn     int
+	base   int
+	stream []mdlEvent
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
 }
 
 func newMdlRoom(name string) *mdlRoom {
-	return &mdlRoom{name: name, members: map[string]bool{}, gen: map[string]int{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}}
+	return &mdlRoom{name: name, members: map[string]bool{}, gen: map[string]int{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}, pos: map[string]int{}}
 }
 
 func (r *mdlRoom) add(ev mdlEvent) {
@@ -162,33 +175,101 @@ func (r *mdlRoom) pop() (mdlMsg, bool) {
 	return mdlMsg{}, false
 }
 
-// settle is the release step that ends every state change (rules 2, 6, 8).
+// settle is the release step that ends every state change (rules 2, 6, 8
+// and the window and quorum rules): complete what Q members' positions
+// reach, release while fewer than Window messages are in flight, evict
+// members more than MaxLag behind, and again until nobody is evicted.
 func (r *mdlRoom) settle() {
-	if r.inflight != 0 {
-		for _, acked := range r.members {
-			if !acked {
-				return
+	for {
+		rn := len(r.rel)
+		if len(r.members) == 0 {
+			r.cn = rn
+			// Nobody to wait for: everything goes straight to the stream.
+			for {
+				m, ok := r.pop()
+				if !ok {
+					break
+				}
+				r.add(mdlEvent{typ: streams.Message, msg: m})
+			}
+		} else {
+			ps := make([]int, 0, len(r.pos))
+			for _, p := range r.pos {
+				ps = append(ps, p)
+			}
+			slices.Sort(ps)
+			slices.Reverse(ps)
+			if k := ps[r.quorum()-1]; k > r.cn {
+				r.cn = min(k, rn)
+			}
+			for len(r.rel)-r.cn < max(r.pol.Window, 1) {
+				m, ok := r.pop()
+				if !ok {
+					break
+				}
+				r.add(mdlEvent{typ: streams.Message, msg: m})
+				r.rel = append(r.rel, m.seq)
 			}
 		}
-		r.inflight = 0
-		for c := range r.members {
-			r.members[c] = false
-		}
-	}
-	if len(r.members) == 0 {
-		// Nobody to wait for: everything goes straight to the stream.
-		for {
-			m, ok := r.pop()
-			if !ok {
-				return
+		var lagging []string
+		for c, p := range r.pos {
+			if r.pol.MaxLag > 0 && len(r.rel)-p > r.pol.MaxLag {
+				lagging = append(lagging, c)
 			}
-			r.add(mdlEvent{typ: streams.Message, msg: m})
+		}
+		if len(lagging) == 0 {
+			break
+		}
+		sort.Strings(lagging)
+		for _, c := range lagging {
+			r.drop(c)
+			r.add(mdlEvent{typ: streams.Evict, client: c, reason: queue.EvictReasonMaxLag})
 		}
 	}
-	if m, ok := r.pop(); ok {
-		r.add(mdlEvent{typ: streams.Message, msg: m})
-		r.inflight = m.seq
+	r.inflight = 0
+	if r.cn < len(r.rel) {
+		r.inflight = r.rel[r.cn]
 	}
+	r.base = r.cn
+	for _, p := range r.pos {
+		r.base = min(r.base, p)
+	}
+}
+
+// quorum is how many members' positions complete a message.
+func (r *mdlRoom) quorum() int {
+	n := len(r.members)
+	switch {
+	case r.pol.Quorum > 0:
+		return min(r.pol.Quorum, n)
+	case r.pol.QuorumFraction > 0:
+		return min(n, max(1, int(math.Ceil(r.pol.QuorumFraction*float64(n)-1e-9))))
+	}
+	return n
+}
+
+func (r *mdlRoom) drop(c string) {
+	delete(r.members, c)
+	delete(r.pos, c)
+}
+
+// tracked returns the release number of message seq while acks of it are
+// taken: above base.
+func (r *mdlRoom) tracked(seq uint64) (int, bool) {
+	for n := r.base + 1; n <= len(r.rel); n++ {
+		if r.rel[n-1] == seq {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// setPolicy replaces the room's policy (SetPolicy): a policy event, then
+// what the new policy releases.
+func (r *mdlRoom) setPolicy(p queue.Policy) {
+	r.pol = p
+	r.add(mdlEvent{typ: streams.Policy, policy: p.String()})
+	r.settle()
 }
 
 func (r *mdlRoom) send(prio int, producer, payload string) uint64 {
@@ -210,7 +291,8 @@ func (r *mdlRoom) join(c string) {
 	if _, ok := r.members[c]; ok {
 		return
 	}
-	r.members[c] = r.inflight != 0
+	r.members[c] = true
+	r.pos[c] = len(r.rel)
 	r.gen[c]++
 	r.add(mdlEvent{typ: streams.Join, client: c})
 	r.settle()
@@ -226,7 +308,7 @@ func (r *mdlRoom) leave(c string) error {
 	if _, ok := r.members[c]; !ok {
 		return queue.ErrNotMember
 	}
-	delete(r.members, c)
+	r.drop(c)
 	r.add(mdlEvent{typ: streams.Leave, client: c, reason: "leave"})
 	r.settle()
 	return nil
@@ -235,7 +317,7 @@ func (r *mdlRoom) leave(c string) error {
 // evict removes a member whose heartbeat deadline passed; the caller
 // settles once the evictions of one script call are done.
 func (r *mdlRoom) evict(c string) {
-	delete(r.members, c)
+	r.drop(c)
 	r.add(mdlEvent{typ: streams.Evict, client: c, reason: "timeout"})
 }
 
@@ -244,10 +326,11 @@ func (r *mdlRoom) ack(c string, seq uint64, gen int) error {
 	if _, ok := r.members[c]; !ok {
 		return queue.ErrNotMember
 	}
-	if seq != r.inflight || gen != r.gen[c] {
+	n, ok := r.tracked(seq)
+	if !ok || gen != r.gen[c] {
 		return queue.ErrStaleAck
 	}
-	r.members[c] = true
+	r.pos[c] = max(r.pos[c], n)
 	r.settle()
 	return nil
 }
@@ -257,8 +340,8 @@ func (r *mdlRoom) missing() []string {
 	if r.inflight == 0 {
 		return out
 	}
-	for c, acked := range r.members {
-		if !acked {
+	for c := range r.members {
+		if r.pos[c] <= r.cn {
 			out = append(out, c)
 		}
 	}
@@ -363,6 +446,10 @@ type mdlHarness struct {
 	advances   int
 	maxGap     time.Duration // longest time a member went without a ping
 	counts     struct{ sent, oob, acked, stale, notMember, invalid, delivered uint64 }
+	// What the policies exercised: checks that saw several messages in
+	// flight, acks of a message already complete (a quorum's late acks),
+	// evictions for lag.
+	policyCounts struct{ wide, late, maxLag int }
 }
 
 // at prefixes a failure message with what is needed to reproduce it.
@@ -456,6 +543,9 @@ func (h *mdlHarness) run() {
 		require.Len(h.t, got, len(want), h.at("history length of %q", room))
 		for i := range want {
 			h.sameEvent(room, i, want[i], got[i])
+			if want[i].reason == queue.EvictReasonMaxLag {
+				h.policyCounts.maxLag++
+			}
 		}
 	}
 	// Nothing is left over in any subscription: the next delivery of every
@@ -477,6 +567,8 @@ func (h *mdlHarness) run() {
 	require.Equal(h.t, h.counts.delivered, h.qs.Stats().Delivered, h.at("subscriptions' Stats.Delivered"))
 	h.t.Logf("%d operations, %d advance steps, %d sends, %d oob, %d acks, %d deliveries checked; longest gap between pings %v",
 		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, h.maxGap.Round(time.Millisecond))
+	h.t.Logf("policies: %d checks with several messages in flight, %d late acks, %d evictions for lag",
+		h.policyCounts.wide, h.policyCounts.late, h.policyCounts.maxLag)
 }
 
 // keepalive pings every member whose last ping is getting old.
@@ -557,6 +649,8 @@ func (h *mdlHarness) step() []string {
 			if rooms, ok := h.opForeignAck(); ok {
 				return rooms
 			}
+		case x < 0.945:
+			return h.opPolicy()
 		default:
 			c := h.pick(h.clients)
 			h.note("ping %s", c)
@@ -645,32 +739,59 @@ func (h *mdlHarness) opLeave() []string {
 	return []string{room}
 }
 
-// opAck acks the in-flight message of a room for a member holding its
-// token (possibly again).
+// opAck acks, for a member holding its token, a message whose acks are
+// taken: the in-flight one in lock-step; under a window or a quorum any
+// tracked one (acks are cumulative, and repeating one is accepted).
 func (h *mdlHarness) opAck() ([]string, bool) {
 	room := h.pick(h.rooms)
 	r := h.model.rooms[room]
-	if r.inflight == 0 {
-		return nil, false
+	type held struct {
+		c   string
+		seq uint64
 	}
-	var holders []string
+	var cands []held
 	for _, c := range mdlKeys(r.members) {
-		if tok, ok := h.tokens[mdlKey{room, c}][r.inflight]; ok && tok.gen == r.gen[c] {
-			holders = append(holders, c)
+		for seq, tok := range h.tokens[mdlKey{room, c}] {
+			if _, ok := r.tracked(seq); ok && tok.gen == r.gen[c] {
+				cands = append(cands, held{c, seq})
+			}
 		}
 	}
-	if len(holders) == 0 {
+	if len(cands) == 0 {
 		return nil, false
 	}
-	c := h.pick(holders)
-	seq := r.inflight
-	h.note("ack %s %q %d", c, room, seq)
-	tok := h.tokens[mdlKey{room, c}][seq]
-	err := h.q.Ack(h.ctx, c, tok.tok)
-	require.NoError(h.t, err, h.at("Ack of the in-flight message %d by %s", seq, c))
-	require.NoError(h.t, r.ack(c, seq, tok.gen))
+	slices.SortFunc(cands, func(a, b held) int {
+		if a.c != b.c {
+			return strings.Compare(a.c, b.c)
+		}
+		return int(a.seq) - int(b.seq)
+	})
+	x := cands[h.rng.IntN(len(cands))]
+	h.note("ack %s %q %d", x.c, room, x.seq)
+	tok := h.tokens[mdlKey{room, x.c}][x.seq]
+	err := h.q.Ack(h.ctx, x.c, tok.tok)
+	require.NoError(h.t, err, h.at("Ack of the tracked message %d by %s", x.seq, x.c))
+	if n, _ := r.tracked(x.seq); n <= r.cn {
+		h.policyCounts.late++
+	}
+	require.NoError(h.t, r.ack(x.c, x.seq, tok.gen))
 	h.counts.acked++
 	return []string{room}, true
+}
+
+// opPolicy sets a room's window/quorum policy (or the default back).
+func (h *mdlHarness) opPolicy() []string {
+	room := h.pick(h.rooms)
+	policies := []queue.Policy{
+		{}, {}, {Window: 2}, {Window: 3}, {Window: 4, MaxLag: 6},
+		{Quorum: 2}, {Window: 2, Quorum: 1, MaxLag: 3}, {QuorumFraction: 0.5, MaxLag: 4},
+		{Window: 3, QuorumFraction: 0.7},
+	}
+	p := policies[h.rng.IntN(len(policies))]
+	h.note("policy %q %s", room, p)
+	require.NoError(h.t, h.q.SetPolicy(h.ctx, room, p), h.at("SetPolicy"))
+	h.model.rooms[room].setPolicy(p)
+	return []string{room}
 }
 
 // opStaleAck acks, with a real token, a message that is not in flight, or
@@ -685,7 +806,7 @@ func (h *mdlHarness) opStaleAck() ([]string, bool) {
 	var old []held
 	for _, c := range h.clients {
 		for seq, tok := range h.tokens[mdlKey{room, c}] {
-			if seq != r.inflight || tok.gen != r.gen[c] {
+			if _, ok := r.tracked(seq); !ok || tok.gen != r.gen[c] {
 				old = append(old, held{c, seq})
 			}
 		}
@@ -968,6 +1089,8 @@ func mdlFromStream(ev streams.Event) mdlEvent {
 		if len(ev.Payload) == 0 || ev.Payload[0] != 'r' {
 			out.msg.payload = "(not a []byte payload) " + string(ev.Payload)
 		}
+	case streams.Policy:
+		out.policy = ev.Policy
 	default:
 		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
 	}
@@ -995,13 +1118,21 @@ type mdlView struct {
 	Missing    []string
 	Observers  []string
 	Peek       []mdlMsg // in release order
+	Window     []uint64 // the messages in flight, oldest first
+	Lags       []int    // of Members, in order
 }
 
 func (r *mdlRoom) view() mdlView {
 	v := mdlView{
 		LastSeq: r.seq, Pending: r.pendingCount(), InFlight: r.inflight,
 		Members: mdlKeys(r.members), Missing: r.missing(), Observers: mdlKeys(r.observers),
-		Peek: r.order(),
+		Peek: r.order(), Window: []uint64{},
+	}
+	if r.cn < len(r.rel) {
+		v.Window = slices.Clone(r.rel[r.cn:])
+	}
+	for _, c := range v.Members {
+		v.Lags = append(v.Lags, len(r.rel)-r.pos[c])
 	}
 	for p, l := range r.pending {
 		v.ByPriority[p] = len(l)
@@ -1017,6 +1148,13 @@ func (h *mdlHarness) checkRoom(room string) {
 	got := mdlView{
 		LastSeq: st.LastSeq, Pending: st.Pending, ByPriority: st.ByPriority, InFlight: dftInFlight(st),
 		Members: dftMemberIDs(st), Missing: dftSorted(st.Missing...), Observers: []string{},
+		Window: []uint64{},
+	}
+	for _, f := range st.Window {
+		got.Window = append(got.Window, f.Seq)
+	}
+	for _, m := range st.Members {
+		got.Lags = append(got.Lags, m.Lag)
 	}
 	for _, o := range st.Observers {
 		got.Observers = append(got.Observers, o.ClientID)
@@ -1028,6 +1166,9 @@ func (h *mdlHarness) checkRoom(room string) {
 		got.Peek = append(got.Peek, mdlMsg{seq: p.ID, prio: p.Priority, producer: p.Producer, payload: string(p.Data())})
 	}
 	want := h.model.rooms[room].view()
+	if len(want.Window) > 1 {
+		h.policyCounts.wide++
+	}
 	if !reflect.DeepEqual(want, got) {
 		require.Equal(h.t, want, got, h.at("room %q", room))
 	}

@@ -93,6 +93,11 @@ type Options struct {
 	WaitTimeout time.Duration
 	// Logger receives background errors (default slog.Default()).
 	Logger *slog.Logger
+	// DefaultPolicy is the policy of every room that SetPolicy never
+	// changed (default: the zero Policy, lock-step). Every Queue of a
+	// deployment should use the same one: each applies its own to such
+	// rooms. Validated as SetPolicy does (ErrInvalidPolicy).
+	DefaultPolicy Policy
 	// Tracer, when set, follows every message this Queue sends or
 	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
 	// Default nil: no tracing, and no cost.
@@ -181,6 +186,9 @@ func (o Options) validate() error {
 	case o.WaitTimeout < 0 || (o.WaitReplicas > 0 && o.WaitTimeout < time.Millisecond):
 		return bad("WaitTimeout=%v, want at least 1ms", o.WaitTimeout)
 	}
+	if err := o.DefaultPolicy.validate(o.MaxPayloadBytes); err != nil {
+		return fmt.Errorf("DefaultPolicy: %w", err)
+	}
 	for i, p := range o.PreviousAckSecrets {
 		if len(p) < 16 {
 			return bad("PreviousAckSecrets[%d] is %d bytes, want at least 16", i, len(p))
@@ -193,9 +201,25 @@ func (o Options) validate() error {
 type SendOption func(*sendOptions) error
 
 type sendOptions struct {
-	priority int
-	producer string
-	headers  map[string]string
+	priority    int
+	producer    string
+	ackDeadline time.Duration
+	headers     map[string]string
+}
+
+// AckDeadline gives the message its own ack timeout: d after its release,
+// the members that did not ack it are handled by the room's
+// Policy.Straggler (evicted, or skipped), instead of Options.AckTimeout
+// later (or never, without one). At least 10ms, in whole milliseconds.
+// SendOutOfBand checks it and otherwise ignores it: nobody acks those.
+func AckDeadline(d time.Duration) SendOption {
+	return func(o *sendOptions) error {
+		if d < 10*time.Millisecond || d > 365*24*time.Hour {
+			return fmt.Errorf("%w: AckDeadline(%v), want 10ms..8760h", sferr.ErrInvalidOption, d)
+		}
+		o.ackDeadline = d
+		return nil
+	}
 }
 
 // Priority sets the priority of a message: MinPriority (0, released first)

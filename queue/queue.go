@@ -42,6 +42,12 @@ type Queue struct {
 	router *router // in-process subscriptions and their readers
 
 	acks *joinAcks // coalesces the acks of the subscriptions of a room
+	// partial holds the rooms whose quorum completes messages without
+	// every member (notePartial).
+	partial sync.Map
+	// shardAcks batches single acks that overlap (shardbatch.go); nil with WaitReplicas,
+	// whose WAIT follows each call and has no pipelined form here.
+	shardAcks *shardAcks
 }
 
 // New validates opts, checks that NumShards agrees with the deployment (it
@@ -80,6 +86,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 		Hold:         opts.HoldWhenEmpty,
 		// Negative: kept forever.
 		IdleTTLMillis: opts.IdleRoomTTL.Milliseconds(),
+		DefaultPolicy: opts.DefaultPolicy.String(),
 	}
 	q := &Queue{
 		rdb:     rdb,
@@ -91,6 +98,9 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	q.router = newRouter(q)
 	q.acks = newJoinAcks(q)
+	if opts.WaitReplicas == 0 {
+		q.shardAcks = newShardAcks(q)
+	}
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
@@ -174,11 +184,12 @@ func oneID(id uint64) []uint64 {
 // enqueue runs the send script for checked payloads, counts them and hands
 // what it released to this process's subscribers.
 func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (barrier.Enqueued, error) {
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, payloads...)
+	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, so.ackDeadline, payloads...)
 	if err != nil {
-		return res, err
+		return res, refusedSend(room, len(payloads), err)
 	}
 	q.stats.Sent.Add(uint64(len(payloads)))
+	q.stats.Dropped.Add(uint64(res.Dropped))
 	q.stats.Released.Add(uint64(res.Released))
 	q.router.direct(room, res.Appended)
 	return res, nil
@@ -507,19 +518,50 @@ func (q *Queue) ackIssued(ctx context.Context, t token) error {
 	return q.acks.ack(ctx, t)
 }
 
-// ackToken acks for a token already checked (or issued by this process).
+// ackToken acks for a token already checked (or issued by this process),
+// in its shard's next batch when another ack of the shard is in flight.
 func (q *Queue) ackToken(ctx context.Context, t token) error {
-	clientID := t.client
-	res, err := q.barrier.Ack(ctx, t.room, clientID, t.seq, t.epoch, t.inc)
+	if q.shardAcks == nil {
+		return q.ackAlone(ctx, t)
+	}
+	return q.shardAcks.ack(ctx, t)
+}
+
+// ackAlone acks t in a call of its own.
+func (q *Queue) ackAlone(ctx context.Context, t token) error {
+	res, err := q.barrier.Ack(ctx, t.room, t.client, t.seq, t.epoch, t.inc)
 	if err != nil {
 		q.stats.ackRejected(err)
 		return err
 	}
+	q.router.direct(t.room, res.Appended)
+	q.ackCounted(res)
+	q.notePartial(t.room, res.Partial)
+	return nil
+}
+
+// ackCounted counts an accepted ack.
+func (q *Queue) ackCounted(res barrier.Acked) {
 	q.stats.Acked.Add(1)
 	q.stats.observeAck(res)
 	q.stats.Released.Add(uint64(res.Released))
-	q.router.direct(t.room, res.Appended)
-	return nil
+}
+
+// notePartial records whether room's quorum completes messages without
+// every member, as its last ack reply said: the local coalescing of acks
+// (joinAcks, Worker.AckCoalesce) then sends each ack at once, since the
+// message need not wait for the members it would wait for.
+func (q *Queue) notePartial(room string, partial bool) {
+	if partial {
+		q.partial.Store(room, struct{}{})
+	} else if _, ok := q.partial.Load(room); ok {
+		q.partial.Delete(room)
+	}
+}
+
+func (q *Queue) isPartial(room string) bool {
+	_, ok := q.partial.Load(room)
+	return ok
 }
 
 // PendingMessage is a message waiting for the barrier.
@@ -602,5 +644,10 @@ func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
 	if err != nil {
 		return RoomState{}, err
 	}
-	return roomState(s), nil
+	r := roomState(s)
+	if r.Policy, err = q.roomPolicy(room, s.Policy, s.PolicyStored); err != nil {
+		return RoomState{}, err
+	}
+	r.PolicyStored = s.PolicyStored
+	return r, nil
 }

@@ -20,6 +20,13 @@ type RoomState struct {
 	Missing    []string             // members the in-flight message waits on, sorted
 	StreamLen  int64                // entries in the room's delivery stream
 	Hold       bool                 // the last Send came from a Queue with Options.HoldWhenEmpty
+	// Policy is the policy the room follows: its stored one, or this
+	// Queue's Options.DefaultPolicy when PolicyStored is false.
+	Policy       Policy
+	PolicyStored bool
+	// Window lists every message in flight, oldest first: InFlight is the
+	// first, and there are more only under a Policy.Window above 1.
+	Window []InFlight
 	// Paused is set while an operator has paused the room (Admin.Pause):
 	// sends are queued and nothing new is released. PausedAt (server
 	// clock), PausedBy (the actor) and PauseReason say since when, by whom
@@ -38,6 +45,11 @@ type Member struct {
 	Deadline      time.Time // evicted when no heartbeat arrives before it
 	Acked         bool      // acked the in-flight message (or joined after it)
 	AckedAt       time.Time // zero when it joined after the release
+	// Lag is how many messages released to the room's members this member
+	// has not acked (observers: 0). In lock-step it is 0 or 1; under a
+	// Policy.Window up to the window; under a Policy.Quorum it grows while
+	// the member falls behind, and Policy.MaxLag bounds it.
+	Lag int
 }
 
 // InFlight is the released message the barrier waits on.
@@ -61,6 +73,9 @@ func roomState(s barrier.State) RoomState {
 	}
 	if f := s.InFlight; f != nil {
 		r.InFlight = &InFlight{Seq: f.Seq, StreamID: f.StreamID, ReleasedAt: f.ReleasedAt, Age: f.Age, AckDeadline: f.AckDeadline}
+	}
+	for _, f := range s.Window {
+		r.Window = append(r.Window, InFlight(f))
 	}
 	return r
 }

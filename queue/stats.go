@@ -29,8 +29,14 @@ type Stats struct {
 	EvictedTimeout    uint64
 	EvictedAckTimeout uint64
 	EvictedLeave      uint64
+	// EvictedMaxLag counts those evicted for falling more than their
+	// room's Policy.MaxLag messages behind.
+	EvictedMaxLag uint64
 	// Malformed stream entries skipped.
 	Invalid uint64
+	// Dropped counts the pending messages that this Queue's sends dropped
+	// by their room's Policy.Overflow (DropOldest, DropLowestPriority).
+	Dropped uint64
 	// ExpiredRooms counts the idle rooms this Queue's housekeeping deleted
 	// (Options.IdleRoomTTL).
 	ExpiredRooms uint64
@@ -71,7 +77,9 @@ type counters struct {
 	AckStale, AckInvalid, AckNotMember              atomic.Uint64
 	EvictedTimeout, EvictedAckTimeout, EvictedLeave atomic.Uint64
 	Invalid, ExpiredRooms, Reset, ConfigRestored    atomic.Uint64
+	Dropped                                         atomic.Uint64
 	ShardConflict                                   atomic.Bool
+	EvictedMaxLag                                   atomic.Uint64
 
 	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete atomic.Uint64
 	Kicked                                                                    atomic.Uint64
@@ -87,14 +95,29 @@ func (s *counters) snapshot() Stats {
 		Delivered: s.Delivered.Load(), Acked: s.Acked.Load(),
 		AckStale: s.AckStale.Load(), AckInvalid: s.AckInvalid.Load(), AckNotMember: s.AckNotMember.Load(),
 		EvictedTimeout: s.EvictedTimeout.Load(), EvictedAckTimeout: s.EvictedAckTimeout.Load(),
-		EvictedLeave: s.EvictedLeave.Load(),
-		Invalid:      s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
+		EvictedLeave: s.EvictedLeave.Load(), EvictedMaxLag: s.EvictedMaxLag.Load(),
+		Invalid: s.Invalid.Load(), ExpiredRooms: s.ExpiredRooms.Load(), Reset: s.Reset.Load(),
 		ConfigRestored: s.ConfigRestored.Load(), ShardConflict: s.ShardConflict.Load(),
+		Dropped:        s.Dropped.Load(),
 		ReleaseLatency: s.ReleaseLatency.snapshot(), BarrierWait: s.BarrierWait.snapshot(),
 		EndToEnd:   s.EndToEnd.snapshot(),
 		AdminPause: s.AdminPause.Load(), AdminResume: s.AdminResume.Load(), AdminPurge: s.AdminPurge.Load(),
 		AdminRelease: s.AdminRelease.Load(), AdminKick: s.AdminKick.Load(), AdminDelete: s.AdminDelete.Load(),
 		Kicked: s.Kicked.Load(),
+	}
+}
+
+// evicted counts the eviction of a local subscriber under the reason of
+// its evict event ("" when none was read: the heartbeat timeout is then
+// the likely one).
+func (s *counters) evicted(reason string) {
+	switch reason {
+	case EvictReasonAckTimeout:
+		s.EvictedAckTimeout.Add(1)
+	case EvictReasonMaxLag:
+		s.EvictedMaxLag.Add(1)
+	default:
+		s.EvictedTimeout.Add(1)
 	}
 }
 

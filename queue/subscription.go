@@ -117,9 +117,10 @@ func (s *Subscription) signal() {
 }
 
 // push takes an entry from the reader, in stream order. The queue is not
-// bounded: the barrier allows one queued message per room at a time, so
-// only out-of-band floods can grow it, and dropping would break the
-// guarantee.
+// bounded: the barrier allows one queued message per room at a time (W
+// under a Policy.Window; under a quorum, as many as Policy.MaxLag lets a
+// member fall behind), so only out-of-band floods can grow it otherwise,
+// and dropping would break the guarantee.
 func (s *Subscription) push(ev streams.Event) {
 	s.mu.Lock()
 	if s.err != nil {
@@ -214,11 +215,7 @@ func (s *Subscription) fail(err error) {
 		return
 	}
 	if s.end(err) {
-		if reason == "ack-timeout" {
-			s.q.stats.EvictedAckTimeout.Add(1)
-		} else {
-			s.q.stats.EvictedTimeout.Add(1)
-		}
+		s.q.stats.evicted(reason)
 	}
 }
 
@@ -294,12 +291,8 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 	}
 	switch ev.Type {
 	case streams.Evict:
-		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}}
-		if ev.Reason == "ack-timeout" {
-			s.q.stats.EvictedAckTimeout.Add(1)
-		} else {
-			s.q.stats.EvictedTimeout.Add(1)
-		}
+		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}, Reason: ev.Reason}
+		s.q.stats.evicted(ev.Reason)
 		s.end(err)
 		return nil, err
 	case streams.Leave:

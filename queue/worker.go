@@ -64,6 +64,7 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.acks = newAckBatches(w.ctx, opts.AckCoalesce, w.spawn, w.sendAcks, &w.m.acksWaiting)
+	w.acks.partial = q.isPartial
 	if err := q.router.addWorker(w); err != nil {
 		w.cancel()
 		return nil, err

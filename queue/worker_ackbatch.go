@@ -41,6 +41,9 @@ type ackBatches struct {
 	spawn    func(func()) bool                  // runs a batcher; false once stopped
 	send     func(room string, batch []*ackReq) // one room's acks, in order
 	waiting  *atomic.Int64                      // acks not yet in a call
+	// partial, when set, says a room's quorum completes messages without
+	// every member (Queue.isPartial): its acks never wait for company.
+	partial func(room string) bool
 
 	mu       sync.Mutex
 	batchers map[string]*ackBatcher // by room
@@ -115,6 +118,9 @@ func (a *ackBatches) enqueue(room string, req *ackReq) bool {
 func (a *ackBatches) coalesceWait(room string, b *ackBatcher) time.Duration {
 	e := a.expect[room]
 	if a.coalesce < 0 || e == nil || e.acked >= e.handed || a.ctx.Err() != nil {
+		return 0
+	}
+	if a.partial != nil && a.partial(room) {
 		return 0
 	}
 	for _, r := range b.pending {
@@ -248,6 +254,7 @@ func (q *Queue) ackBatch(ctx context.Context, room, epoch string, seq uint64, re
 		q.stats.Acked.Add(1)
 	}
 	q.stats.observeAck(barrier.Acked{Released: res.Released, At: res.At, InFlightAt: res.InFlightAt, Completed: res.Completed})
+	q.notePartial(room, res.Partial)
 	q.stats.Released.Add(uint64(res.Released))
 	if count != nil {
 		count(refused)

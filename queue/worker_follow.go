@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +23,9 @@ type roomSnapshot struct {
 	observers []string
 	inflight  *streams.Event // the in-flight message, if any
 	acked     map[string]bool
+	// owed, in a windowed room (Policy.Window or Quorum), replaces
+	// inflight and acked: each member's messages not acked, oldest first.
+	owed map[string][]streams.Event
 }
 
 // heartbeatLoop beats for the hosted clients (AutoHeartbeat).
@@ -200,18 +205,18 @@ func (w *Worker) followAllRoom(ctx context.Context, name string) error {
 func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error) {
 	l := w.q.layout
 	var (
-		meta  *redis.SliceCmd
-		mem   *redis.StringSliceCmd
-		obs   *redis.StringSliceCmd
-		acked *redis.StringSliceCmd
-		incs  *redis.MapStringStringCmd
-		last  *redis.XMessageSliceCmd
+		meta *redis.SliceCmd
+		mem  *redis.StringSliceCmd
+		obs  *redis.StringSliceCmd
+		acks *redis.MapStringStringCmd
+		incs *redis.MapStringStringCmd
+		last *redis.XMessageSliceCmd
 	)
 	_, err := w.q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		meta = p.HMGet(ctx, l.Meta(room), "ep", "f", "fs")
+		meta = p.HMGet(ctx, l.Meta(room), "ep", "f", "fs", "rn", "wl")
 		mem = p.ZRange(ctx, l.Members(room), 0, -1)
 		obs = p.ZRange(ctx, l.Observers(room), 0, -1)
-		acked = p.HKeys(ctx, l.Acks(room))
+		acks = p.HGetAll(ctx, l.Acks(room))
 		incs = p.HGetAll(ctx, l.Incarnations(room))
 		last = p.XRevRangeN(ctx, l.Stream(room), "+", "-", 1)
 		return nil
@@ -223,13 +228,17 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 	mv := meta.Val()
 	snap.epoch, _ = mv[0].(string)
 	snap.members, snap.observers, snap.incs = mem.Val(), obs.Val(), incs.Val()
-	snap.acked = make(map[string]bool, len(acked.Val()))
-	for _, c := range acked.Val() {
+	snap.acked = make(map[string]bool, len(acks.Val()))
+	for c := range acks.Val() {
 		snap.acked[c] = true
 	}
 	snap.tail = "0-0"
 	if l := last.Val(); len(l) > 0 {
 		snap.tail = l[0].ID
+	}
+	if rn, _ := mv[3].(string); rn != "" {
+		wl, _ := mv[4].(string)
+		return w.windowSnapshot(ctx, room, snap, rn, wl, acks.Val())
 	}
 	if fs, _ := mv[2].(string); fs != "" {
 		msgs, err := w.q.rdb.XRangeN(ctx, l.Stream(room), fs, fs, 1).Result()
@@ -243,6 +252,48 @@ func (w *Worker) snapshot(ctx context.Context, room string) (roomSnapshot, error
 			}
 			if ev.Type == streams.Message || ev.Type == undecodable {
 				snap.inflight = &ev
+			}
+		}
+	}
+	return snap, nil
+}
+
+// windowSnapshot completes snap for a windowed room (see the windowed
+// barrier in internal/lua/room.lua): every member is handed the tracked
+// messages above its position, read from the stream in one XRANGE each.
+func (w *Worker) windowSnapshot(ctx context.Context, room string, snap roomSnapshot, rn, wl string, acks map[string]string) (roomSnapshot, error) {
+	last, _ := strconv.ParseUint(rn, 10, 64)
+	var ids []string
+	for _, e := range strings.Fields(wl) {
+		if parts := strings.Split(e, "/"); len(parts) >= 3 {
+			ids = append(ids, parts[1])
+		}
+	}
+	base := last - uint64(len(ids))
+	evs := make([]*streams.Event, len(ids))
+	for i, id := range ids {
+		msgs, err := w.q.rdb.XRangeN(ctx, w.q.layout.Stream(room), id, id, 1).Result()
+		if err != nil {
+			return roomSnapshot{}, fmt.Errorf("syncfanout: worker: reading room %q: %w", room, err)
+		}
+		if len(msgs) != 1 {
+			continue // trimmed away: nothing to hand
+		}
+		ev, err := streams.Decode(room, msgs[0])
+		if err != nil {
+			ev = refusedEvent(room, msgs[0].ID, err)
+		}
+		if ev.Type == streams.Message || ev.Type == undecodable {
+			evs[i] = &ev
+		}
+	}
+	snap.owed = make(map[string][]streams.Event)
+	for _, c := range snap.members {
+		pos, _, _ := strings.Cut(acks[c], ":")
+		p, _ := strconv.ParseUint(pos, 10, 64)
+		for i, ev := range evs {
+			if ev != nil && base+uint64(i)+1 > p {
+				snap.owed[c] = append(snap.owed[c], *ev)
 			}
 		}
 	}

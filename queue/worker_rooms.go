@@ -164,6 +164,11 @@ func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(cont
 			}
 		}
 	}
+	for _, c := range r.clients {
+		for _, ev := range snap.owed[c.id] {
+			r.deliverMessage(c, ev)
+		}
+	}
 	early := r.early
 	r.early = nil
 	for _, ev := range early {

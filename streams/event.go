@@ -26,6 +26,18 @@ const (
 	// of releasing it: nobody receives or acks it, and the room goes on with
 	// the next message. Its Reason is MalformedHeader or MalformedPayload.
 	Malformed Type = "malformed"
+	// Policy is a change of the room's policy (queue.SetPolicy); its
+	// Policy field holds the new policy's text form.
+	Policy Type = "policy"
+	// Dropped is a pending message that the room's overflow policy dropped
+	// to keep its backlog within MaxPending: MessageID, Producer, Priority,
+	// Enqueued, Size (payload bytes) and Reason (the overflow policy,
+	// "drop-oldest" or "drop-lowest-priority") describe it.
+	Dropped Type = "drop"
+	// Skipped is a member that had not acked message MessageID by its ack
+	// deadline, skipped by the room's straggler policy: the message
+	// completed without it and it stayed a member. Reason "ack-deadline".
+	Skipped Type = "skip"
 )
 
 // Event types of the operators' transitions (queue.Admin). Each carries
@@ -69,6 +81,7 @@ const MalformedKeep = 64
 var typeCodes = map[string]Type{
 	"m": Message, "o": OutOfBand, "j": Join, "l": Leave, "e": Evict, "x": Malformed,
 	"P": Pause, "R": Resume, "U": Purge, "F": ForceRelease, "K": Kick, "D": RoomDeleted,
+	"p": Policy, "d": Dropped, "s": Skipped,
 }
 
 // Event is one decoded entry of a room's delivery stream.
@@ -77,10 +90,10 @@ type Event struct {
 	Room      string
 	Type      Type
 	At        time.Time // server time of the event (release time for messages)
-	MessageID uint64    // Message and OutOfBand; Malformed when its header was readable (else 0)
-	Producer  string    // Message and OutOfBand
-	Priority  int       // Message; Malformed: the priority list it was found in
-	Enqueued  time.Time // Message and OutOfBand
+	MessageID uint64    // Message, OutOfBand, Dropped, Skipped; Malformed when its header was readable (else 0)
+	Producer  string    // Message, OutOfBand, Dropped
+	Priority  int       // Message, Dropped; Malformed: the priority list it was found in
+	Enqueued  time.Time // Message, OutOfBand, Dropped
 	// Payload is the stored payload (kind byte + body) of a Message or
 	// OutOfBand event; for a Malformed one, the entry's first MalformedKeep
 	// bytes, as found.
@@ -89,11 +102,12 @@ type Event struct {
 	// without any); they are stored before the payload and not part of
 	// Payload.
 	Headers  map[string]string
-	Size     int    // Malformed: the entry's whole length in bytes
-	ClientID string // Join, Leave, Evict
+	Size     int    // Malformed: the entry's whole length in bytes; Dropped: the payload's
+	ClientID string // Join, Leave, Evict, Skipped
 	Observer bool   // Join, Leave, Evict: the client was an observer
 	// Reason: Leave ("leave"), Evict ("timeout", "ack-timeout"),
-	// Malformed (MalformedHeader, MalformedPayload); the operator's reason
+	// Malformed (MalformedHeader, MalformedPayload), Dropped (the overflow
+	// policy), Skipped ("ack-deadline"); the operator's reason
 	// of an admin event (Pause, Resume, Purge, ForceRelease, Kick,
 	// RoomDeleted).
 	Reason string
@@ -103,6 +117,10 @@ type Event struct {
 	Count int
 	// Missing: ForceRelease: the members that had not acked, sorted.
 	Missing []string
+	// Policy: the room's new policy in text form, "name=value" pairs of
+	// its non-zero fields, comma-separated ("" for the default);
+	// queue.ParsePolicy reads it.
+	Policy string
 }
 
 // DecodeError is a stream entry that is not a valid event. It matches
@@ -202,6 +220,36 @@ func Decode(room string, m redis.XMessage) (Event, error) {
 		if id, ok := field("id"); ok {
 			ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
 		}
+	case Policy:
+		ev.Policy, _ = field("v")
+	case Dropped:
+		ev.Reason, _ = field("r")
+		pr, _ := field("pr")
+		if ev.Priority, err = strconv.Atoi(pr); err != nil || ev.Priority < 0 {
+			return bad("bad priority %q", pr)
+		}
+		if id, ok := field("id"); ok {
+			ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
+		}
+		ev.Producer, _ = field("p")
+		if et, ok := field("et"); ok {
+			if n, err := strconv.ParseInt(et, 10, 64); err == nil && n > 0 {
+				ev.Enqueued = time.UnixMilli(n)
+			}
+		}
+		n, _ := field("n")
+		if ev.Size, err = strconv.Atoi(n); err != nil || ev.Size < 0 {
+			return bad("bad size %q", n)
+		}
+	case Skipped:
+		c, ok := field("c")
+		if !ok || c == "" {
+			return bad("missing client")
+		}
+		ev.ClientID = c
+		ev.Reason, _ = field("r")
+		id, _ := field("id")
+		ev.MessageID, _ = strconv.ParseUint(id, 10, 64)
 	case Pause, Resume, RoomDeleted:
 		ev.Actor, _ = field("a")
 		ev.Reason, _ = field("r")

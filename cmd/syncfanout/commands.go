@@ -172,6 +172,7 @@ type memberJSON struct {
 	Acked            *bool      `json:"acked,omitempty"` // members only
 	AckedAt          *time.Time `json:"acked_at,omitempty"`
 	WaitingSeconds   *float64   `json:"waiting_seconds,omitempty"`
+	Lag              int        `json:"lag,omitempty"` // messages released it has not acked
 }
 
 type stateJSON struct {
@@ -181,6 +182,7 @@ type stateJSON struct {
 	Pending    int            `json:"pending"`
 	ByPriority map[string]int `json:"pending_by_priority,omitempty"`
 	InFlight   *inFlightJSON  `json:"in_flight,omitempty"`
+	Window     []uint64       `json:"in_flight_window,omitempty"` // more than one under a Policy.Window
 	Members    []memberJSON   `json:"members"`
 	Observers  []memberJSON   `json:"observers"`
 	WaitingOn  []memberJSON   `json:"waiting_on"`
@@ -264,7 +266,7 @@ func stateView(st queue.RoomState) stateJSON {
 		}
 	}
 	view := func(m queue.Member) memberJSON {
-		j := memberJSON{Client: m.ClientID, Observer: m.Observer}
+		j := memberJSON{Client: m.ClientID, Observer: m.Observer, Lag: m.Lag}
 		if !m.Observer {
 			j.Acked = ptr(m.Acked)
 		}
@@ -279,6 +281,11 @@ func stateView(st queue.RoomState) stateJSON {
 			j.AckedAt = ptr(m.AckedAt.UTC())
 		}
 		return j
+	}
+	if len(st.Window) > 1 {
+		for _, in := range st.Window {
+			s.Window = append(s.Window, in.Seq)
+		}
 	}
 	missing := map[string]bool{}
 	for _, id := range st.Missing {
@@ -326,6 +333,9 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 			line += fmt.Sprintf(", ack deadline in %s", human(in.AckDeadline.Sub(st.Now)))
 		}
 		fmt.Fprintf(tw, "in flight:\t%s\n", line)
+		if len(s.Window) > 1 {
+			fmt.Fprintf(tw, "window:\t%d messages in flight: %v\n", len(s.Window), s.Window)
+		}
 	} else {
 		fmt.Fprintf(tw, "in flight:\tnone\n")
 	}
@@ -366,6 +376,9 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 				acked = "yes, " + human(st.Now.Sub(m.AckedAt)) + " ago"
 			default:
 				acked = "NO"
+			}
+			if m.Lag > 1 {
+				acked += fmt.Sprintf(" (%d behind)", m.Lag)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.ClientID, hb, dl, acked)
 		}

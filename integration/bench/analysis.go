@@ -66,8 +66,8 @@ func analysis(r *Report) string {
 	p("  messages). %s msgs/s = %s x the PING rate: each cycle is a PING-like round trip plus",
 		fInt(med(s1.Rate)), f2(med(s1.Rate)/pingRate))
 	p("  the ack script (%s of scripts per message) plus the client's own work on the same two", us(perScript))
-	p("  cores. What would move it: a Redis Function library, so the prelude (~3 µs of closures")
-	p("  and tables per call) is built once; not pushing the notification of an entry to the")
+	p("  cores. What would move it: a Redis Function library, so the prelude's closures and")
+	p("  tables are built once (measured below); not pushing the notification of an entry to the")
 	p("  process whose ack reply already carries it (one socket write less in Redis, one wake-up")
 	p("  less in the client, per message); pipelining the calls of concurrent rooms.")
 	if s1.P50.OK() {
@@ -77,35 +77,71 @@ func analysis(r *Report) string {
 		p("  hand-off to `Next`. The target leaves half a round trip (%s) for the script and the", us(0.5*rtt))
 		p("  client together; the ack script alone is about %s of Redis CPU here.", us(perScript))
 	}
+	busy := func(rate, cpu float64) string { return fmt.Sprintf("%.0f%%", 100*rate*cpu/1e6) }
+	for _, tc := range []struct {
+		s    int
+		name string
+	}{{10, "W1 S=10, every subscriber a q.Join in one process"}, {100, "W1 S=100, every subscriber a q.Join in one process"}} {
+		row, _ := r.w1Best(ModeProcess, tc.s)
+		if row == nil || !row.Rate.OK() {
+			continue
+		}
+		c := med(row.Cost.CPU)
+		p("- **W1 S=%d, q.Join in one process, %s.** %s msgs/s (%s) = %s x the PING rate, %s Redis",
+			tc.s, verdict(tc.name), fInt(med(row.Rate)), row.Producer(), f2(med(row.Rate)/pingRate), f2(med(row.Cost.Cmds)))
+		p("  calls per message: the acks of a room's local subscriptions wait for each other and go")
+		p("  in one `ack_batch` call. Redis spends %s per message (%s in scripts), so it is busy %s", us(c), us(med(row.Cost.Script)), busy(med(row.Rate), c))
+		p("  of the time; the rest of each cycle is the client: %d subscriptions' `Next` and `Ack`", tc.s)
+		p("  hand-offs and the ack batch's wake-ups, on the two cores the benchmark shares with Redis.")
+		p("  Release p50 is %s (%s round trips). What would move it: fewer goroutine hand-offs per", us(med(row.P50)), f2(med(row.P50)/rtt))
+		p("  delivery (one fan-out goroutine per room instead of one wake-up per subscription).")
+	}
 	g, _ := r.w1Best(ModeGateway, 100)
 	if g != nil && g.Rate.OK() {
 		gc, gs := med(g.Cost.CPU), med(g.Cost.Script)
 		p("- **W1 S=100 in one gateway, %s.** %s msgs/s (%s): %s top-level commands per message, the",
-			verdict("W1 S=100, one gateway"), fInt(med(g.Rate)), g.Producer(), f2(med(g.Cost.Cmds)))
+			verdict("W1 S=100 through one gateway"), fInt(med(g.Rate)), g.Producer(), f2(med(g.Cost.Cmds)))
 		p("  worker's acks for a message waiting for each other (`AckCoalesce`) and going in one")
-		p("  call. Redis spends %s per message (%s in scripts), so it is busy %.0f%% of the time:",
-			us(gc), us(gs), 100*med(g.Rate)*gc/1e6)
+		p("  call. Redis spends %s per message (%s in scripts), so it is busy %s of the time:",
+			us(gc), us(gs), busy(med(g.Rate), gc))
 		p("  the rest of the cycle is the gateway's work, in series with the call: 100 handler calls,")
 		p("  ack tokens made and parsed, a delivery goroutine per client mailbox, a channel per ack.")
-		p("  On these two cores the Go runtime's wake-ups across threads cost more than the second")
-		p("  thread brings: with GOMAXPROCS=1 for the benchmark process this workload ran at 3,670")
-		p("  msgs/s against 3,320 with the default (3 interleaved pairs of runs while writing this")
-		p("  report). What would move it: a fixed pool of delivery goroutines, acks that do not each")
-		p("  wait on a channel, and the same script savings as W1.")
+		p("  What would move it: a fixed pool of delivery goroutines, acks that do not each wait on a")
+		p("  channel, and the script savings below.")
 	}
 	if w := r.w2(100); w != nil && w.Rate.OK() {
 		wc, ws, wsys := med(w.Cost.CPU), med(w.Cost.Script), med(w.Cost.Sys)
 		p("- **W2, %s.** %s msgs/s: %s script calls per message (the send and one ack per subscriber:",
-			verdict("W2 100 rooms x 2 subscribers"), fInt(med(w.Rate)), f2(med(w.Cost.Evals)))
-		p("  the two subscribers of a room live in two processes, so their acks cannot be batched), %s", us(wc))
-		p("  of Redis CPU per message (%s running scripts, %s in the kernel). Redis is the bottleneck:", us(ws), us(wsys))
-		p("  busy %.0f%% of the time, which caps the rate near %s msgs/s, and it shares the two",
-			100*med(w.Rate)*wc/1e6, fInt(1e6/wc))
-		p("  cores with the benchmark's processes. 40,000 msgs/s needs 25 µs of Redis CPU per message,")
-		p("  about what one PING round trip costs it here: three calls per message cannot get there.")
-		p("  What would move it: several rooms' calls in one socket write (pipelining concurrent")
-		p("  calls, which go-redis offers as an experimental auto-pipeliner), and cheaper scripts.")
+			verdict("W2 100 rooms x 2 subscribers (q.Join, two processes)"), fInt(med(w.Rate)), f2(med(w.Cost.Evals)))
+		p("  the two subscribers of a room live in two processes, so their acks cannot share a call),")
+		p("  in %s round trips (socket writes) per message: a Queue sends the single acks that arrive", f2(med(w.Cost.RTs)))
+		p("  while another is in flight together, in one round trip (queue/shardbatch.go). Redis")
+		p("  spends %s of CPU per message (%s in the kernel; scripts %s by commandstats, which also", us(wc), us(wsys), us(ws))
+		p("  counts time the server waited for a CPU on this loaded machine) = %s x its CPU per PING", f1(wc/pingCPU))
+		p("  (target ≤ 2.5x). Redis is busy %s of the time (it alone would cap the rate near %s", busy(med(w.Rate), wc), fInt(1e6/wc))
+		p("  msgs/s); the rest is the benchmark's six Queues (two subscriber processes, four")
+		p("  producers) on the same two cores. Each script call costs Redis at least what a")
+		p("  PING does unless pipelined, and a room script more (the prelude alone, below), so three")
+		p("  calls per message cannot reach 2.5 PINGs: that needs one call to carry the acks (and")
+		p("  sends) of many rooms of a shard, with the prelude built once (a Function library).")
 	}
+	if row, _ := r.w1Best(ModeSeparate, 10); row != nil && row.Rate.OK() {
+		c := med(row.Cost.CPU)
+		p("- **W1 S=10, one process per subscriber (reported, no target).** %s msgs/s, %s calls per", fInt(med(row.Rate)), f2(med(row.Cost.Cmds)))
+		p("  message (one ack per process: nothing can share a call across processes), %s of Redis", us(c))
+		p("  CPU per message = %s per call, %s of it in the kernel: Redis is busy %s of the time,", us(c/med(row.Cost.Cmds)), us(med(row.Cost.Sys)), busy(med(row.Rate), c))
+		p("  so the S+1 round trips per message, and Redis's cost for each, bound it.")
+	}
+	p("")
+	p("**A Function library instead of EVALSHA** (measured while writing this report, on a")
+	p("loaded machine: 3 x 20,000 calls each on one connection, commandstats µs per call): an")
+	p("empty EVALSHA with a room's 20 KEYS 4.0 µs, an empty FCALL 3.3 µs; the prelude's Redis calls")
+	p("alone (TIME, HMGET of the meta hash) 6.8 µs as a script, 5.7 µs as a function; the whole")
+	p("prelude (`room.lua`: its closures and tables too) 20.8 µs; a stale `ack.lua` 26 µs. So two")
+	p("thirds of the prelude is Lua set-up that a library loaded once would not repeat, about 14 µs")
+	p("of script time per call; FCALL's dispatch itself saves next to nothing. Not done: the")
+	p("scripts would become functions of one library taking KEYS and ARGV as parameters.")
+	p("")
 	if r.W4 != nil && r.W4.QueuedDelta.OK() {
 		p("- **W4, %s.** Pending messages are LIST entries, one list per priority level: the payload", verdict("W4 memory per queued 100-byte message"))
 		p("  and a ~25-byte header (`seq:enqueue-ms:producer-length:producer`) in a listpack, %s bytes", f1(med(r.W4.QueuedDelta)))

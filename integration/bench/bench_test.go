@@ -63,7 +63,7 @@ func TestBenchShort(t *testing.T) {
 	for _, row := range rep.W6Backlog {
 		require.True(t, row.P50.OK(), "W6 backlog %d", row.Backlog)
 	}
-	require.Len(t, rep.Targets, 7)
+	require.Len(t, rep.Targets, 9)
 
 	md, err := os.ReadFile(filepath.Join(cfg.OutDir, "BENCHMARKS.md"))
 	require.NoError(t, err)
@@ -76,4 +76,34 @@ func TestBenchShort(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, strings.Contains(string(b), "<svg"), "%s is not an SVG", p.File)
 	}
+}
+
+// TestMergeRounds: a run of several rounds reports each figure over the
+// values of every round, with one row per configuration, not one per round.
+func TestMergeRounds(t *testing.T) {
+	round := func(v float64) *Report {
+		r := &Report{}
+		r.Refs.PingRate.Add(v)
+		r.Refs.Fanout = map[int]*Figure{1: {Values: []float64{v}}}
+		row := &W1Row{Mode: ModeProcess, S: 10, Samples: Latencies{1}}
+		row.Rate.Add(v)
+		row.Cost.CPU.Add(v)
+		r.W1 = append(r.W1, row)
+		r.W4 = &W4Result{N: 5}
+		r.W4.QueuedDelta.Add(v)
+		return r
+	}
+	rep := &Report{}
+	for _, v := range []float64{1, 2, 3} {
+		rep.mergeRound(round(v))
+	}
+	require.Equal(t, []float64{1, 2, 3}, rep.Refs.PingRate.Values)
+	require.Equal(t, []float64{1, 2, 3}, rep.Refs.Fanout[1].Values)
+	require.Len(t, rep.W1, 1)
+	require.Equal(t, []float64{1, 2, 3}, rep.W1[0].Rate.Values)
+	require.Equal(t, []float64{1, 2, 3}, rep.W1[0].Cost.CPU.Values)
+	require.Len(t, rep.W1[0].Samples, 3)
+	require.Equal(t, ModeProcess, rep.W1[0].Mode)
+	require.Equal(t, []float64{1, 2, 3}, rep.W4.QueuedDelta.Values)
+	require.Equal(t, 2.0, rep.W1[0].Rate.Median())
 }

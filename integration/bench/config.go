@@ -10,7 +10,8 @@ import (
 // produces a figure.
 type Config struct {
 	Short  bool
-	Reps   int      // repetitions per figure (median, min-max)
+	Reps   int      // repetitions per figure in each round
+	Rounds int      // rounds, each on a fresh redis-server; a figure is the median over Rounds x Reps values
 	Only   []string // workloads to run; empty: all
 	OutDir string   // BENCHMARKS.md goes here, plots under docs/bench/
 
@@ -46,7 +47,8 @@ type Config struct {
 // FullConfig is the configuration of make bench.
 func FullConfig() Config {
 	return Config{
-		Reps:         3,
+		Reps:         1,
+		Rounds:       3,
 		PayloadBytes: 100,
 		PingN:        20000,
 		FanoutS:      []int{1, 10, 100},
@@ -84,6 +86,7 @@ func ShortConfig() Config {
 	return Config{
 		Short:        true,
 		Reps:         1,
+		Rounds:       1,
 		PayloadBytes: 100,
 		PingN:        200,
 		FanoutS:      []int{1, 4},

@@ -35,6 +35,12 @@ type lockstepSpec struct {
 	// Batch > 1: each producer waits until Batch messages may be sent and
 	// sends them with one SendBatch call, instead of one Send per message.
 	Batch int
+	// Barrier policies (W7, policy.go): the room's policy, the acks that
+	// complete a message (0: S), and how many subscribers (the first ones)
+	// are slow.
+	Policy queue.Policy
+	Quorum int
+	Slow   int
 }
 
 type lockstepResult struct {
@@ -139,7 +145,11 @@ func (k *sink) acked(id uint64) {
 	if id == 0 || id > uint64(k.spec.N) {
 		return
 	}
-	if int(k.acks[id].Add(1)) != k.spec.S {
+	need := k.spec.S
+	if k.spec.Quorum > 0 {
+		need = k.spec.Quorum
+	}
+	if int(k.acks[id].Add(1)) != need {
 		return
 	}
 	k.done[id] = k.now()
@@ -199,6 +209,11 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 		return res, err
 	}
 	defer prodQ.Close()
+	if spec.Policy != (queue.Policy{}) {
+		if err := prodQ.SetPolicy(ctx, room, spec.Policy); err != nil {
+			return res, err
+		}
+	}
 	payload := make([]byte, env.cfg.PayloadBytes)
 	k := newSink(spec)
 	total := spec.N + spec.Window
@@ -320,7 +335,7 @@ func hostSubscribers(ctx, subCtx context.Context, env *Env, opts queue.Options, 
 				return closers, fmt.Errorf("join %d: %w", i, err)
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); k.subscriberLoop(subCtx, i, sub) }()
+			go func() { defer wg.Done(); k.loop(i)(subCtx, i, sub) }()
 		}
 	case ModeProcess:
 		q, err := queue.New(ctx, env.client(0), opts)
@@ -334,7 +349,7 @@ func hostSubscribers(ctx, subCtx context.Context, env *Env, opts queue.Options, 
 				return closers, fmt.Errorf("join %d: %w", i, err)
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); k.subscriberLoop(subCtx, i, sub) }()
+			go func() { defer wg.Done(); k.loop(i)(subCtx, i, sub) }()
 		}
 	case ModeGateway:
 		return hostGateway(ctx, subCtx, env, opts, room, k, wg)

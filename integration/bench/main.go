@@ -28,10 +28,12 @@ import (
 func main() {
 	short := flag.Bool("short", false, "tiny sizes (a few seconds); the report goes to a temporary directory")
 	out := flag.String("out", "", "directory receiving BENCHMARKS.md and docs/bench/ (default: the repository root, or a temporary directory with -short)")
-	reps := flag.Int("reps", 0, "repetitions per figure (default 3)")
+	reps := flag.Int("reps", 0, "repetitions per figure in each round (default 1)")
+	rounds := flag.Int("rounds", 0, "rounds, each against a redis-server of its own started afresh; figures are medians over every round's repetitions (default 3)")
 	only := flag.String("only", "", "comma-separated workloads to run (refs are always measured), e.g. W1,W4")
 	w1Modes := flag.String("w1-modes", "", "comma-separated W1 modes to run (gateway,separate,process; default all)")
 	w1S := flag.String("w1-s", "", "comma-separated W1 subscriber counts (default 1,10,100)")
+	w2Rooms := flag.String("w2-rooms", "", "comma-separated W2 room counts (default 100,1000)")
 	w6Parts := flag.String("w6-parts", "", "comma-separated parts of W6 to run (clients,rooms,backlog; default all)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process during the workloads (not the references) to this file")
 	flag.Parse()
@@ -45,6 +47,9 @@ func main() {
 	}
 	if *reps > 0 {
 		cfg.Reps = *reps
+	}
+	if *rounds > 0 {
+		cfg.Rounds = *rounds
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(strings.ToUpper(*only), ",")
@@ -61,6 +66,17 @@ func main() {
 				os.Exit(2)
 			}
 			cfg.W1S = append(cfg.W1S, n)
+		}
+	}
+	if *w2Rooms != "" {
+		cfg.W2Rooms = nil
+		for _, v := range strings.Split(*w2Rooms, ",") {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: -w2-rooms: bad count %q\n", v)
+				os.Exit(2)
+			}
+			cfg.W2Rooms = append(cfg.W2Rooms, n)
 		}
 	}
 	cfg.CPUProfile = *cpuProfile
@@ -108,18 +124,45 @@ func defaultOutDir(short bool) (string, error) {
 	}
 }
 
-// Run measures everything cfg asks for, writes the report and plots under
-// cfg.OutDir and returns the report. Progress goes to log.
+// Run measures everything cfg asks for, in cfg.Rounds rounds of a fresh
+// redis-server each, writes the report and plots under cfg.OutDir and
+// returns the report. Progress goes to log.
 func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	started := time.Now()
-	env, err := newEnv(ctx, cfg, log)
-	if err != nil {
+	rep := &Report{Config: cfg, Machine: machineInfo(), Started: started}
+	profiling := false
+	for i := range max(cfg.Rounds, 1) {
+		round := &Report{Config: cfg}
+		t0 := time.Now()
+		if err := runRound(ctx, cfg, log, i+1, round, &profiling); err != nil {
+			return nil, err
+		}
+		rep.RedisVersion, rep.RedisSource = round.RedisVersion, round.RedisSource
+		rep.Rounds = append(rep.Rounds, Round{Started: t0, Elapsed: time.Since(t0), PING: round.Refs.PingRate.Median()})
+		rep.mergeRound(round)
+	}
+	if profiling {
+		pprof.StopCPUProfile()
+	}
+	rep.Elapsed = time.Since(started)
+	rep.evaluate()
+	if err := rep.write(cfg.OutDir); err != nil {
 		return nil, err
 	}
-	defer env.close()
+	return rep, nil
+}
 
-	rep := &Report{Config: cfg, Machine: machineInfo(), RedisVersion: env.redisVersion, RedisSource: env.source, Started: started}
-	env.logf("redis %s at %s (%s); %d repetitions per figure", env.redisVersion, env.addr, env.source, cfg.Reps)
+// runRound measures every step of cfg once (cfg.Reps repetitions each)
+// against a redis-server of its own, into rep. The CPU profile, if asked
+// for, starts with the first round's workloads and covers every round.
+func runRound(ctx context.Context, cfg Config, log io.Writer, n int, rep *Report, profiling *bool) error {
+	env, err := newEnv(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	rep.RedisVersion, rep.RedisSource = env.redisVersion, env.source
+	env.logf("round %d of %d: redis %s at %s (%s); %d repetitions per figure", n, max(cfg.Rounds, 1), env.redisVersion, env.addr, env.source, cfg.Reps)
 
 	steps := []struct {
 		name string
@@ -131,35 +174,29 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		{"W3", runW3},
 		{"W4", runW4},
 		{"W6", runW6},
+		{"W7", runW7},
 	}
-	profiling := false
 	for _, s := range steps {
 		if !cfg.wants(s.name) {
 			continue
 		}
-		if s.name != "REFS" && cfg.CPUProfile != "" && !profiling {
+		if s.name != "REFS" && cfg.CPUProfile != "" && !*profiling {
 			f, err := os.Create(cfg.CPUProfile)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			defer f.Close()
+			// Closed at exit: the profile runs until the last round ends.
 			if err := pprof.StartCPUProfile(f); err != nil {
-				return nil, err
+				return err
 			}
-			defer pprof.StopCPUProfile()
-			profiling = true
+			*profiling = true
 		}
 		t0 := time.Now()
 		env.logf("== %s", s.name)
 		if err := s.run(ctx, env, rep); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.name, err)
+			return fmt.Errorf("round %d: %s: %w", n, s.name, err)
 		}
 		env.logf("== %s done in %v", s.name, time.Since(t0).Round(time.Millisecond))
 	}
-	rep.Elapsed = time.Since(started)
-	rep.evaluate()
-	if err := rep.write(cfg.OutDir); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return nil
 }

@@ -41,7 +41,7 @@ const (
 	KMeta       = 1  // HASH: seq, pend, ep (epoch), f (in-flight seq), fs, rt, ad
 	KMem        = 2  // ZSET: voting member -> heartbeat deadline (server ms)
 	KSeen       = 3  // HASH: member or observer -> last heartbeat (server ms)
-	KAck        = 4  // HASH: member -> ack time of the in-flight message (0 = joined after release)
+	KAck        = 4  // HASH: member -> ack time of the in-flight message (0 = joined after release); windowed room: member -> "<position>:<ack ms>"
 	KObs        = 5  // ZSET: observer -> heartbeat deadline
 	KStream     = 6  // STREAM: delivery events
 	KRooms      = 7  // shard ZSET: room -> backlog, rooms with members, backlog or in-flight; idle rooms kept for their history score -(expiry ms), -1 when kept forever

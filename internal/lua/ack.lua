@@ -9,7 +9,13 @@
 --           release time ms of the acked message or false,
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
---           1 if the ack completed the acked message (nobody is missing) else 0}
+--           1 if the ack completed the acked message (nobody is missing) else 0,
+--           plus 2 when the room's quorum completes messages without every
+--           member (windowed barrier, room.lua)}
+--   With a windowed policy (room.lua) the ack is cumulative: it acks every
+--   message released before seq too, OK for any message still tracked
+--   (in flight, or completed by a quorum without this member), and STALE
+--   for one no longer tracked.
 --   status: OK (also for a repeated ack of the in-flight message),
 --           EPOCH (token from before a reset), NOT_MEMBER, OBSERVER,
 --           FORGED (seq never issued), STALE (not the in-flight message),
@@ -37,10 +43,21 @@ if seq > tonumber(mv[2] or '0') then
   local n, last = settle() -- reap() above may have opened the barrier
   return {'FORGED', n, last or false, NOW, false}
 end
-local inflight = tonumber(mv[3] or '-1')
-if inflight ~= seq then
-  local n, last = settle()
-  return {'STALE', n, last or false, NOW, false}
+-- Windowed barrier: any tracked message (in flight, or completed by a
+-- quorum without this member) may be acked, and the ack is cumulative.
+local widx, wrt
+if WINDOWED then
+  widx, wrt = win().find(seq)
+  if not widx then
+    local n, last = settle()
+    return {'STALE', n, last or false, NOW, false}
+  end
+else
+  local inflight = tonumber(mv[3] or '-1')
+  if inflight ~= seq then
+    local n, last = settle()
+    return {'STALE', n, last or false, NOW, false}
+  end
 end
 -- The membership the token was issued under must be the client's current
 -- one, or an ack from before an eviction would be taken as one of the
@@ -50,6 +67,13 @@ if inc ~= ARGV[9] then
   return {'REJOINED', n, last or false, NOW, false}
 end
 local rt = mv[4]
+if widx then
+  rt = wrt
+  win().ack(c, widx)
+  local cn0 = win().load().cn
+  local n, last = settle()
+  return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, win().done(widx > cn0 and widx <= WS.cn)}
+end
 redis.call('HSETNX', KEYS[K_ACK], c, NOW)
 local n, last = settle()
 return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}

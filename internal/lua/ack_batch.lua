@@ -12,6 +12,8 @@
 --           stream ID before the appended entries or false,
 --           appended entries {{id, {field, value, ...}}, ...},
 --           1 if the batch completed the acked message (nobody is missing) else 0,
+--           plus 2 when the room's quorum completes messages without every
+--           member (windowed barrier, room.lua),
 --           then, for each client whose status is not OK, its position in
 --           ARGV order (1-based) and its status...}
 --   status: OK, or EPOCH (tokens from before a reset: it holds for every
@@ -54,8 +56,12 @@ end
 -- fresh the others, once each (member[c] turns false once c is counted).
 local refused, fresh = {}, {}
 local batchStatus = nil
+local widx, wrt -- windowed barrier: the acked message's number (room.lua)
 if forged then
   batchStatus = 'FORGED'
+elseif WINDOWED then
+  widx, wrt = win().find(seq)
+  if not widx then batchStatus = 'STALE' end
 elseif inflight ~= seq then
   batchStatus = 'STALE'
 end
@@ -83,6 +89,26 @@ for i = 1, nclients do
     member[c] = false
     fresh[#fresh + 1] = c
   end
+end
+if widx then
+  -- Cumulative: only positions below the acked message move.
+  if #fresh > 0 then
+    local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
+    local set = {'HSET', KEYS[K_ACK]}
+    local v = win().fmt(widx, NOW)
+    for i, c in ipairs(fresh) do
+      if win().pos(had[i]) < widx then
+        set[#set + 1] = c
+        set[#set + 1] = v
+      end
+    end
+    if #set > 2 then redis.call(unpack(set)) end
+  end
+  local cn0 = win().load().cn
+  local n, last = settle()
+  local res = {'OK', n, last or false, NOW, wrt or false, PREV or false, APPENDED, win().done(widx > cn0 and widx <= WS.cn)}
+  for i = 1, #refused do res[#res + 1] = refused[i] end
+  return res
 end
 if #fresh > 0 then
   -- As HSETNX per client: a repeated ack keeps the time of the first. The

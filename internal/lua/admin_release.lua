@@ -2,7 +2,9 @@
 -- admin_release.lua: an operator completes the in-flight message without
 -- waiting for the members that have not acked it; they stay members, and
 -- their tokens for it become stale. The next message is released in the
--- same step, unless the room is paused.
+-- same step, unless the room is paused. In a windowed room (room.lua) it
+-- completes the oldest message in flight; the members that had not acked
+-- it stay behind it, and may still ack it while it is tracked.
 -- include: room.lua
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 actor; 7 reason.
@@ -12,13 +14,18 @@
 if not META.ep then return {'NO_ROOM', NOW, 0, {}} end
 local seq = META.f
 if not seq then return {'NO_INFLIGHT', NOW, 0, {}} end
-local acked = {}
-for _, c in ipairs(redis.call('HKEYS', KEYS[K_ACK])) do acked[c] = true end
 local missing = {}
-for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
-  if not acked[c] then missing[#missing + 1] = c end
+if WINDOWED then
+  -- The oldest of the window; the members behind stay so (room.lua).
+  missing = win().force() or {}
+else
+  local acked = {}
+  for _, c in ipairs(redis.call('HKEYS', KEYS[K_ACK])) do acked[c] = true end
+  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+    if not acked[c] then missing[#missing + 1] = c end
+  end
+  table.sort(missing)
 end
-table.sort(missing)
 -- Client IDs hold no control character, so a newline separates them.
 append({'t', 'F', 'a', ARGV[6], 'r', ARGV[7], 'id', seq, 'ms', table.concat(missing, '\n')})
 ACKED_ALL = true

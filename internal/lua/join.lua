@@ -12,12 +12,16 @@
 --   entries hold that message's stream entry ({{id, {field, value...}}},
 --   else empty): the process subscribing it again (a restarted gateway, say)
 --   must deliver it, since nothing else will and the room waits for the ack.
+--   In a windowed room (room.lua) the owed entries are every message the
+--   member has not acked, oldest first.
 --   The incarnation names the membership: a member's is the stream ID of the
 --   join event that made it one, kept while it stays (ALREADY returns it
 --   again, so tokens issued before stay valid), dropped when it leaves or is
 --   evicted. Ack tokens carry it and the ack scripts compare it.
 local ep = epoch()
 reap()
+-- A windowed room (room.lua) converts from lock-step before members change.
+if WINDOWED then win().load() end
 local c, role = ARGV[6], ARGV[7]
 local deadline = NOW + tonumber(ARGV[8])
 local status, from
@@ -30,7 +34,9 @@ if redis.call('ZSCORE', KEYS[K_MEM], c) then
   status = 'ALREADY'
   was_member = true
   local fs = META.fs
-  if fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+  if WINDOWED then
+    owed = win().owed(c) -- every message it has not acked, oldest first
+  elseif fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
     owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
   end
 elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
@@ -60,7 +66,9 @@ else
     redis.call('HINCRBY', KEYS[K_STATS], 'members', 1)
     -- Joining mid-flight: the newcomer never saw the in-flight message, so
     -- the barrier must not wait for it (0 marks "not required").
-    if META.f then
+    if WINDOWED then
+      win().join(c)
+    elseif META.f then
       redis.call('HSET', KEYS[K_ACK], c, 0)
     end
   end

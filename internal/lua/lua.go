@@ -53,6 +53,7 @@ var (
 	Peek      = redis.NewScript(Source("peek.lua"))
 	State     = redis.NewScript(Source("state.lua"))
 	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
+	SetPolicy = redis.NewScript(Source("policy.lua"))
 )
 
 // The operators' transitions (queue.Admin), one script each.
@@ -79,6 +80,10 @@ type RoomConfig struct {
 	// backlog or message in flight) before it is deleted with its history;
 	// negative or 0: never.
 	IdleTTLMillis int64
+	// DefaultPolicy is the text form of queue.Options.DefaultPolicy, for
+	// rooms without a stored policy; "" (the default policy) adds nothing
+	// to the arguments, so the default costs no parsing.
+	DefaultPolicy string
 }
 
 // Args returns the ARGV of a room script: the common part, then extra.
@@ -91,7 +96,11 @@ func (c RoomConfig) Args(room string, extra ...any) []any {
 	if ttl <= 0 {
 		ttl = -1
 	}
-	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, hold + strconv.FormatInt(ttl, 10)}, extra...)
+	common := hold + strconv.FormatInt(ttl, 10)
+	if c.DefaultPolicy != "" {
+		common += ";" + c.DefaultPolicy
+	}
+	return append([]any{room, c.MaxLen, c.MaxAgeMillis, c.AckTimeoutMs, common}, extra...)
 }
 
 // tryAgainFor bounds how long Run keeps retrying a script that Redis

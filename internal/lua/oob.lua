@@ -4,7 +4,10 @@
 -- include: room.lua
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 producer; 7 payload.
--- Returns: {"OK", seq, epoch, stream ID, now ms}
+-- Returns: {"OK", seq, epoch, stream ID, now ms}, or, writing nothing,
+--   {"TOO_LARGE", 0, payload size, the room's MaxPayloadBytes}.
+local refused = payload_refusal(7)
+if refused then return refused end
 local ep = epoch()
 local seq = tonumber(META.seq or '0') + 1
 mset('seq', seq)

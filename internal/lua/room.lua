@@ -6,10 +6,13 @@
 --   1 meta    HASH   seq, pend, ep, hold, f (in-flight seq), fs (its stream ID),
 --                    rt (its release time), ad (ack deadline), lc (last completion),
 --                    pz (paused since, ms; absent when not paused), pb (paused
---                    by: the actor), pr (the pause's reason); see admin_*.lua
+--                    by: the actor), pr (the pause's reason); see admin_*.lua;
+--                    rn, cn, wl: the windowed barrier's state (below)
 --   2 mem     ZSET   voting member -> heartbeat deadline (server ms)
 --   3 seen    HASH   member or observer -> last heartbeat (server ms)
---   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release)
+--   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release);
+--                    in a windowed room, every member -> "<position>:<ack ms>"
+--                    (see the windowed barrier below)
 --   5 obs     ZSET   observer -> heartbeat deadline
 --   6 stream  STREAM delivery events
 --   7 rooms   ZSET   shard index: room -> backlog; an idle room (no members,
@@ -18,7 +21,8 @@
 --   8 due     ZSET   shard index: room -> earliest deadline (heartbeat, ack,
 --                    drain; for an idle room: its expiry or next stream trim)
 --   9 stats   HASH   shard totals: backlog, members, observers, malformed
---                    (entries set aside), expired (rooms)
+--                    (entries set aside), expired (rooms), dropped (by
+--                    overflow policies), skipped (stragglers)
 --  10..19     LIST   pending messages of priority 0..9
 --  20 inc     HASH   member -> incarnation: the stream ID of the join that made
 --                    it a member; ack tokens carry it, so a token issued before
@@ -29,11 +33,22 @@
 --   4 ack timeout ms (0: none), 5 "<hold>:<idle ttl>": hold messages while the
 --   room is empty (1/0), then how long a room stays idle before it is deleted
 --   with its history (ms; negative: never). Both share one argument so that
---   every script's own arguments keep their positions.
+--   every script's own arguments keep their positions; a Queue whose
+--   Options.DefaultPolicy is not the zero Policy appends ";<policy>" (its
+--   text form, see policy()), for rooms without a stored policy.
 -- Stream events: t = m (message), o (out-of-band), j (join), l (leave),
 --   e (evict), x (malformed pending entry set aside); id, p (producer),
 --   pr (priority), et (enqueue ms), d (payload), c (client), r (reason),
 --   o (role: m member, o observer), n (length of a malformed entry).
+-- Policy events (see policy() below): t = p (policy set; v its text form),
+--   d (a pending message dropped by Overflow: id, p, pr, et, n payload
+--   length, r the overflow policy), s (a straggler skipped at the ack
+--   deadline: id the message, c the member, r "ack-deadline").
+-- Meta fields of the room's policy: p:set (a policy was stored; without it
+--   the default applies), p:window, p:quorum, p:qfrac, p:maxlag,
+--   p:maxpending, p:overflow, p:maxpayload, p:straggler (absent: the zero
+--   value), dn (how many pending messages have a per-message ack deadline,
+--   each in field d:<seq> in ms; absent: none).
 -- Admin events (admin_*.lua), each with a (actor) and r (reason): P (pause),
 --   R (resume), U (purge: n dropped, pr level if one, id up-to if one),
 --   F (force release: id, ms the members that had not acked, "\n"-joined),
@@ -64,8 +79,11 @@ local NOW = now_ms()
 local META = {}
 do
   -- pz (paused) rides along: one more field of a read every call makes,
-  -- so the release step's paused check costs no call.
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz'}
+  -- so the release step's paused check costs no call. rn, cn, wl: the
+  -- windowed barrier's state (see its part below).
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set',
+    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
+    'p:maxpayload', 'p:straggler', 'rn', 'cn', 'wl'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -90,6 +108,41 @@ local function flush_meta()
   if #set > 2 then redis.call(unpack(set)) end
   if #del > 2 then redis.call(unpack(del)) end
   META_DIRTY = {}
+end
+
+-- POLICY_FIELDS are the names of a policy's fields, in meta ("p:" first)
+-- and in its text form "name=value,...", which holds only the fields that
+-- are not their zero value (Policy.String in package queue).
+local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
+  'overflow', 'maxpayload', 'straggler'}
+local POLICY = nil
+-- policy returns the room's policy: the stored one when p:set is there,
+-- else the Queue's default from ARGV[5]; absent fields take their zero
+-- value (window 1, quorum 0: every member, overflow "reject", straggler
+-- "evict"). Built on first use, from what META already read: the default
+-- policy costs no Redis call.
+local function policy()
+  if POLICY then return POLICY end
+  local raw = {}
+  if META['p:set'] then
+    for _, k in ipairs(POLICY_FIELDS) do raw[k] = META['p:' .. k] end
+  else
+    local def = string.match(ARGV[5], ';(.*)$')
+    if def then
+      for k, v in string.gmatch(def, '([%w]+)=([^,]*)') do raw[k] = v end
+    end
+  end
+  POLICY = {
+    window = tonumber(raw.window or '1'),
+    quorum = tonumber(raw.quorum or '0'),
+    qfrac = tonumber(raw.qfrac or '0'),
+    maxlag = tonumber(raw.maxlag or '0'),
+    maxpending = tonumber(raw.maxpending or '0'),
+    overflow = raw.overflow or 'reject',
+    maxpayload = tonumber(raw.maxpayload or '0'),
+    straggler = raw.straggler or 'evict',
+  }
+  return POLICY
 end
 
 -- DEADLINES says this call changed a heartbeat deadline or the ack
@@ -189,6 +242,37 @@ local function drop(c, ev, reason, actor)
   return role
 end
 
+-- SKIPPED counts the stragglers this call skipped (policy straggler=skip).
+local SKIPPED = 0
+-- stragglers handles the members that did not ack the in-flight message
+-- by its ack deadline, by the room's straggler policy: evict them (reason
+-- ack-timeout), or skip them: the message completes without them and they
+-- stay members, each named in a skip event. Returns how many it evicted.
+local function stragglers()
+  local skip = policy().straggler == 'skip'
+  local n = 0
+  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+    if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+      if skip then
+        append({'t', 's', 'id', META.f or '', 'c', c, 'r', 'ack-deadline'})
+        SKIPPED = SKIPPED + 1
+      else
+        drop(c, 'e', 'ack-timeout')
+        n = n + 1
+      end
+    end
+  end
+  -- The release step completes the message without reading the acks.
+  if SKIPPED > 0 then
+    ACKED_ALL = true
+    redis.call('HINCRBY', KEYS[K_STATS], 'skipped', SKIPPED)
+  end
+  return n
+end
+
+-- The windowed barrier's functions (defined further down, with release).
+local WINDOWED, win, load_policy
+
 -- reap evicts members whose heartbeat deadline passed and, when the ack
 -- deadline of the in-flight message passed, the members that did not ack it.
 -- The due index holds the room's earliest deadline (update_index keeps it
@@ -213,16 +297,29 @@ local function reap()
   end
   local ad = tonumber(META.ad or '0')
   if ad > 0 and ad <= NOW then
-    for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
-      if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
-        drop(c, 'e', 'ack-timeout')
-        n = n + 1
-      end
+    if WINDOWED then
+      n = n + win().reap()
+    else
+      n = n + stragglers()
     end
     mset('ad', false)
     DEADLINES = true
   end
   return n
+end
+
+-- payload_refusal applies the room's MaxPayloadBytes to the payloads
+-- ARGV[from..] (each a kind byte and the body): the reply refusing the
+-- call for the first one too large, or nil. Nothing is written before it.
+local function payload_refusal(from)
+  local limit = policy().maxpayload
+  if limit <= 0 then return nil end
+  for i = from, #ARGV do
+    if #ARGV[i] - 1 > limit then
+      return {'TOO_LARGE', i - from, #ARGV[i] - 1, limit}
+    end
+  end
+  return nil
 end
 
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
@@ -315,12 +412,40 @@ local function release_entry(m, p)
   return seq, id
 end
 
+-- take_deadline removes the per-message ack deadline of message seq (the
+-- AckDeadline send option) and returns it in ms, or nil; "dn" in meta
+-- counts such messages, so rooms without any pay no call here.
+local function take_deadline(seq)
+  local dn = tonumber(META.dn or '0')
+  if dn <= 0 then return nil end
+  local f = 'd:' .. seq
+  local d = META[f]
+  if d and META_DIRTY[f] then
+    -- Set by this very call (a send released at once): never written.
+    META[f], META_DIRTY[f] = nil, nil
+  else
+    d = redis.call('HGET', KEYS[K_META], f)
+    if not d then return nil end
+    mset(f, false)
+  end
+  if dn > 1 then mset('dn', dn - 1) else mset('dn', false) end
+  return tonumber(d)
+end
+
+-- ack_timeout is the ack timeout of message seq, released now: its own
+-- deadline if it was sent with one, else the Queue's AckTimeout (0: none).
+local function ack_timeout(seq)
+  return take_deadline(seq) or ACKTIMEOUT
+end
+
 -- release is the barrier: it completes the in-flight message once every
 -- current member acked it and then releases the next pending message (all of
 -- them, in batches, when nobody is there to ack). Returns how many messages
 -- it released, the seq of the last one, and the room's resulting state for
 -- update_index (read once here, to keep the calls per script low).
 local function release()
+  if META_DIRTY['p:set'] then load_policy() end
+  if WINDOWED then return win().release() end
   local st = {
     inflight = META.f and true or false,
     pend = META.pend and tonumber(META.pend) or 0,
@@ -367,13 +492,14 @@ local function release()
         else
           last = seq
           n = n + 1
+          local timeout = ack_timeout(seq)
           if st.nmem > 0 then
             mset('f', seq)
             mset('fs', id)
             mset('rt', NOW)
             st.inflight = true
-            if ACKTIMEOUT > 0 then
-              st.ad = NOW + ACKTIMEOUT
+            if timeout > 0 then
+              st.ad = NOW + timeout
               mset('ad', st.ad)
               DEADLINES = true
             end
@@ -389,6 +515,377 @@ local function release()
   end
   return n, last, st
 end
+
+-- ===== Windowed barrier: policy Window, Quorum / QuorumFraction, MaxLag =====
+-- (docs/semantics.md, project rules "window" and "quorum".) Lock-step, the
+-- default policy (window 1, every member), keeps release above and its
+-- cost; a room runs here while its policy asks for more, and after the
+-- policy went back to lock-step until nothing it tracks is left over.
+--
+-- Messages released to members get consecutive release numbers: meta rn
+-- is the last one, cn the last completed. A member's ack record holds its
+-- position "<n>:<ack ms>": it acked every message up to number n (acks are
+-- cumulative), and a joiner starts at rn, so nothing released before its
+-- join waits for it. Message k is complete once Q members' positions
+-- reach k, so cn only moves up to the Q-th highest position, and messages
+-- are released while rn - cn < window. wl lists "<seq>/<stream ID>/<release
+-- ms>/<ack timeout ms>" for numbers above the lowest position (or cn), so a late ack of a
+-- message completed without its member still finds its number. f, fs, rt
+-- and ad name the oldest message not complete, as in lock-step; its ack
+-- deadline runs from when it became the oldest.
+local PWINDOW, PQUORUM, PQFRAC, PMAXLAG, POLICY_WINDOWED
+-- load_policy takes the window/quorum part of policy(). Lock-step rooms,
+-- the per-message path of the default policy, get by with a few table
+-- lookups: policy() is built only for a stored policy that names a
+-- window, quorum or lag, or for a Queue default policy (ARGV[5] ";...").
+-- release calls it again when the script stored a policy (policy.lua).
+load_policy = function()
+  local stored = META['p:set']
+  local maybe
+  if stored then
+    maybe = META['p:window'] or META['p:quorum'] or META['p:qfrac'] or META['p:maxlag']
+  else
+    maybe = string.find(ARGV[5], ';', 1, true)
+  end
+  PWINDOW, PQUORUM, PQFRAC, PMAXLAG = 1, 0, 0, 0
+  if maybe then
+    local p = policy()
+    PWINDOW = math.max(1, p.window or 1)
+    PQUORUM = p.quorum or 0
+    PQFRAC = p.qfrac or 0
+    PMAXLAG = p.maxlag or 0
+  end
+  POLICY_WINDOWED = PWINDOW > 1 or PQUORUM > 0 or PQFRAC > 0 or PMAXLAG > 0
+  WINDOWED = POLICY_WINDOWED or META.rn ~= nil
+end
+load_policy()
+
+-- WS is the windowed state (wload). The functions are built by win() on
+-- first use, so lock-step calls do not pay for creating them.
+local WS = nil
+local WIN = nil
+win = function()
+  if WIN then return WIN end
+  local function wpos(v)
+    return tonumber(string.match(v or '', '^(%d+)') or '0')
+  end
+  local function wfmt(n, ms)
+    return string.format('%d:%d', n, ms)
+  end
+
+  -- quorum returns how many positions must reach a message to complete it.
+  local function quorum(nmem)
+    if PQUORUM > 0 then return math.min(PQUORUM, nmem) end
+    if PQFRAC > 0 then
+      -- Rounded up, with slack for binary fractions (0.7 * 10 is 7.000...1).
+      return math.min(nmem, math.max(1, math.ceil(PQFRAC * nmem - 1e-9)))
+    end
+    return nmem
+  end
+
+  -- WS is the windowed state, read (or converted from lock-step) once.
+  local function wload()
+    if WS then return WS end
+    WS = {list = {}}
+    if META.rn then
+      WS.rn = tonumber(META.rn)
+      WS.cn = tonumber(META.cn or META.rn)
+      for seq, id, rt, to in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)/(%d+)') do
+        WS.list[#WS.list + 1] = {seq, id, rt, to}
+      end
+    else
+      -- Entering from lock-step: the in-flight message, if any, becomes
+      -- number 1, and the members that acked it (or joined after it) are at 1.
+      local acks = {}
+      local flat = redis.call('HGETALL', KEYS[K_ACK])
+      for i = 1, #flat, 2 do acks[flat[i]] = tonumber(flat[i + 1]) or 0 end
+      WS.rn, WS.cn = 0, 0
+      if META.f then
+        WS.rn = 1
+        WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW), string.format('%d', ACKTIMEOUT)}
+      end
+      redis.call('DEL', KEYS[K_ACK])
+      local set = {'HSET', KEYS[K_ACK]}
+      for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+        set[#set + 1] = c
+        if acks[c] then set[#set + 1] = wfmt(WS.rn, acks[c]) else set[#set + 1] = '0:0' end
+      end
+      if #set > 2 then redis.call(unpack(set)) end
+    end
+    WS.base = WS.rn - #WS.list
+    return WS
+  end
+
+  -- wfind returns the release number and release time of message seq if it
+  -- is still tracked (released, and not yet acked by everyone).
+  local function wfind(seq)
+    local w = wload()
+    for i = #w.list, 1, -1 do
+      if tonumber(w.list[i][1]) == seq then return w.base + i, w.list[i][3] end
+    end
+    return nil, nil
+  end
+
+  -- wdone is an ack reply's completion element: 1 if the ack completed the
+  -- acked message, plus 2 when the room's quorum completes messages without
+  -- every member (its processes then do not hold acks back waiting for
+  -- their other members').
+  local function wdone(completed)
+    local v = 0
+    if completed then v = 1 end
+    if PQUORUM > 0 or PQFRAC > 0 then v = v + 2 end
+    return v
+  end
+
+  -- wack moves member c's position up to number n (a cumulative ack); an
+  -- ack of a message it already covered changes nothing.
+  local function wack(c, n)
+    if wpos(redis.call('HGET', KEYS[K_ACK], c)) < n then
+      redis.call('HSET', KEYS[K_ACK], c, wfmt(n, NOW))
+    end
+  end
+
+  -- wjoin gives a new member its position: nothing released before it joined
+  -- waits for it.
+  local function wjoin(c)
+    redis.call('HSET', KEYS[K_ACK], c, wfmt(wload().rn, 0))
+  end
+
+  -- wowed returns the stream entries of the messages member c has not acked,
+  -- oldest first: what a member subscribing again must be handed again.
+  local function wowed(c)
+    local w = wload()
+    local out = {}
+    local from = math.max(wpos(redis.call('HGET', KEYS[K_ACK], c)) - w.base, 0) + 1
+    for i = from, #w.list do
+      local id = w.list[i][2]
+      local e = redis.call('XRANGE', KEYS[K_STREAM], id, id)
+      if e[1] then out[#out + 1] = e[1] end
+    end
+    return out
+  end
+
+  -- wreap evicts, at the oldest incomplete message's ack deadline, the
+  -- members that have not acked it.
+  local function wreap()
+    local w = wload()
+    if w.cn >= w.rn then return 0 end
+    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local late = {}
+    for i = 1, #flat, 2 do
+      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
+    end
+    table.sort(late) -- one event order whatever the hash's
+    if policy().straggler == 'skip' then
+      -- The message completes without them; they stay, and lag.
+      local seq = w.list[w.cn + 1 - w.base][1]
+      for _, c in ipairs(late) do
+        append({'t', 's', 'id', seq, 'c', c, 'r', 'ack-deadline'})
+        SKIPPED = SKIPPED + 1
+      end
+      if #late > 0 then
+        redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
+        w.skip = w.cn + 1
+      end
+      return 0
+    end
+    local n = 0
+    for _, c in ipairs(late) do
+      if drop(c, 'e', 'ack-timeout') then n = n + 1 end
+    end
+    return n
+  end
+
+  -- wpop releases up to want pending messages, tracking them when the room
+  -- has members; returns how many it released, the last seq, malformed count.
+  local function wpop(w, want, track)
+    local n, last, bad = 0, nil, 0
+    while n < want and bad < DRAIN_BATCH do
+      local ms, p = pop(want - n)
+      if not ms then return n, last, bad, true end
+      for _, m in ipairs(ms) do
+        local seq, id = release_entry(m, p)
+        if not seq then
+          bad = bad + 1
+        else
+          last = seq
+          n = n + 1
+          local timeout = ack_timeout(seq)
+          if track then
+            w.rn = w.rn + 1
+            w.list[#w.list + 1] = {seq, id, string.format('%d', NOW), string.format('%d', timeout)}
+          end
+        end
+      end
+    end
+    return n, last, bad, false
+  end
+
+  local function wrelease()
+    local w = wload()
+    local st = {
+      pend = META.pend and tonumber(META.pend) or 0,
+      hold = META.hold == '1',
+      ad = META.ad and tonumber(META.ad) or 0,
+      nmem = redis.call('ZCARD', KEYS[K_MEM]),
+      paused = META.pz ~= nil, -- completes what it can, releases nothing
+    }
+    local cn0 = w.cn
+    local n, last, bad = 0, nil, 0
+    local pos
+    while true do
+      pos = {}
+      local order = {}
+      if st.nmem > 0 then
+        local flat = redis.call('HGETALL', KEYS[K_ACK])
+        for i = 1, #flat, 2 do
+          local p = wpos(flat[i + 1])
+          pos[flat[i]] = p
+          order[#order + 1] = p
+        end
+        table.sort(order, function(a, b) return a > b end)
+        -- Members without a record acked nothing: they rank last.
+        local target = order[quorum(st.nmem)] or 0
+        if target > w.cn then w.cn = math.min(target, w.rn) end
+        -- Stragglers skipped at the deadline (wreap) stay behind.
+        if w.skip and w.skip > w.cn then w.cn = math.min(w.skip, w.rn) end
+      else
+        w.cn = w.rn
+      end
+      if not POLICY_WINDOWED and w.cn == w.rn then
+        local low = w.rn
+        for _, p in pairs(pos) do low = math.min(low, p) end
+        if low >= w.rn then
+          -- Back to lock-step: nothing in flight and every member caught up.
+          mset('rn', false)
+          mset('cn', false)
+          mset('wl', false)
+          if META.f then
+            mset('f', false)
+            mset('fs', false)
+            mset('rt', false)
+          end
+          if st.ad > 0 then
+            mset('ad', false)
+            DEADLINES = true
+          end
+          if w.cn > cn0 then
+            COMPLETED = true
+            mset('lc', NOW)
+          end
+          redis.call('DEL', KEYS[K_ACK])
+          WINDOWED = false
+          local n2, last2, st2 = release()
+          return n + n2, last2 or last, st2
+        end
+      end
+      if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
+        local want = PWINDOW - (w.rn - w.cn)
+        if st.nmem == 0 then want = DRAIN_BATCH end
+        if want > 0 then
+          local k, l, b, dry = wpop(w, want, st.nmem > 0)
+          n, bad = n + k, bad + b
+          if l then last = l end
+          if dry then
+            -- The counter drifted from the lists (manual edits): trust the lists.
+            st.pend = 0
+          else
+            st.pend = math.max(st.pend - k, 0)
+          end
+        end
+      end
+      -- MaxLag: a member more than that many released messages behind is
+      -- evicted; completion may then move on, so go round again.
+      local lagging = {}
+      if PMAXLAG > 0 and st.nmem > 0 then
+        for c, p in pairs(pos) do
+          if w.rn - p > PMAXLAG then lagging[#lagging + 1] = c end
+        end
+        table.sort(lagging)
+      end
+      local evicted = false
+      for _, c in ipairs(lagging) do
+        if drop(c, 'e', 'max-lag') then
+          st.nmem = st.nmem - 1
+          evicted = true
+        end
+      end
+      if not evicted then break end
+    end
+    if n > 0 or bad > 0 or st.pend ~= tonumber(META.pend or '0') then mset('pend', st.pend) end
+    if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
+    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
+    if w.cn > cn0 then
+      COMPLETED = true
+      mset('lc', NOW)
+    end
+    -- The oldest message not complete is the one the ack deadline watches.
+    st.inflight = w.cn < w.rn
+    if st.inflight then
+      local e = w.list[w.cn + 1 - w.base]
+      local fresh = META.fs ~= e[2]
+      if fresh then
+        mset('f', e[1])
+        mset('fs', e[2])
+        mset('rt', e[3])
+      end
+      local timeout = tonumber(e[4])
+      if timeout > 0 and (fresh or st.ad == 0) then
+        st.ad = NOW + timeout
+        mset('ad', st.ad)
+        DEADLINES = true
+      end
+    else
+      if META.f then
+        mset('f', false)
+        mset('fs', false)
+        mset('rt', false)
+      end
+      if st.ad > 0 then
+        mset('ad', false)
+        st.ad = 0
+        DEADLINES = true
+      end
+    end
+    -- Keep the entries someone may still ack: above the lowest position.
+    local low = w.cn
+    for _, p in pairs(pos) do low = math.min(low, p) end
+    local cut = math.max(low - w.base, 0)
+    local parts = {}
+    for i = cut + 1, #w.list do
+      local e = w.list[i]
+      parts[#parts + 1] = e[1] .. '/' .. e[2] .. '/' .. e[3] .. '/' .. e[4]
+    end
+    local wl = table.concat(parts, ' ')
+    if wl ~= (META.wl or '') or not META.rn then mset('wl', wl) end
+    local rn, cn = string.format('%d', w.rn), string.format('%d', w.cn)
+    if rn ~= META.rn then mset('rn', rn) end
+    if cn ~= META.cn then mset('cn', cn) end
+    return n, last, st
+  end
+  -- wforce completes the oldest message in flight without the members
+  -- that have not acked it (admin_release.lua): they stay, behind. It
+  -- returns them, sorted, or nil when nothing is in flight.
+  local function wforce()
+    local w = wload()
+    if w.cn >= w.rn then return nil end
+    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local late = {}
+    for i = 1, #flat, 2 do
+      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
+    end
+    table.sort(late)
+    w.skip = w.cn + 1
+    return late
+  end
+
+  WIN = {load = wload, find = wfind, ack = wack, join = wjoin, owed = wowed,
+    reap = wreap, release = wrelease, done = wdone, pos = wpos, fmt = wfmt,
+    force = wforce}
+  return WIN
+end
+
+-- ===== end of the windowed barrier =====
 
 -- IDLE_FOREVER is the room index score of an idle room kept forever
 -- (IDLETTL negative); other idle rooms score -(expiry ms), far below it.
@@ -435,7 +932,7 @@ local function index_idle()
     return
   end
   -- Read here only: live rooms, the per-message path, never need it.
-  local IDLETTL = tonumber(string.match(ARGV[5], ':(%-?%d+)$') or '-1')
+  local IDLETTL = tonumber(string.match(ARGV[5], '^[01]:(%-?%d+)') or '-1')
   local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
   local expiry -- nil: kept forever
   if s < 0 then

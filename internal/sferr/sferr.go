@@ -30,7 +30,12 @@ var (
 	ErrAlreadyMember   = errors.New("syncfanout: client is already a member of the room")
 	ErrNotReplicated   = errors.New("syncfanout: write not acknowledged by enough replicas")
 	ErrInvalidBatch    = errors.New("syncfanout: invalid batch")
-	ErrInvalidHeader   = errors.New("syncfanout: invalid message header")
+	ErrInvalidPolicy   = errors.New("syncfanout: invalid room policy")
+	ErrRoomFull        = errors.New("syncfanout: room is full (MaxPending reached)")
+	// ErrMaxLag: evicted for falling more than its room's Policy.MaxLag
+	// messages behind (matched by queue.EvictedError).
+	ErrMaxLag        = errors.New("syncfanout: client fell more than the room's MaxLag messages behind")
+	ErrInvalidHeader = errors.New("syncfanout: invalid message header")
 )
 
 // Errors of the operators' transitions (queue.Admin).
@@ -56,6 +61,10 @@ const (
 	StatusEpoch     = "EPOCH"
 	StatusAlready   = "ALREADY"
 	StatusRejoined  = "REJOINED"
+	// Send refusals of a room's policy (send.lua); their replies carry the
+	// limit, so the caller builds the error itself (queue.RoomFullError).
+	StatusRoomFull = "ROOM_FULL"
+	StatusTooLarge = "TOO_LARGE"
 	// The operators' transitions (admin_*.lua).
 	StatusNoRoom     = "NO_ROOM"
 	StatusPaused     = "PAUSED"
@@ -88,6 +97,10 @@ func FromStatus(code string) error {
 		return ErrRoomReset
 	case StatusAlready:
 		return ErrAlreadyMember
+	case StatusRoomFull:
+		return ErrRoomFull
+	case StatusTooLarge:
+		return ErrPayloadTooLarge
 	case StatusNoRoom:
 		return ErrUnknownRoom
 	case StatusPaused:
