@@ -8,9 +8,10 @@ package queue_test
 //
 // Clients live in a Queue ("qs") whose heartbeat loop never fires during
 // the test (an hour's interval), so whether a member stays alive is
-// decided by the test alone: the main Queue ("q", ClientTimeout 1s) joins
-// it and pings it. A rare "advance" step stops pinging some members and
-// waits until they are evicted. Which evictions share one script call is
+// decided by the test alone: the main Queue ("q", ClientTimeout two
+// minutes) joins it and pings it. A rare "advance" step pings some members
+// one last time through a Queue with ClientTimeout 1s ("qv"), stops
+// pinging them and waits until they are evicted. Which evictions share one script call is
 // up to the timing of housekeeping and heartbeats, so the model replays
 // the evictions in the order the stream shows them; everything else the
 // model predicts on its own.
@@ -44,11 +45,17 @@ import (
 var mdlSeedFlag = flag.Uint64("seed", 0, "seed of TestModelRandomized (0: from the clock; env SYNCFANOUT_SEED works too)")
 
 const (
-	mdlOps           = 2000
+	mdlOps = 2000
+	// mdlClientTimeout is the deadline an advance step's last ping gives
+	// its victims, which then time out.
 	mdlClientTimeout = time.Second
+	// mdlAliveTimeout is the deadline every other Subscribe and Ping sets:
+	// long enough that no member times out unless an advance step means
+	// it to, however long a loaded machine stalls the test between pings
+	// (with 1s, a stall of a second evicted members unplanned).
+	mdlAliveTimeout = 2 * time.Minute
 	// mdlKeepalive is how stale a member's last ping may get before the
-	// test pings it again: far below mdlClientTimeout, so no member times
-	// out unless an advance step means it to.
+	// test pings it again.
 	mdlKeepalive = 200 * time.Millisecond
 	// Advance steps wait about ClientTimeout each: a few per run, at
 	// random points of the sequence.
@@ -416,6 +423,7 @@ type mdlHarness struct {
 	rng     *rand.Rand
 	ctx     context.Context
 	q       *queue.Queue // producer, membership, pings, acks, housekeeping
+	qv      *queue.Queue // the advance steps' last ping of their victims
 	qs      *queue.Queue // hosts the subscriptions; never beats on its own
 	layout  *keys.Layout
 	model   *mdlModel
@@ -465,7 +473,7 @@ func TestModelRandomized(t *testing.T) {
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("seed %d; longest gap between pings %v (ClientTimeout %v); the last operations:\n  %s",
-					seed, h.maxGap, mdlClientTimeout, strings.Join(h.trail, "\n  "))
+					seed, h.maxGap, mdlAliveTimeout, strings.Join(h.trail, "\n  "))
 			}
 		})
 		h.run()
@@ -493,7 +501,8 @@ func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness 
 	for len(h.advanceAt) < mdlAdvances {
 		h.advanceAt[50+h.rng.IntN(mdlOps-100)] = true
 	}
-	h.q = dftQueue(t, b, b.Client, queue.Options{ClientTimeout: mdlClientTimeout, StreamMaxLen: -1, Logger: quiet})
+	h.q = dftQueue(t, b, b.Client, queue.Options{ClientTimeout: mdlAliveTimeout, StreamMaxLen: -1, Logger: quiet})
+	h.qv = dftQueue(t, b, b.NewClient(t), queue.Options{ClientTimeout: mdlClientTimeout, StreamMaxLen: -1, Logger: quiet})
 	h.qs = dftQueue(t, b, b.NewClient(t), queue.Options{
 		ClientTimeout: 2 * time.Hour, HeartbeatInterval: time.Hour, DisableHousekeeping: true,
 		StreamMaxLen: -1, Logger: quiet,
@@ -575,8 +584,7 @@ func (h *mdlHarness) keepalive() {
 			}
 		}
 		if gap := time.Since(oldest); gap > mdlKeepalive {
-			// A gap near ClientTimeout means the machine stalled the test
-			// long enough for a member to time out unplanned: the failure
+			// A long gap means the machine stalled the test: the failure
 			// report says so.
 			h.maxGap = max(h.maxGap, gap)
 			h.ping(c)
@@ -585,12 +593,15 @@ func (h *mdlHarness) keepalive() {
 }
 
 // ping runs Ping on Redis and on the model and compares the outcome.
-func (h *mdlHarness) ping(c string) {
+func (h *mdlHarness) ping(c string) { h.pingOn(h.q, c) }
+
+// pingOn pings through q, which sets q's ClientTimeout as c's deadline.
+func (h *mdlHarness) pingOn(q *queue.Queue, c string) {
 	at := time.Now()
 	for _, room := range h.model.memberRooms(c) {
 		h.refreshed[mdlKey{room, c}] = at
 	}
-	err := h.q.Ping(h.ctx, c)
+	err := q.Ping(h.ctx, c)
 	gone, unknown := h.model.ping(c)
 	switch {
 	case unknown:
@@ -691,8 +702,8 @@ func (h *mdlHarness) opJoin() []string {
 	}
 	h.note("join %s %q", c, room)
 	// The subscription first (its Queue sets a deadline of hours), then
-	// Subscribe through the main Queue, which sets the 1s deadline the
-	// test controls with its pings.
+	// Subscribe through the main Queue, which sets the deadline the test
+	// controls with its pings.
 	s, err := h.qs.Join(h.ctx, room, queue.WithClientID(c))
 	require.NoError(h.t, err, h.at("Join"))
 	h.refreshed[mdlKey{room, c}] = time.Now()
@@ -875,11 +886,14 @@ func (h *mdlHarness) advance() bool {
 		}
 	}
 	h.note("advance: %v go silent, %v stay", mdlKeys(victims), survivors)
-	// Ping the survivors once in step with the model (it may report rooms
-	// they were evicted from earlier), then keep them alive in the
-	// background while the victims run out of time.
+	// Ping everyone once in step with the model (it may report rooms they
+	// were evicted from earlier): the victims with the short timeout they
+	// run out of. Then keep the survivors alive in the background.
 	for _, c := range survivors {
 		h.ping(c)
+	}
+	for _, c := range mdlKeys(victims) {
+		h.pingOn(h.qv, c)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

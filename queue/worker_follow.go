@@ -127,6 +127,7 @@ func (w *Worker) discover(ctx context.Context) {
 		}
 		w.mu.Unlock()
 		for _, r := range gone {
+			w.catchUp(ctx, r)
 			w.releaseRoom(r)
 		}
 		for _, name := range found {
@@ -136,6 +137,48 @@ func (w *Worker) discover(ctx context.Context) {
 		}
 	}
 }
+
+// catchUp takes the entries of a room that left the index which the
+// reader has not handed over yet. The room leaves the index in the same
+// script call that appends its last entries (the eviction, leave or kick
+// that emptied it), so discovery can see it gone before the reader reads
+// them: releasing it then would lose those entries, and with them the
+// HandleClientTimeout or HandleClientKicked they owe. Entries the reader
+// hands over meanwhile are taken once (take skips what it has seen).
+func (w *Worker) catchUp(ctx context.Context, r *workerRoom) {
+	r.mu.Lock()
+	from := r.last
+	r.mu.Unlock()
+	if from == "" {
+		return // not followed yet: whoever follows it reads from its tail
+	}
+	stream := w.q.layout.Stream(r.name)
+	for {
+		msgs, err := w.q.rdb.XRangeN(ctx, stream, "("+from, "+", catchUpPage).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.warnDiscover.warn(w.log, "syncfanout: worker reads the last entries of a room", "room", r.name, "err", err)
+			}
+			return
+		}
+		r.mu.Lock()
+		for _, m := range msgs {
+			ev, err := streams.Decode(r.name, m)
+			if err != nil {
+				ev = refusedEvent(r.name, m.ID, err)
+			}
+			r.take(ev, err)
+		}
+		r.mu.Unlock()
+		if len(msgs) < catchUpPage {
+			return
+		}
+		from = msgs[len(msgs)-1].ID
+	}
+}
+
+// catchUpPage bounds one read of catchUp.
+const catchUpPage = 100
 
 // followAllRoom starts delivering a room found in the index to all its
 // members.

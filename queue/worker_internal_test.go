@@ -1,10 +1,13 @@
 package queue
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/syncfanout/syncfanout/internal/redistest"
 )
 
 // TestLatencyRing: Metrics' latencies cover exactly the last n samples, so
@@ -36,4 +39,65 @@ func TestLatencyRing(t *testing.T) {
 	}
 	lo, hi, avg, _ = l.stats()
 	require.Equal(t, []time.Duration{-ms, -ms, -ms}, []time.Duration{lo, hi, avg})
+}
+
+// TestFollowAllEmptiedRoomLastEntries: a follow-all worker whose discovery
+// sees a room leave the index before the reader handed over the entry that
+// emptied it (here a kick of its last member) still delivers that entry
+// before it stops following the room: HandleClientKicked is called. It was
+// lost (the flake of compat's TestHandleRoomClientTimeout, with an
+// eviction).
+func TestFollowAllEmptiedRoomLastEntries(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q, err := New(ctx, b.NewClient(t), Options{Prefix: b.Prefix})
+		require.NoError(t, err)
+		defer func() { _ = q.Close() }()
+		const room = "emptied"
+		client, err := q.CreateClientID(ctx)
+		require.NoError(t, err)
+		require.NoError(t, q.Subscribe(ctx, client, room))
+
+		kicked := make(chan string, 1)
+		w, err := q.NewWorker(WorkerOptions{
+			FollowAll:         true,
+			DiscoveryInterval: time.Minute, // this test runs discovery itself
+			HandleMessage:     func(context.Context, string, *Message) error { return nil },
+			HandleClientKicked: func(_ context.Context, id string, _ *KickedError) error {
+				kicked <- id
+				return nil
+			},
+		})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, w.Close()) }()
+		w.discover(ctx) // the loop's first round may be the one that follows it
+		w.mu.Lock()
+		r := w.rooms[room]
+		w.mu.Unlock()
+		require.NotNil(t, r, "discovery follows the room")
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+			t.Fatal("the room was not followed")
+		}
+		require.NoError(t, r.err)
+
+		// The reader (and this process's script replies) hand the room
+		// nothing more: the state of a reader that has not read the kick
+		// yet when discovery runs.
+		q.router.removeSink(room, r)
+		require.NoError(t, q.Admin("ops").Kick(ctx, room, client, "last member"))
+		w.discover(ctx)
+		w.mu.Lock()
+		require.Nil(t, w.rooms[room], "the emptied room left the index: no longer followed")
+		w.mu.Unlock()
+		select {
+		case id := <-kicked:
+			require.Equal(t, client, id)
+		case <-ctx.Done():
+			t.Fatal("HandleClientKicked was not called")
+		}
+	})
 }

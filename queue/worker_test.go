@@ -635,13 +635,20 @@ func TestWorkerClientTimeout(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		// Deadlines are a minute away, so a loaded machine stalling the
+		// pings evicts nobody unplanned; silent gets a 1s deadline from one
+		// Ping through short.
+		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond})
+		short := wkQueue(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
 			HandleMessage: in.handle,
-			HandleClientTimeout: func(_ context.Context, clientID, room string) error {
-				timeouts <- [2]string{clientID, room}
+			HandleClientTimeout: func(ctx context.Context, clientID, room string) error {
+				select {
+				case timeouts <- [2]string{clientID, room}:
+				case <-ctx.Done(): // a full channel must not hang Close
+				}
 				return nil
 			},
 		})
@@ -649,6 +656,7 @@ func TestWorkerClientTimeout(t *testing.T) {
 		defer w.Close()
 		require.NoError(t, w.Subscribe(ctx, "alive", "room"))
 		require.NoError(t, w.Subscribe(ctx, "silent", "room"))
+		require.NoError(t, short.Ping(ctx, "silent"))
 		// The end client "alive" pings through the gateway; "silent" is gone.
 		pingCtx, stopPing := context.WithCancel(ctx)
 		defer stopPing()
@@ -935,8 +943,12 @@ func TestWorkerFollowAll(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 		defer cancel()
-		opts := queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond}
+		// Members' deadlines are a minute away, so a loaded machine that
+		// stalls the pings for a second evicts nobody; silent gets a 1s
+		// deadline from its last ping, through short.
+		opts := queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond}
 		subs := wkQueue(t, b.NewClient(t), b.Prefix, opts)
+		short := wkQueue(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		const numRooms, perRoom, msgs = 12, 3, 3
 		rooms := wkRooms(numRooms)
 		members := map[string][]string{}
@@ -951,7 +963,9 @@ func TestWorkerFollowAll(t *testing.T) {
 			}
 		}
 		require.NoError(t, subs.Subscribe(ctx, "silent", rooms[0]))
-		// The subscribers' process pings for its clients, but not "silent".
+		// silent is pinged too until a worker delivered it message 0 (it
+		// is then known to the worker): only then does it go silent.
+		all = append(all, "silent")
 		pingCtx, stopPing := context.WithCancel(ctx)
 		defer stopPing()
 		var pinging sync.WaitGroup
@@ -965,12 +979,13 @@ func TestWorkerFollowAll(t *testing.T) {
 				case <-pingCtx.Done():
 					return
 				case <-tk.C:
+					// A whole round under pingMu: once silent is out of
+					// the list, no ping of it is under way.
 					pingMu.Lock()
-					clients := slices.Clone(all)
-					pingMu.Unlock()
-					for _, c := range clients {
+					for _, c := range all {
 						_ = subs.Ping(pingCtx, c)
 					}
+					pingMu.Unlock()
 				}
 			}
 		})
@@ -996,15 +1011,22 @@ func TestWorkerFollowAll(t *testing.T) {
 				FollowAll: true, FollowAllIndex: i, FollowAllCount: 2,
 				DiscoveryInterval: 50 * time.Millisecond,
 				HandleMessage: func(ctx context.Context, clientID string, m *queue.Message) error {
-					deliveries <- got{i, wkDelivery{clientID, m}}
+					select {
+					case deliveries <- got{i, wkDelivery{clientID, m}}:
+					case <-ctx.Done(): // Close does not wait for the test
+						return ctx.Err()
+					}
 					if clientID == "silent" || m.OutOfBand {
 						return nil
 					}
 					// The original example: the worker acks on the client's behalf.
 					return m.Ack(ctx)
 				},
-				HandleClientTimeout: func(_ context.Context, clientID, _ string) error {
-					timeouts <- clientID
+				HandleClientTimeout: func(ctx context.Context, clientID, _ string) error {
+					select {
+					case timeouts <- clientID:
+					case <-ctx.Done(): // a full channel must not hang Close
+					}
 					return nil
 				},
 			})
@@ -1031,6 +1053,10 @@ func TestWorkerFollowAll(t *testing.T) {
 			seen[g.d.client]++
 			if g.d.client == "silent" {
 				require.Zero(t, v, "silent never acks, so message 1 waits for its eviction")
+				pingMu.Lock()
+				all = slices.DeleteFunc(all, func(c string) bool { return c == "silent" })
+				pingMu.Unlock()
+				require.NoError(t, short.Ping(ctx, "silent"))
 			}
 		}
 		select {

@@ -85,8 +85,8 @@ func newAPI(t *testing.T, ctx context.Context, o *rsfq.ApiOptions) rsfq.RedisQue
 }
 
 // pinger keeps clients alive the way the README's subscriber does, until
-// the test ends.
-func pinger(t *testing.T, c rsfq.RedisQueueApiClient, ids ...string) {
+// the test ends or the returned stop is called.
+func pinger(t *testing.T, c rsfq.RedisQueueApiClient, ids ...string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -105,5 +105,7 @@ func pinger(t *testing.T, c rsfq.RedisQueueApiClient, ids ...string) {
 			}
 		}
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
 }
