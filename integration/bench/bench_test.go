@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/syncfanout/syncfanout/queue"
 	"go.uber.org/goleak"
 )
 
@@ -63,6 +64,11 @@ func TestBenchShort(t *testing.T) {
 	for _, row := range rep.W6Backlog {
 		require.True(t, row.P50.OK(), "W6 backlog %d", row.Backlog)
 	}
+	require.Len(t, rep.W7, len(w7Rows(cfg)), "W7 rows reach the report")
+	for _, row := range rep.W7 {
+		require.True(t, row.Rate.OK(), "W7 %s rate", row.Label())
+		require.True(t, row.Cost.CPU.OK(), "W7 %s cost", row.Label())
+	}
 	require.Len(t, rep.Targets, 9)
 
 	md, err := os.ReadFile(filepath.Join(cfg.OutDir, "BENCHMARKS.md"))
@@ -70,6 +76,8 @@ func TestBenchShort(t *testing.T) {
 	for _, t2 := range rep.Targets {
 		require.Contains(t, string(md), t2.Name)
 	}
+	require.Contains(t, string(md), "## W7 barrier policies")
+	require.Contains(t, string(md), "docs/bench/w7_policies.svg")
 	require.NotEmpty(t, rep.Plots)
 	for _, p := range rep.Plots {
 		b, err := os.ReadFile(filepath.Join(cfg.OutDir, p.File))
@@ -90,6 +98,9 @@ func TestMergeRounds(t *testing.T) {
 		row.Cost.CPU.Add(v)
 		r.W1 = append(r.W1, row)
 		r.W4 = &W4Result{N: 5}
+		w7 := &W7Row{Mode: ModeSeparate, S: 10, Policy: queue.Policy{Window: 4}}
+		w7.Rate.Add(v)
+		r.W7 = append(r.W7, w7)
 		r.W4.QueuedDelta.Add(v)
 		return r
 	}
@@ -106,4 +117,7 @@ func TestMergeRounds(t *testing.T) {
 	require.Equal(t, ModeProcess, rep.W1[0].Mode)
 	require.Equal(t, []float64{1, 2, 3}, rep.W4.QueuedDelta.Values)
 	require.Equal(t, 2.0, rep.W1[0].Rate.Median())
+	require.Len(t, rep.W7, 1)
+	require.Equal(t, []float64{1, 2, 3}, rep.W7[0].Rate.Values)
+	require.Equal(t, 4, rep.W7[0].Policy.Window)
 }

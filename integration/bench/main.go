@@ -4,7 +4,7 @@
 // It starts its own redis-server on a free loopback port (or uses
 // REDIS_ADDR), measures the limit references first (the round-trip rate of
 // one connection, plain Redis Streams fanout without a barrier), then the
-// workloads W1-W6, each repeated (median, min-max), and writes the report.
+// workloads W1-W7, each repeated (median, min-max), and writes the report.
 //
 //	go run ./bench            # full run (make bench), writes ../BENCHMARKS.md and ../docs/bench/
 //	go run ./bench -short     # tiny sizes, writes to a temporary directory

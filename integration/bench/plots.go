@@ -18,7 +18,7 @@ import (
 func (r *Report) plots(dir string) ([]Plot, error) {
 	var out []Plot
 	for _, mk := range []func(string) (Plot, bool, error){
-		r.plotThroughput, r.plotRelease, r.plotClients, r.plotRooms, r.plotBacklog,
+		r.plotThroughput, r.plotRelease, r.plotClients, r.plotRooms, r.plotBacklog, r.plotPolicies,
 	} {
 		pl, ok, err := mk(dir)
 		if err != nil {
@@ -294,4 +294,73 @@ func (r *Report) plotBacklog(dir string) (Plot, bool, error) {
 	p.Y.Min = 0
 	p.Legend.Top = true
 	return save(p, dir, "w6_backlog.svg", "W6 release latency vs backlog")
+}
+
+// plotPolicies draws W7: throughput against the window for each mode and
+// room size, and the slow-member rows on the same axes (lock-step and
+// window=16 as a dashed line, quorum 2 of 3 as a point at W=1, where it
+// runs), so that the quorum's gain reads against the lock-step point below.
+func (r *Report) plotPolicies(dir string) (Plot, bool, error) {
+	if len(r.W7) == 0 {
+		return Plot{}, false, nil
+	}
+	p := newPlot("W7 barrier policies: throughput vs window", "window W (messages in flight)", "messages/s complete", true, true)
+	p.X.Tick.Marker = plot.ConstantTicks{{Value: 1, Label: "1"}, {Value: 4, Label: "4"}, {Value: 16, Label: "16"}}
+	window := func(row *W7Row) float64 { return float64(max(row.Policy.Window, 1)) }
+	// One series per (mode, S, slow members), in the rows' order; quorum
+	// rows form their own series.
+	type key struct {
+		mode    string
+		s, slow int
+		quorum  bool
+	}
+	var keys []key
+	series := map[key][2][]float64{}
+	for _, row := range r.W7 {
+		if !row.Rate.OK() {
+			continue
+		}
+		k := key{row.Mode, row.S, row.Slow, row.Policy.Quorum > 0 || row.Policy.QuorumFraction > 0}
+		if _, ok := series[k]; !ok {
+			keys = append(keys, k)
+		}
+		xy := series[k]
+		xy[0] = append(xy[0], window(row))
+		xy[1] = append(xy[1], row.Rate.Median())
+		series[k] = xy
+	}
+	if len(keys) == 0 {
+		return Plot{}, false, nil
+	}
+	i := 0
+	for _, k := range keys {
+		name := fmt.Sprintf("%s S=%d", k.mode, k.s)
+		if k.slow > 0 {
+			name += fmt.Sprintf(", %d slow", k.slow)
+			if k.quorum {
+				name += ", quorum 2 of 3"
+			} else {
+				name += ", every member acks"
+			}
+		}
+		if err := addStyledSeries(p, i, name, series[k][0], series[k][1], k.slow > 0); err != nil {
+			return Plot{}, false, err
+		}
+		i++
+	}
+	if ping := r.Refs.PingRate.Median(); ping > 0 {
+		// Black: the seven palette colours are taken by the series.
+		l, err := plotter.NewLine(plotter.XYs{{X: 1, Y: ping}, {X: 16, Y: ping}})
+		if err != nil {
+			return Plot{}, false, err
+		}
+		l.Color = color.Black
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		p.Legend.Add("reference: PING rate, one connection", l)
+		// Room above the PING line for the legend.
+		p.Y.Max = 6 * ping
+	}
+	p.X.Min, p.X.Max = 0.8, 20
+	return save(p, dir, "w7_policies.svg", "W7 throughput vs window, and quorum with one slow member")
 }

@@ -163,13 +163,20 @@ func (r *Report) markdownW7(p func(format string, args ...any)) {
 	p("at once; the lock-step rows are the same run's W=1 reference. The last rows have 3")
 	p("subscribers of which one is slow: it waits %v, then takes everything delivered to it", w7SlowDelay)
 	p("and acks the last message only (acks are cumulative); `quorum=2` completes a message on")
-	p("two acks. Rate: messages per second complete; costs per message as in W1.")
+	p("two acks. Rate: messages per second complete; **x PING rate** is the rate over this run's")
+	p("PING rate (limit references above); costs per message as in W1")
+	p("(x Streams fanout: over the same run's plain fanout to as many readers, where measured).")
 	p("")
-	p("| configuration | msgs/s | Redis CPU/msg | round trips/msg | inner commands/msg |")
-	p("| --- | --- | --- | --- | --- |")
+	ping := r.Refs.PingRate.Median()
+	p("| configuration | msgs/s | x PING rate | x Streams fanout | Redis CPU/msg | round trips/msg | inner commands/msg |")
+	p("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, row := range r.W7 {
-		p("| %s | %s | %s | %s | %s |", row.Label(), row.Rate.Fmt(fInt), row.Cost.CPU.Fmt(fMicros),
-			row.Cost.RTs.Fmt(f2), row.Cost.Inner.Fmt(f1))
+		fan := "-"
+		if f := r.Refs.Fanout[row.S]; f != nil && f.OK() {
+			fan = f2(row.Rate.Median() / f.Median())
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s |", row.Label(), row.Rate.Fmt(fInt), f2(row.Rate.Median()/ping), fan,
+			row.Cost.CPU.Fmt(fMicros), row.Cost.RTs.Fmt(f2), row.Cost.Inner.Fmt(f1))
 	}
 	p("")
 }

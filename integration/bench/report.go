@@ -480,6 +480,7 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	showPlots("w6_backlog")
 
 	r.markdownW7(p)
+	showPlots("w7")
 
 	p("## Analysis")
 	p("")

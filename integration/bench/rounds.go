@@ -24,7 +24,7 @@ type Round struct {
 // Rows are created in the same order in every round (the configuration is
 // the same), so they match by position.
 func (r *Report) mergeRound(round *Report) {
-	for _, name := range []string{"Refs", "W1", "W2", "W3", "W4", "W6Ping", "W6Rooms", "W6Backlog"} {
+	for _, name := range []string{"Refs", "W1", "W2", "W3", "W4", "W6Ping", "W6Rooms", "W6Backlog", "W7"} {
 		mergeValue(reflect.ValueOf(r).Elem().FieldByName(name), reflect.ValueOf(round).Elem().FieldByName(name))
 	}
 }
