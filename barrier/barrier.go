@@ -126,13 +126,16 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	switch st := str(v, sendStatus); st {
 	case sferr.StatusOK:
 	case sferr.StatusRoomFull:
-		return Enqueued{}, &Refused{Status: st, Limit: int(u64(v, 1)), Pending: int(u64(v, 2))}
+		return Enqueued{}, &Refused{Status: st, Limit: int(u64(v, roomFullLimit)), Pending: int(u64(v, roomFullPending))}
 	case sferr.StatusTooLarge:
-		return Enqueued{}, &Refused{Status: st, Index: int(u64(v, 1)), Size: int(u64(v, 2)), Limit: int(u64(v, 3))}
+		return Enqueued{}, &Refused{Status: st, Index: int(u64(v, tooLargeIndex)), Size: int(u64(v, tooLargeSize)), Limit: int(u64(v, tooLargeLimit))}
 	default:
 		return Enqueued{}, fmt.Errorf("syncfanout: room %q: %w", room, sferr.FromStatus(st))
 	}
-	return Enqueued{Seq: u64(v, sendSeq), Epoch: str(v, sendEpoch), Released: int(u64(v, sendReleased)), At: ms(v, sendNow), Appended: appended(v, sendAppended), Dropped: int(u64(v, sendDropped))}, nil
+	return Enqueued{
+		Seq: u64(v, sendSeq), Epoch: str(v, sendEpoch), Released: int(u64(v, sendReleased)), At: ms(v, sendNow),
+		Appended: appended(v, sendAppended), Dropped: int(u64(v, sendDropped)),
+	}, nil
 }
 
 // PolicySet describes a policy change.
@@ -148,10 +151,10 @@ func (b *Barrier) SetPolicy(ctx context.Context, room, policy string) (PolicySet
 	if err != nil {
 		return PolicySet{}, err
 	}
-	if err := sferr.FromStatus(str(v, 0)); err != nil {
+	if err := sferr.FromStatus(str(v, policyStatus)); err != nil {
 		return PolicySet{}, fmt.Errorf("syncfanout: room %q: %w", room, err)
 	}
-	return PolicySet{Released: int(u64(v, 1)), Appended: appended(v, 3)}, nil
+	return PolicySet{Released: int(u64(v, policyReleased)), Appended: appended(v, policyAppended)}, nil
 }
 
 // PolicyFields are the names, without "p:", of a room's policy fields in

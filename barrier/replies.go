@@ -14,7 +14,24 @@ const (
 	sendLastReleased = 4 // unused: Appended carries the released entries
 	sendNow          = 5
 	sendAppended     = 6 // stream ID before, then the appended entries (7)
-	sendDropped      = 8 // messages dropped by the overflow policy
+	sendDropped      = 8 // pending messages the overflow policy dropped
+)
+
+// send.lua's refusals by the room's policy (status ROOM_FULL or
+// TOO_LARGE); oob.lua refuses with the same TOO_LARGE reply.
+const (
+	roomFullLimit   = 1 // MaxPending
+	roomFullPending = 2
+	tooLargeIndex   = 1 // the first payload too large, 0-based
+	tooLargeSize    = 2
+	tooLargeLimit   = 3 // the room's MaxPayloadBytes
+)
+
+// policy.lua
+const (
+	policyStatus   = 0
+	policyReleased = 1
+	policyAppended = 3 // stream ID before, then the appended entries (4)
 )
 
 // join.lua

@@ -24,7 +24,7 @@ type EventView struct {
 	Client    string    `json:"client,omitempty"`
 	Observer  bool      `json:"observer,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
-	Size      int       `json:"size,omitempty"` // malformed entries
+	Size      int       `json:"size,omitempty"` // malformed entries; dropped messages' payloads
 	Payload   *Payload  `json:"payload,omitempty"`
 	// Headers of a message or out-of-band message (queue.Header).
 	Headers map[string]string `json:"headers,omitempty"`
@@ -33,6 +33,8 @@ type EventView struct {
 	Actor   string   `json:"actor,omitempty"`
 	Count   *int     `json:"count,omitempty"`
 	Missing []string `json:"missing,omitempty"`
+	// Policy: a policy event's new policy, in its text form (queue.Policy).
+	Policy *string `json:"policy,omitempty"`
 	// Error: the entry could not be decoded (something other than the
 	// library wrote it); ID still says where it is.
 	Error string `json:"error,omitempty"`
@@ -65,6 +67,14 @@ func (h *Handler) eventView(ev streams.Event, err error) EventView {
 		p := ev.Priority
 		v.MessageID, v.Priority, v.Reason, v.Size = ev.MessageID, &p, ev.Reason, ev.Size
 		v.Payload = &Payload{Encoding: "bytes", Text: strconv.Quote(string(ev.Payload)), Size: ev.Size, Truncated: len(ev.Payload) < ev.Size}
+	case streams.Policy:
+		p := ev.Policy
+		v.Policy = &p
+	case streams.Dropped:
+		p := ev.Priority
+		v.MessageID, v.Priority, v.Producer, v.Reason, v.Size = ev.MessageID, &p, ev.Producer, ev.Reason, ev.Size
+	case streams.Skipped:
+		v.MessageID, v.Client, v.Reason = ev.MessageID, ev.ClientID, ev.Reason
 	default:
 		v.Client, v.Observer, v.Reason = ev.ClientID, ev.Observer, ev.Reason
 		extraEventView(&v, ev)

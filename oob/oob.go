@@ -40,13 +40,15 @@ func (b *Broadcaster) Send(ctx context.Context, room, producer string, payload [
 	if err != nil {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: %w", room, err)
 	}
-	if st, _ := v[0].(string); st == sferr.StatusTooLarge && len(v) >= 4 {
-		size, _ := v[2].(int64)
-		limit, _ := v[3].(int64)
+	// Reply of oob.lua (see its header): status, seq, epoch, stream ID, now
+	// ms; or TOO_LARGE, 0, the payload's size, the room's limit.
+	const seqAt, epochAt, idAt, nowAt = 1, 2, 3, 4
+	const sizeAt, limitAt = 2, 3
+	if st, _ := v[0].(string); st == sferr.StatusTooLarge && len(v) > limitAt {
+		size, _ := v[sizeAt].(int64)
+		limit, _ := v[limitAt].(int64)
 		return Sent{}, fmt.Errorf("%w: %d bytes, room %q limit %d (Policy.MaxPayloadBytes)", sferr.ErrPayloadTooLarge, size, room, limit)
 	}
-	// Reply of oob.lua (see its header): status, seq, epoch, stream ID, now ms.
-	const seqAt, epochAt, idAt, nowAt = 1, 2, 3, 4
 	if len(v) <= nowAt {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: short reply", room)
 	}

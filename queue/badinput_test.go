@@ -331,6 +331,12 @@ func badCases() []badCase {
 				return err
 			})
 		}
+		for _, d := range []time.Duration{-time.Second, 0, 9 * time.Millisecond, 366 * 24 * time.Hour} {
+			add(ErrInvalidOption, fmt.Sprintf("%s/AckDeadline %v", method, d), func(ctx context.Context, e *badEnv) error {
+				_, err := send(e.q)(ctx, e.room, data, AckDeadline(d))
+				return err
+			})
+		}
 		// Headers: bad keys and values, and sets over the limits, whether
 		// given one by one or as a map.
 		tooMany := map[string]string{}
@@ -365,6 +371,26 @@ func badCases() []badCase {
 			_, err := send(q)(ctx, e.room, data)
 			return err
 		})
+	}
+
+	// Room policies.
+	rooms("SetPolicy", func(ctx context.Context, e *badEnv, room string) error { return e.q.SetPolicy(ctx, room, Policy{}) })
+	rooms("Policy", func(ctx context.Context, e *badEnv, room string) error { _, err := e.q.Policy(ctx, room); return err })
+	lifecycle("SetPolicy", func(ctx context.Context, q *Queue, e *badEnv) error { return q.SetPolicy(ctx, e.room, Policy{}) })
+	lifecycle("Policy", func(ctx context.Context, q *Queue, e *badEnv) error { _, err := q.Policy(ctx, e.room); return err })
+	for name, p := range map[string]Policy{
+		"negative window":           {Window: -1},
+		"quorum and fraction":       {Quorum: 1, QuorumFraction: 1},
+		"fraction above 1":          {QuorumFraction: 2},
+		"negative MaxPending":       {MaxPending: -1},
+		"unknown overflow":          {Overflow: 3},
+		"payload above the Queue's": {MaxPayloadBytes: badMaxPayload + 1},
+		"unknown straggler":         {Straggler: 2},
+	} {
+		add(ErrInvalidPolicy, "SetPolicy/"+name, func(ctx context.Context, e *badEnv) error { return e.q.SetPolicy(ctx, e.room, p) })
+		if p.MaxPayloadBytes == 0 { // New's Queue has the default payload limit
+			add(ErrInvalidPolicy, "New/DefaultPolicy "+name, newWith(func(o *Options) { o.DefaultPolicy = p }))
+		}
 	}
 
 	lifecycle("CreateClientID", func(ctx context.Context, q *Queue, e *badEnv) error {

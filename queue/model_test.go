@@ -15,6 +15,12 @@ package queue_test
 // up to the timing of housekeeping and heartbeats, so the model replays
 // the evictions in the order the stream shows them; everything else the
 // model predicts on its own.
+//
+// Policy steps set window and quorum policies and, now and then, a
+// backlog limit (MaxPending with each Overflow) and a per-room payload
+// limit on top; the model refuses and drops as the rules say and compares
+// the drop events and Stats.Dropped. Ack deadlines and the straggler
+// policy are time-based and left to TestAckDeadline and TestStragglerSkip.
 
 import (
 	"context"
@@ -91,6 +97,7 @@ type mdlEvent struct {
 	reason   string // Leave, Evict
 	observer bool   // Join
 	policy   string // Policy: its text form
+	size     int    // Dropped: payload bytes (msg: seq, prio, producer; reason: the overflow policy)
 }
 
 func (e mdlEvent) String() string {
@@ -118,12 +125,14 @@ type mdlRoom struct {
 	// joiner starts at the last number), cn the last number complete and
 	// base the last number no longer tracked. Lock-step is window 1 with
 	// every member's ack.
-	pol    queue.Policy
-	rel    []uint64
-	pos    map[string]int
-	cn     int
-	base   int
-	stream []mdlEvent
+	pol queue.Policy
+	// dropped counts the messages the overflow policy dropped (rule 24).
+	dropped uint64
+	rel     []uint64
+	pos     map[string]int
+	cn      int
+	base    int
+	stream  []mdlEvent
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
@@ -272,17 +281,56 @@ func (r *mdlRoom) setPolicy(p queue.Policy) {
 	r.settle()
 }
 
-func (r *mdlRoom) send(prio int, producer, payload string) uint64 {
+// send enqueues a message within the room's policy: a payload above
+// MaxPayloadBytes, or one more message than MaxPending with Reject, is
+// refused with nothing changed; the dropping overflow policies drop until
+// the backlog fits (rules 23 to 25).
+func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
+	p := r.pol
+	if p.MaxPayloadBytes > 0 && len(payload) > p.MaxPayloadBytes {
+		return 0, queue.ErrPayloadTooLarge
+	}
+	if p.MaxPending > 0 && p.Overflow == queue.Reject && r.pendingCount()+1 > p.MaxPending {
+		return 0, queue.ErrRoomFull
+	}
 	r.seq++
 	r.pending[prio] = append(r.pending[prio], mdlMsg{seq: r.seq, prio: prio, producer: producer, payload: payload})
+	for p.MaxPending > 0 && r.pendingCount() > p.MaxPending {
+		var lvl, at int
+		switch p.Overflow {
+		case queue.DropOldest:
+			lvl = -1
+			for l, list := range r.pending {
+				if len(list) > 0 && (lvl < 0 || list[0].seq < r.pending[lvl][0].seq) {
+					lvl = l
+				}
+			}
+		case queue.DropLowestPriority:
+			for l := range r.pending {
+				if len(r.pending[l]) > 0 {
+					lvl = l
+				}
+			}
+			at = len(r.pending[lvl]) - 1
+		}
+		m := r.pending[lvl][at]
+		r.pending[lvl] = slices.Delete(r.pending[lvl], at, at+1)
+		r.add(mdlEvent{typ: streams.Dropped, msg: mdlMsg{seq: m.seq, prio: m.prio, producer: m.producer}, reason: p.Overflow.String(), size: len(m.payload)})
+		r.dropped++
+	}
 	r.settle()
-	return r.seq
+	return r.seq, nil
 }
 
-func (r *mdlRoom) oob(producer, payload string) uint64 {
+// oob appends an out-of-band message; the room's MaxPayloadBytes applies
+// (rule 25).
+func (r *mdlRoom) oob(producer, payload string) (uint64, error) {
+	if r.pol.MaxPayloadBytes > 0 && len(payload) > r.pol.MaxPayloadBytes {
+		return 0, queue.ErrPayloadTooLarge
+	}
 	r.seq++
 	r.add(mdlEvent{typ: streams.OutOfBand, msg: mdlMsg{seq: r.seq, producer: producer, payload: payload}})
-	return r.seq
+	return r.seq, nil
 }
 
 // join adds a member; one that joins mid-flight does not owe the ack of
@@ -554,11 +602,19 @@ func (h *mdlHarness) run() {
 		id, err := h.q.SendOutOfBand(h.ctx, room, []byte("the end"))
 		require.NoError(h.t, err, h.at("final oob"))
 		h.counts.oob++
-		require.Equal(h.t, h.model.rooms[room].oob("", "the end"), id, h.at("final oob ID"))
+		want, err := h.model.rooms[room].oob("", "the end")
+		require.NoError(h.t, err)
+		require.Equal(h.t, want, id, h.at("final oob ID"))
 	}
 	h.drain()
 	st := h.q.Stats()
 	require.Equal(h.t, h.counts.sent, st.Sent, h.at("Stats.Sent"))
+	var dropped uint64
+	for _, r := range h.model.rooms {
+		dropped += r.dropped
+	}
+	require.Equal(h.t, dropped, st.Dropped, h.at("Stats.Dropped"))
+	h.t.Logf("backlog limits: %d messages dropped", dropped)
 	require.Equal(h.t, h.counts.oob, st.OutOfBand, h.at("Stats.OutOfBand"))
 	require.Equal(h.t, h.counts.acked, st.Acked, h.at("Stats.Acked"))
 	require.Equal(h.t, h.counts.stale, st.AckStale, h.at("Stats.AckStale"))
@@ -672,9 +728,14 @@ func (h *mdlHarness) opSend() []string {
 	}
 	h.note("send %q p%d", room, prio)
 	id, err := h.q.Send(h.ctx, room, []byte(payload), opts...)
+	want, werr := h.model.rooms[room].send(prio, producer, payload)
+	if werr != nil {
+		require.ErrorIs(h.t, err, werr, h.at("Send refused by the policy %v", h.model.rooms[room].pol))
+		return []string{room}
+	}
 	require.NoError(h.t, err, h.at("Send"))
 	h.counts.sent++
-	require.Equal(h.t, h.model.rooms[room].send(prio, producer, payload), id, h.at("Send ID"))
+	require.Equal(h.t, want, id, h.at("Send ID"))
 	return []string{room}
 }
 
@@ -683,9 +744,14 @@ func (h *mdlHarness) opOOB() []string {
 	payload := fmt.Sprintf("oob %s/%d", room, h.op)
 	h.note("oob %q", room)
 	id, err := h.q.SendOutOfBand(h.ctx, room, []byte(payload), queue.Producer("oob"))
+	want, werr := h.model.rooms[room].oob("oob", payload)
+	if werr != nil {
+		require.ErrorIs(h.t, err, werr, h.at("SendOutOfBand refused by the policy"))
+		return []string{room}
+	}
 	require.NoError(h.t, err, h.at("SendOutOfBand"))
 	h.counts.oob++
-	require.Equal(h.t, h.model.rooms[room].oob("oob", payload), id, h.at("SendOutOfBand ID"))
+	require.Equal(h.t, want, id, h.at("SendOutOfBand ID"))
 	return []string{room}
 }
 
@@ -788,6 +854,15 @@ func (h *mdlHarness) opPolicy() []string {
 		{Window: 3, QuorumFraction: 0.7},
 	}
 	p := policies[h.rng.IntN(len(policies))]
+	// Backlog limits (rules 23 to 25) on top, now and then.
+	if h.rng.IntN(2) == 0 {
+		p.MaxPending = []int{1, 2, 4, 8}[h.rng.IntN(4)]
+		p.Overflow = queue.OverflowPolicy(h.rng.IntN(3))
+	}
+	if h.rng.IntN(4) == 0 {
+		// The payloads are "<room>/<op>": this limit refuses some.
+		p.MaxPayloadBytes = len(room) + 3
+	}
 	h.note("policy %q %s", room, p)
 	require.NoError(h.t, h.q.SetPolicy(h.ctx, room, p), h.at("SetPolicy"))
 	h.model.rooms[room].setPolicy(p)
@@ -1091,6 +1166,9 @@ func mdlFromStream(ev streams.Event) mdlEvent {
 		}
 	case streams.Policy:
 		out.policy = ev.Policy
+	case streams.Dropped:
+		out.msg = mdlMsg{seq: ev.MessageID, prio: ev.Priority, producer: ev.Producer}
+		out.reason, out.size = ev.Reason, ev.Size
 	default:
 		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
 	}

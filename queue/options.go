@@ -203,8 +203,8 @@ type SendOption func(*sendOptions) error
 type sendOptions struct {
 	priority    int
 	producer    string
-	ackDeadline time.Duration
 	headers     map[string]string
+	ackDeadline time.Duration
 }
 
 // AckDeadline gives the message its own ack timeout: d after its release,

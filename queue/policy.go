@@ -103,7 +103,7 @@ func (s StragglerPolicy) String() string {
 // exact in a Lua number.
 const maxPolicyInt = 1 << 30
 
-// Validate reports the first field out of range as an ErrInvalidPolicy;
+// validate reports the first field out of range as an ErrInvalidPolicy;
 // maxPayload is the Queue's Options.MaxPayloadBytes, which
 // Policy.MaxPayloadBytes may not exceed.
 func (p Policy) validate(maxPayload int) error {

@@ -109,7 +109,7 @@ type Event struct {
 	// Malformed (MalformedHeader, MalformedPayload), Dropped (the overflow
 	// policy), Skipped ("ack-deadline"); the operator's reason
 	// of an admin event (Pause, Resume, Purge, ForceRelease, Kick,
-	// RoomDeleted).
+	// RoomDeleted); Dropped (the overflow policy), Skipped ("ack-deadline").
 	Reason string
 	// Actor: who made an admin event (queue.Queue.Admin's actor).
 	Actor string

@@ -189,6 +189,7 @@ type stateJSON struct {
 	StreamLen  int64          `json:"stream_entries"`
 	Hold       bool           `json:"hold_when_empty"`
 	Paused     *pausedJSON    `json:"paused,omitempty"`
+	Policy     *policyJSON    `json:"policy"`
 }
 
 // pausedJSON is an operator's pause (syncfanout pause).
@@ -246,6 +247,7 @@ func stateView(st queue.RoomState) stateJSON {
 		Room: st.Room, Now: st.Now.UTC(), LastSeq: st.LastSeq, Pending: st.Pending,
 		StreamLen: st.StreamLen, Hold: st.Hold,
 		Members: []memberJSON{}, Observers: []memberJSON{}, WaitingOn: []memberJSON{},
+		Policy: policyView(st.Policy, st.PolicyStored),
 	}
 	if st.Paused {
 		s.Paused = &pausedJSON{Since: st.PausedAt.UTC(), By: st.PausedBy, Reason: st.PauseReason}
@@ -341,6 +343,7 @@ func printState(w io.Writer, st queue.RoomState, s stateJSON) error {
 	}
 	fmt.Fprintf(tw, "last message:\t%d\n", st.LastSeq)
 	fmt.Fprintf(tw, "stream:\t%d entries\n", st.StreamLen)
+	fmt.Fprintf(tw, "policy:\t%s\n", policySummary(st.Policy, st.PolicyStored))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -657,6 +660,7 @@ type eventJSON struct {
 	UpTo       uint64            `json:"up_to,omitempty"`   // purge: its message ID bound
 	Missing    []string          `json:"missing,omitempty"` // release: members that had not acked
 	Headers    map[string]string `json:"headers,omitempty"`
+	Policy     *string           `json:"policy,omitempty"` // policy: the new policy's text form
 	*payloadJSON
 }
 
@@ -714,6 +718,19 @@ func (p *eventPrinter) print(ev streams.Event) error {
 	case streams.ForceRelease:
 		j.ID, j.Actor, j.Reason, j.Missing = ev.MessageID, ev.Actor, ev.Reason, ev.Missing
 		details = fmt.Sprintf("#%d missing=%s %s", ev.MessageID, dash(strings.Join(ev.Missing, ",")), adminDetails(ev))
+	case streams.Policy:
+		j.Policy = ptr(ev.Policy)
+		details = "policy=" + ev.Policy
+		if ev.Policy == "" {
+			details = "policy=lock-step (every field zero)"
+		}
+	case streams.Dropped:
+		j.ID, j.Priority, j.Reason, j.Size = ev.MessageID, ptr(ev.Priority), ev.Reason, ptr(ev.Size)
+		j.Producer = ptr(ev.Producer)
+		details = fmt.Sprintf("#%d priority=%d producer=%s reason=%s size=%d", ev.MessageID, ev.Priority, dash(ev.Producer), ev.Reason, ev.Size)
+	case streams.Skipped:
+		j.ID, j.Client, j.Reason = ev.MessageID, ev.ClientID, ev.Reason
+		details = fmt.Sprintf("#%d client=%s reason=%s", ev.MessageID, ev.ClientID, ev.Reason)
 	default:
 		j.Client, j.Observer, j.Reason, j.Actor = ev.ClientID, ev.Observer, ev.Reason, ev.Actor
 		details = "client=" + ev.ClientID
@@ -750,7 +767,7 @@ func sendCmd() *command {
 		name:    "send",
 		args:    "ROOM DATA",
 		nargs:   2,
-		summary: "Send a message to a room (one of the commands that change Redis, with the admin commands). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
+		summary: "Send a message to a room (one of the commands that change Redis, with policy set and the admin commands). DATA is sent as bytes, or decoded from JSON with --json; - reads it from standard input.",
 		example: "syncfanout send lobby 'hello'\n" +
 			"syncfanout send --json --priority 1 --producer ops lobby '{\"kind\":\"reload\"}'\n" +
 			"echo 'stop' | syncfanout send --oob lobby -\n" +

@@ -22,6 +22,7 @@ type env struct {
 	stdin  io.Reader // answers to the admin commands' questions
 	stdout io.Writer
 	stderr io.Writer
+	given  []string // the command's own flags given on the command line
 
 	rdb redis.UniversalClient
 	q   *queue.Queue

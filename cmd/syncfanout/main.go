@@ -6,11 +6,11 @@
 //	syncfanout --redis redis://localhost:6379 state lobby
 //
 // It never runs housekeeping or heartbeats and changes nothing in Redis,
-// except for the send command and the admin commands (pause, resume,
-// purge, release, kick, delete), which ask for confirmation unless --yes
-// and record who made them (--actor) and why (--reason) in the room's
-// stream. The console command serves the web console (package console),
-// read-only unless --admin.
+// except for the send and policy set commands and the admin commands
+// (pause, resume, purge, release, kick, delete), which ask for
+// confirmation unless --yes and record who made them (--actor) and why
+// (--reason) in the room's stream. The console command serves the web
+// console (package console), read-only unless --admin.
 package main
 
 import (
@@ -82,13 +82,14 @@ type command struct {
 	summary string
 	example string
 	flags   func(fs *flag.FlagSet) // the command's own flags
-	nargs   int                    // exact number of positional arguments
+	nargs   int                    // number of positional arguments
+	maxArgs int                    // when above nargs: the most positional arguments
 	run     func(ctx context.Context, env *env, args []string) error
 }
 
 func commands() []*command {
 	return []*command{
-		roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(),
+		roomsCmd(), stateCmd(), peekCmd(), tailCmd(), replayCmd(), sendCmd(), policyCmd(),
 		pauseCmd(), resumeCmd(), purgeCmd(), releaseCmd(), kickCmd(), deleteCmd(),
 		consoleCmd(),
 	}
@@ -182,12 +183,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fs.Visit(func(f *flag.Flag) { g.shardsSet = g.shardsSet || f.Name == "shards" })
-	if len(pos) != cmd.nargs {
+	if len(pos) < cmd.nargs || len(pos) > max(cmd.nargs, cmd.maxArgs) {
 		fmt.Fprintf(stderr, "syncfanout %s: want %s, got %d argument(s)\n", cmd.name, plural(cmd.nargs, cmd.args), len(pos))
 		fmt.Fprintf(stderr, "run 'syncfanout %s --help' for usage\n", cmd.name)
 		return exitUsage
 	}
-	e := &env{g: g, stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	// The command's own flags that were given, for commands whose flags
+	// only make sense in one form (policy set).
+	global := map[string]bool{"format": true}
+	top.VisitAll(func(f *flag.Flag) { global[f.Name] = true })
+	var own []string
+	fs.Visit(func(f *flag.Flag) {
+		if !global[f.Name] {
+			own = append(own, f.Name)
+		}
+	})
+	e := &env{g: g, stdin: os.Stdin, stdout: stdout, stderr: stderr, given: own}
 	defer e.close()
 	err = cmd.run(ctx, e, pos)
 	if err == nil {
@@ -237,9 +248,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func mainUsage(w io.Writer, fs *flag.FlagSet, cmds []*command) {
 	fmt.Fprintf(w, `syncfanout inspects a syncfanout deployment. It changes nothing in Redis,
-except for send and the admin commands (pause, resume, purge, release,
-kick, delete), which ask for confirmation unless --yes, and the web
-console's admin buttons (console --admin).
+except for send, policy set and the admin commands (pause, resume, purge,
+release, kick, delete), which ask for confirmation unless --yes, and the
+web console's admin buttons (console --admin).
 
 Usage:
   syncfanout [global flags] COMMAND [flags] [ARGS]

@@ -178,6 +178,54 @@ func TestCLI(t *testing.T) {
 	t.Run("malformed", func(t *testing.T) { testMalformedAlike(t, bin) })
 	t.Run("idle-rooms", func(t *testing.T) { testIdleRoomsListed(t, bin) })
 	t.Run("headers", func(t *testing.T) { testHeaders(t, bin) })
+	t.Run("policy", func(t *testing.T) { testPolicy(t, bin) })
+}
+
+// testPolicy: policy shows a room's policy, policy set changes only the
+// fields given and keeps the others, and is seen by the library and the
+// state and replay commands; bad values are usage errors.
+func testPolicy(t *testing.T, bin string) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		scenario(ctx, t, b)
+		c := newCLI(bin, b)
+		ok := func(args ...string) string {
+			t.Helper()
+			r := c.run(ctx, t, args...)
+			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
+			require.Empty(t, r.stderr)
+			return r.stdout
+		}
+		golden(t, "policy_default.golden", ok("policy", "lobby"))
+		golden(t, "policy_set.golden", ok("policy", "set", "lobby", "--max-pending", "100", "--overflow", "drop-oldest"))
+		golden(t, "policy_set_json.golden", ok("policy", "set", "--straggler", "skip", "--format", "json", "lobby"))
+		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, DisableHousekeeping: true})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = q.Close() })
+		p, err := q.Policy(ctx, "lobby")
+		require.NoError(t, err)
+		require.Equal(t, queue.Policy{MaxPending: 100, Overflow: queue.DropOldest, Straggler: queue.Skip}, p, "earlier fields kept")
+		require.Contains(t, ok("state", "lobby"), "policy:        maxpending=100,overflow=drop-oldest,straggler=skip\n")
+		replay := ok("replay", "lobby")
+		require.Contains(t, replay, "policy=maxpending=100,overflow=drop-oldest\n")
+		require.Contains(t, replay, "policy=maxpending=100,overflow=drop-oldest,straggler=skip\n")
+
+		for _, args := range [][]string{
+			{"policy", "set", "lobby"},
+			{"policy", "--max-pending", "3", "lobby"},
+			{"policy", "set", "lobby", "--window", "-1"},
+			{"policy", "set", "lobby", "--quorum", "2", "--quorum-fraction", "0.5"},
+			{"policy", "set", "lobby", "--overflow", "drop-newest"},
+			{"policy", "get", "lobby"},
+		} {
+			r := c.run(ctx, t, args...)
+			require.Equal(t, exitUsage, r.code, "syncfanout %v: %s", args, r.stderr)
+		}
+		p, err = q.Policy(ctx, "lobby")
+		require.NoError(t, err)
+		require.Equal(t, 100, p.MaxPending, "refused changes change nothing")
+	})
 }
 
 // testHeaders (issue 18): send --header attaches headers, to queued and
@@ -439,6 +487,8 @@ func testChangesNothing(t *testing.T, bin string) {
 		for _, args := range [][]string{
 			{"rooms"}, {"state", "lobby"}, {"state", "held"}, {"peek", "lobby"},
 			{"replay", "lobby"}, {"replay", "nosuchroom"}, {"state", "nosuchroom"},
+			{"policy", "lobby"}, {"policy", "--format", "json", "lobby"},
+			{"policy", "--max-pending", "3", "lobby"}, {"policy", "set", "lobby", "--window", "-1"},
 		} {
 			c.run(ctx, t, args...)
 		}

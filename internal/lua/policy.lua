@@ -15,12 +15,8 @@ local given = {}
 for k, v in string.gmatch(ARGV[6], '([%w]+)=([^,]*)') do given[k] = v end
 mset('p:set', '1')
 for _, k in ipairs(POLICY_FIELDS) do
-  local f = 'p:' .. k
-  if given[k] then
-    mset(f, given[k])
-  elseif META[f] then
-    mset(f, false)
-  end
+  -- Fields not given are deleted whether they exist or not: one HDEL.
+  mset('p:' .. k, given[k] or false)
 end
 POLICY = nil -- policy() reads the new fields
 append({'t', 'p', 'v', ARGV[6]})

@@ -311,12 +311,24 @@ end
 -- payload_refusal applies the room's MaxPayloadBytes to the payloads
 -- ARGV[from..] (each a kind byte and the body): the reply refusing the
 -- call for the first one too large, or nil. Nothing is written before it.
+-- body_len is the size of a stored payload's body: without its kind byte
+-- and, like Options.MaxPayloadBytes, without its header block ("h<block
+-- length>:<block>", see header_block below).
+local function body_len(p, from)
+  from = from or 1
+  if string.byte(p, from) == 104 then -- 'h'
+    local n, at = string.match(p, '^h(%d+):()', from)
+    if n then return #p - (at - 1) - tonumber(n) - 1 end
+  end
+  return #p - from
+end
 local function payload_refusal(from)
   local limit = policy().maxpayload
   if limit <= 0 then return nil end
   for i = from, #ARGV do
-    if #ARGV[i] - 1 > limit then
-      return {'TOO_LARGE', i - from, #ARGV[i] - 1, limit}
+    local n = body_len(ARGV[i])
+    if n > limit then
+      return {'TOO_LARGE', i - from, n, limit}
     end
   end
   return nil
@@ -1028,9 +1040,21 @@ local function update_index(st)
   end
 end
 
+-- clear_deadlines deletes the per-message ack deadlines left in meta
+-- when the room has nothing pending: those of messages removed without
+-- being released or dropped by send.lua (an operator's purge, manual
+-- edits). Only rooms with "dn" set pay its HKEYS.
+local function clear_deadlines()
+  for _, f in ipairs(redis.call('HKEYS', KEYS[K_META])) do
+    if string.sub(f, 1, 2) == 'd:' then mset(f, false) end
+  end
+  mset('dn', false)
+end
+
 -- settle is the common tail of every state change.
 local function settle()
   local n, last, st = release()
+  if st.pend == 0 and META.dn then clear_deadlines() end
   update_index(st)
   flush_meta()
   return n, last

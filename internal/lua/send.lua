@@ -50,7 +50,7 @@ local function drop_entry(m, p, why)
     ev[#ev + 1] = 'p'
     ev[#ev + 1] = string.sub(m, at, at + plen - 1)
     ev[#ev + 1] = 'n'
-    ev[#ev + 1] = math.max(#m - at - plen, 0)
+    ev[#ev + 1] = math.max(body_len(m, at + plen), 0)
     take_deadline(seq)
   end
   append(ev)
@@ -71,13 +71,18 @@ local function oldest_list()
 end
 
 -- overflow drops pending messages, by the room's overflow policy, until
--- the backlog is within MaxPending again. Returns how many it dropped.
-local function overflow()
+-- the backlog is within MaxPending again, but at most DRAIN_BATCH more
+-- than the call sent (count), so that one call never blocks Redis for
+-- long: a backlog far above a lowered limit shrinks over the next sends.
+-- Returns how many it dropped.
+local function overflow(count)
   local p = policy()
   local pend = tonumber(META.pend or '0')
   if p.maxpending <= 0 or pend <= p.maxpending or p.overflow == 'reject' then return 0 end
   local dropped, tries = 0, 0
-  while pend > p.maxpending and tries <= pend do
+  -- Each try removes an entry (or stops): entries not written by this
+  -- script are removed without counting.
+  while pend > p.maxpending and tries < count + DRAIN_BATCH do
     tries = tries + 1
     local m, lvl
     if p.overflow == 'drop-oldest' then
@@ -129,7 +134,7 @@ mset('seq', first + count - 1)
 mset('pend', tonumber(META.pend or '0') + count)
 redis.call('HINCRBY', KEYS[K_STATS], 'backlog', count)
 if META.hold ~= HOLD then mset('hold', HOLD) end
-local dropped = overflow()
+local dropped = overflow(count)
 reap()
 local n, last = settle()
 return {'OK', first, ep, n, last or false, NOW, PREV or false, APPENDED, dropped}
