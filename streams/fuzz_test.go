@@ -88,7 +88,12 @@ func FuzzDecode(f *testing.F) {
 			if ev.MessageID == 0 {
 				t.Fatalf("release event without a message: %+v", ev)
 			}
-		case streams.Join, streams.Leave, streams.Evict, streams.Kick:
+		case streams.Policy:
+		case streams.Dropped:
+			if ev.Priority < 0 || ev.Size < 0 {
+				t.Fatalf("inconsistent drop event %+v from %+v", ev, m)
+			}
+		case streams.Join, streams.Leave, streams.Evict, streams.Kick, streams.Skipped:
 			if ev.ClientID == "" {
 				t.Fatalf("membership event without a client: %+v", ev)
 			}
