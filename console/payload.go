@@ -4,9 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"math"
 	"unicode/utf8"
+
+	"github.com/syncfanout/syncfanout/internal/payload"
 )
 
 // Payload is a message payload made readable.
@@ -55,7 +55,7 @@ func (h *Handler) payload(m decodable) Payload {
 	if err := m.Decode(&v); err != nil {
 		return Payload{Encoding: "invalid", Error: err.Error(), Size: len(b)}
 	}
-	out, err := json.MarshalIndent(jsonable(v), "", "  ")
+	out, err := json.MarshalIndent(payload.JSONable(v, "base64:"), "", "  ")
 	if err != nil {
 		return Payload{Encoding: "invalid", Error: err.Error(), Size: len(b)}
 	}
@@ -78,42 +78,4 @@ func trimRune(b []byte) []byte {
 		}
 	}
 	return b
-}
-
-// jsonable turns what msgpack decodes into what encoding/json accepts:
-// string keys, byte strings as text (UTF-8) or base64, non-finite floats
-// as text.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-		return x
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[fmt.Sprint(k)] = jsonable(e)
-		}
-		return out
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-		return x
-	case []byte:
-		if utf8.Valid(x) {
-			return string(x)
-		}
-		return "base64:" + base64.StdEncoding.EncodeToString(x)
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Sprint(x)
-		}
-	case float32:
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Sprint(x)
-		}
-	}
-	return v
 }

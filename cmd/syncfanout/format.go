@@ -4,13 +4,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/syncfanout/syncfanout/internal/payload"
 	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
 )
@@ -42,7 +42,7 @@ func payloadOf(m decodable) payloadJSON {
 	if err := m.Decode(&v); err != nil {
 		return payloadJSON{"invalid", err.Error()}
 	}
-	v = jsonable(v)
+	v = payload.JSONable(v, "")
 	if _, err := json.Marshal(v); err != nil {
 		return payloadJSON{"invalid", err.Error()}
 	}
@@ -79,44 +79,6 @@ func (p payloadJSON) text() string {
 		s = string(r[:119]) + "…"
 	}
 	return s
-}
-
-// jsonable turns what msgpack decodes into something encoding/json takes:
-// maps with non-string keys get string keys, byte strings follow the
-// payload rule (UTF-8 as text, else base64), non-finite floats become text.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-		return x
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[fmt.Sprint(k)] = jsonable(e)
-		}
-		return out
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-		return x
-	case []byte:
-		if utf8.Valid(x) {
-			return string(x)
-		}
-		return base64.StdEncoding.EncodeToString(x)
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Sprint(x)
-		}
-	case float32:
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Sprint(x)
-		}
-	}
-	return v
 }
 
 // fromJSON turns JSON numbers into int64 when they are integers, so
