@@ -19,6 +19,7 @@ for _, k in ipairs(POLICY_FIELDS) do
   mset('p:' .. k, given[k] or false)
 end
 POLICY = nil -- policy() reads the new fields
+PFIELDS = true -- every p: field was just set or deleted: nothing to read
 append({'t', 'p', 'v', ARGV[6]})
 local n, last = settle()
 return {'OK', n, last or false, PREV or false, APPENDED}

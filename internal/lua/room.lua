@@ -79,11 +79,11 @@ local NOW = now_ms()
 local META = {}
 do
   -- pz (paused) rides along: one more field of a read every call makes,
-  -- so the release step's paused check costs no call. rn, cn, wl: the
-  -- windowed barrier's state (see its part below).
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set',
-    'p:window', 'p:quorum', 'p:qfrac', 'p:maxlag', 'p:maxpending', 'p:overflow',
-    'p:maxpayload', 'p:straggler', 'rn', 'cn', 'wl'}
+  -- so the release step's paused check costs no call. p:set and rn are
+  -- markers only: the policy's fields (policy()) and the rest of the
+  -- windowed state (wload) are read when they are there, so the default
+  -- policy in lock-step pays for two names, not twelve.
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -116,6 +116,21 @@ end
 local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
   'overflow', 'maxpayload', 'straggler'}
 local POLICY = nil
+-- PFIELDS says META holds the stored policy's fields (load_pfields).
+local PFIELDS = false
+-- load_pfields reads the p: fields into META, in one call, for a room
+-- with a stored policy; fields this call already changed (policy.lua)
+-- keep their new value.
+local function load_pfields()
+  if PFIELDS then return end
+  PFIELDS = true
+  local names = {}
+  for i, k in ipairs(POLICY_FIELDS) do names[i] = 'p:' .. k end
+  local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
+  for i, k in ipairs(names) do
+    if mv[i] and META_DIRTY[k] == nil then META[k] = mv[i] end
+  end
+end
 -- policy returns the room's policy: the stored one when p:set is there,
 -- else the Queue's default from ARGV[5]; absent fields take their zero
 -- value (window 1, quorum 0: every member, overflow "reject", straggler
@@ -125,6 +140,7 @@ local function policy()
   if POLICY then return POLICY end
   local raw = {}
   if META['p:set'] then
+    load_pfields()
     for _, k in ipairs(POLICY_FIELDS) do raw[k] = META['p:' .. k] end
   else
     local def = string.match(ARGV[5], ';(.*)$')
@@ -555,6 +571,7 @@ load_policy = function()
   local stored = META['p:set']
   local maybe
   if stored then
+    load_pfields()
     maybe = META['p:window'] or META['p:quorum'] or META['p:qfrac'] or META['p:maxlag']
   else
     maybe = string.find(ARGV[5], ';', 1, true)
@@ -600,6 +617,10 @@ win = function()
     if WS then return WS end
     WS = {list = {}}
     if META.rn then
+      -- cn and wl were left out of the common read: rn marks a windowed room.
+      local mv = redis.call('HMGET', KEYS[K_META], 'cn', 'wl')
+      if mv[1] and META_DIRTY.cn == nil then META.cn = mv[1] end
+      if mv[2] and META_DIRTY.wl == nil then META.wl = mv[2] end
       WS.rn = tonumber(META.rn)
       WS.cn = tonumber(META.cn or META.rn)
       for seq, id, rt, to in string.gmatch(META.wl or '', '(%d+)/([%d%-]+)/(%d+)/(%d+)') do
