@@ -302,6 +302,11 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	case <-ctx.Done():
 		return res, errors.Join(fmt.Errorf("lock-step %s S=%d: stalled", spec.Mode, spec.S), k.failed(), ctx.Err())
 	}
+	// Stop the subscribers before reading what they recorded: under a
+	// quorum or a window the room completes while a slow member still
+	// receives, and its loop would go on writing the sink's arrays.
+	stopSubs()
+	subs.Wait()
 	if err := k.failed(); err != nil {
 		return res, err
 	}
