@@ -27,9 +27,9 @@ func (b *Barrier) AckPipelined(ctx context.Context, acks []AckArgs) (res []Acked
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(acks))
 	for i, a := range acks {
-		// EVALSHA only: a pipeline has no EVAL fallback, so a NOSCRIPT
+		// A pipeline has no fallback: a NOSCRIPT or a function not loaded
 		// comes back as an error and goes to retry.
-		cmds[i] = lua.Ack.EvalSha(ctx, pipe, b.layout.RoomKeys(a.Room), b.cfg.Args(a.Room, a.Client, a.Seq, a.Epoch, a.Incarnation)...)
+		cmds[i] = b.cfg.Engine.Pipe(ctx, pipe, lua.Ack, b.layout.RoomKeys(a.Room), b.cfg.Args(a.Room, a.Client, a.Seq, a.Epoch, a.Incarnation)...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	for i, a := range acks {

@@ -28,7 +28,7 @@ func (h *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		n := 0
 		for _, c := range cmds {
-			if args := c.Args(); c.Name() == "evalsha" && len(args) > 1 && fmt.Sprint(args[1]) == lua.Ack.Hash() {
+			if lua.Called(c) == lua.Ack {
 				n++
 			}
 		}
