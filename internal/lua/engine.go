@@ -233,12 +233,16 @@ func isRefused(err error) bool {
 		strings.Contains(msg, "noperm") && strings.Contains(msg, "permission")
 }
 
+// byCall finds a script by what its commands name: the function's name
+// is built from LibraryName here, not read from s.fn, so that this map is
+// initialized after the library (Go orders package variables by what
+// their initializers refer to).
 var byCall = func() map[string]*Script {
 	m := map[string]*Script{}
 	for _, s := range all {
 		m["evalsha\x00"+s.Hash()] = s
 		m["eval\x00"+Source(s.file)] = s
-		m["fcall\x00"+s.fn] = s
+		m["fcall\x00"+LibraryName+"_"+s.name] = s
 	}
 	return m
 }()

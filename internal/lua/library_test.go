@@ -1,11 +1,13 @@
 package lua
 
 import (
+	"context"
 	"io/fs"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -93,4 +95,19 @@ func TestLibraryHoldsEveryScript(t *testing.T) {
 		require.True(t, s.ReadOnly(), s.name)
 	}
 	require.Equal(t, len(all), strings.Count(Library, "redis.register_function{"))
+}
+
+// TestCalled: every script is found by each of its three commands.
+func TestCalled(t *testing.T) {
+	ctx := context.Background()
+	for _, s := range all {
+		for _, cmd := range []*redis.Cmd{
+			redis.NewCmd(ctx, "fcall", s.Function(), 1, "k"),
+			redis.NewCmd(ctx, "evalsha", s.Hash(), 1, "k"),
+			redis.NewCmd(ctx, "eval", Source(s.file), 1, "k"),
+		} {
+			require.Same(t, s, Called(cmd), "%s %v", s.name, cmd.Args()[0])
+		}
+	}
+	require.Nil(t, Called(redis.NewCmd(ctx, "get", "k")))
 }
