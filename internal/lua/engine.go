@@ -126,8 +126,16 @@ type Engine struct {
 	onFallback func(error)
 }
 
+// AutoIs, when not ModeAuto, is what NewEngine makes of ModeAuto. Only
+// the test harness sets it (redistest.Main, from SYNCFANOUT_SCRIPTS), so
+// that a whole suite can run on one path; it is no option of the library.
+var AutoIs = ModeAuto
+
 // NewEngine returns an Engine that loads the library through rdb.
 func NewEngine(rdb redis.UniversalClient, mode Mode, onFallback func(error)) *Engine {
+	if mode == ModeAuto {
+		mode = AutoIs
+	}
 	if mode != ModeAuto && mode != ModeFunctions {
 		mode = ModeEval
 	}
