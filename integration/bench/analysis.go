@@ -137,7 +137,7 @@ func analysis(r *Report) string {
 	p("`room.lua` cost on every `EVALSHA` was mostly creating its local functions, not its Redis")
 	p("calls (the prelude alone 14-16 µs of script time as an `EVALSHA`, of which `TIME` and the")
 	p("meta `HMGET` ~4 µs and an empty script ~2 µs). A library runs that once, at `FUNCTION LOAD`;")
-	p("a `reap` with nothing to do costs 8-10 µs as a function against 17-18 µs as an `EVALSHA` of the")
+	p("a `reap` with nothing to do costs 10-11 µs as a function against 18-19 µs as an `EVALSHA` of the")
 	p("same code (docs/bench/default-policy-cost.md has the per-message figures, before and after).")
 	p("")
 	if r.W4 != nil && r.W4.QueuedDelta.OK() {
