@@ -113,8 +113,8 @@ const (
 	ModeEval
 )
 
-// Engine runs the scripts for one Queue. Its zero value and nil run them
-// with EVALSHA.
+// Engine runs the scripts for one Queue; make one with NewEngine. A nil
+// Engine runs them with EVALSHA.
 type Engine struct {
 	mode Mode
 	// loader is the caller's client, which FUNCTION LOAD goes through: on
@@ -196,6 +196,10 @@ func (e *Engine) load(ctx context.Context, keys []string) error {
 		}
 		node = n
 	}
+	return loadOn(ctx, node)
+}
+
+func loadOn(ctx context.Context, node redis.Cmdable) error {
 	err := node.FunctionLoad(ctx, Library).Err()
 	if err != nil && strings.Contains(err.Error(), "already exists") {
 		return nil
@@ -206,18 +210,11 @@ func (e *Engine) load(ctx context.Context, keys []string) error {
 // Load loads the library on every master of rdb, so that the first calls
 // do not each miss; what it cannot reach is loaded on first use instead.
 func Load(ctx context.Context, rdb redis.UniversalClient) error {
-	load := func(ctx context.Context, c *redis.Client) error {
-		err := c.FunctionLoad(ctx, Library).Err()
-		if err != nil && strings.Contains(err.Error(), "already exists") {
-			return nil
-		}
-		return err
-	}
 	switch c := rdb.(type) {
 	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, load)
+		return c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return loadOn(ctx, c) })
 	case *redis.Client:
-		return load(ctx, c)
+		return loadOn(ctx, c)
 	}
 	return errors.New("lua: Load needs a *redis.Client or *redis.ClusterClient")
 }

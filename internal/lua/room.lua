@@ -379,7 +379,8 @@ end
 -- Returns nil for such an entry: never an error halfway through a script,
 -- since Redis does not roll back a script's earlier writes.
 -- string.byte('r'), string.byte('m'): a library's top level runs at FUNCTION
--- LOAD, where Redis offers no globals but redis (no string, math, table).
+-- LOAD, where Redis offers no global but redis's loading API (no string,
+-- math, tonumber...); only code inside functions may use them.
 local KIND_RAW, KIND_MSGPACK = 114, 109
 -- A payload with headers starts "h<block length>:", then the block of
 -- "<key length>:<key><value length>:<value>" pairs, then a payload of kind
