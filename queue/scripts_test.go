@@ -199,6 +199,32 @@ func TestScriptLibrary(t *testing.T) {
 				require.Zero(t, calls["evalsha"]+calls["eval"], "%v", calls)
 			})
 
+			t.Run("concurrent loads", func(t *testing.T) {
+				// Many calls miss at once, and each loads: the ones that
+				// find the library loaded meanwhile go on.
+				q := setupOn(t, admin, "race", fast(queue.Options{}))
+				d.do(t, ctx, "function", "flush")
+				d.do(t, ctx, "config", "resetstat")
+				var wg sync.WaitGroup
+				errs := make(chan error, 32)
+				for i := range 32 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, err := q.Send(ctx, fmt.Sprintf("room-%d", i%4), []byte("x"))
+						errs <- err
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					require.NoError(t, err)
+				}
+				calls := d.calls(t, ctx)
+				require.Positive(t, calls["function|load"], "%v", calls)
+				require.Zero(t, calls["evalsha"]+calls["eval"], "%v", calls)
+			})
+
 			t.Run("two versions", func(t *testing.T) {
 				// An older process's library: another version, other
 				// function names, loaded beside this one.
