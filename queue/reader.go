@@ -1,0 +1,88 @@
+package queue
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/streams"
+)
+
+// readerLocked returns the shard's reader, starting it on first use; r.mu
+// must be held.
+func (r *router) readerLocked(shard int) (*streams.Reader, error) {
+	if r.closed {
+		return nil, sferr.ErrClosed
+	}
+	if r.readerClient == nil {
+		r.readerClient, r.ownsClient = dedicatedClient(r.q.rdb, r.q.opts.NumShards+2)
+		watchNewClient(r.readerClient)
+	}
+	rd, ok := r.readers[shard]
+	if !ok {
+		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
+			OnError: func(err error) {
+				r.warnRead.warn(r.q.opts.Logger, "syncfanout: stream reader", "shard", shard, "err", err)
+				r.readerFailed(shard, err)
+			},
+			OnReconnect: r.onReconnect(shard),
+		})
+		r.readers[shard] = rd
+	}
+	return rd, nil
+}
+
+// follow has the shard's reader read sub's room after the ID from.
+func (r *router) follow(ctx context.Context, sub *Subscription, from string) error {
+	r.mu.Lock()
+	rd, err := r.readerLocked(r.q.layout.ShardOf(sub.room))
+	if err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	sub.following = true
+	r.mu.Unlock()
+	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
+}
+
+// followRoom has the shard's reader read room after the ID from. When it
+// reports followed (even with an error: the reader then picks the room up
+// at its next read), one unfollowRoom must follow.
+func (r *router) followRoom(ctx context.Context, room, from string) (followed bool, err error) {
+	r.mu.Lock()
+	rd, err := r.readerLocked(r.q.layout.ShardOf(room))
+	r.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	return true, rd.Follow(ctx, room, r.q.layout.Stream(room), from)
+}
+
+func (r *router) unfollowRoom(room string) {
+	r.mu.Lock()
+	rd := r.readers[r.q.layout.ShardOf(room)]
+	r.mu.Unlock()
+	if rd != nil {
+		rd.Unfollow(r.q.layout.Stream(room))
+	}
+}
+
+// dedicatedClient returns a client whose connections are kept for blocking
+// reads, so readers never take connections from the caller's pool. Clients
+// of other kinds are used as they are.
+func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient, bool) {
+	switch c := unwrapClient(rdb).(type) {
+	case *redis.Client:
+		o := *c.Options()
+		o.PoolSize = size
+		o.MinIdleConns = 0
+		return redis.NewClient(&o), true
+	case *redis.ClusterClient:
+		o := *c.Options()
+		o.PoolSize = size
+		o.MinIdleConns = 0
+		return redis.NewClusterClient(&o), true
+	}
+	return rdb, false
+}
