@@ -7,8 +7,8 @@ import (
 )
 
 // heartbeat beats for every local subscription, one script call per room,
-// and reports whether a room's call failed.
-func (r *router) heartbeat(ctx context.Context) (failed bool) {
+// and reports whether every room's call succeeded (heartbeatLoop's beat).
+func (r *router) heartbeat(ctx context.Context) (ok bool) {
 	r.mu.Lock()
 	byRoom := make(map[string][]*Subscription, len(r.subs))
 	for room, list := range r.subs {
@@ -27,7 +27,7 @@ func (r *router) heartbeat(ctx context.Context) (failed bool) {
 			bad.Store(true)
 		}
 	})
-	return bad.Load()
+	return !bad.Load()
 }
 
 func (r *router) heartbeatRoom(ctx context.Context, room string, list []*Subscription) bool {
@@ -58,8 +58,9 @@ func (r *router) heartbeatLoop(ctx context.Context, every time.Duration) {
 	heartbeatLoop(ctx, every, r.heartbeat)
 }
 
-// heartbeatLoop runs beat every interval, retrying a failed round after a
-// backoff (at most 1s, and never slower than the interval).
+// heartbeatLoop runs beat every interval, retrying a failed round (beat
+// reports false) after a backoff (at most 1s, and never slower than the
+// interval).
 func heartbeatLoop(ctx context.Context, every time.Duration, beat func(context.Context) bool) {
 	var b retryBackoff
 	t := time.NewTimer(every)
