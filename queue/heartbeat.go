@@ -10,10 +10,7 @@ import (
 // and reports whether every room's call succeeded (heartbeatLoop's beat).
 func (r *router) heartbeat(ctx context.Context) (ok bool) {
 	r.mu.Lock()
-	byRoom := make(map[string][]*Subscription, len(r.subs))
-	for room, list := range r.subs {
-		byRoom[room] = append([]*Subscription(nil), list...)
-	}
+	byRoom := r.subscriptionsLocked(nil)
 	r.mu.Unlock()
 	// Rooms beat in parallel: one after the other, a process with many
 	// rooms could take longer than ClientTimeout to get round them.

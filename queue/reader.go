@@ -33,39 +33,20 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	return rd, nil
 }
 
-// follow has the shard's reader read sub's room after the ID from.
-func (r *router) follow(ctx context.Context, sub *Subscription, from string) error {
+// follow has the shard's reader read room after the ID from, for s, which
+// must be registered (add). s's removal undoes it, even when Follow
+// returns an error: the reader then picks the room up at its next read.
+func (r *router) follow(ctx context.Context, room string, s roomSink, from string) error {
 	r.mu.Lock()
-	rd, err := r.readerLocked(r.q.layout.ShardOf(sub.room))
-	if err != nil {
+	rd, err := r.readerLocked(r.q.layout.ShardOf(room))
+	following, registered := r.following[s]
+	if err != nil || !registered || following {
 		r.mu.Unlock()
 		return err
 	}
-	sub.following = true
+	r.following[s] = true
 	r.mu.Unlock()
-	return rd.Follow(ctx, sub.room, r.q.layout.Stream(sub.room), from)
-}
-
-// followRoom has the shard's reader read room after the ID from. When it
-// reports followed (even with an error: the reader then picks the room up
-// at its next read), one unfollowRoom must follow.
-func (r *router) followRoom(ctx context.Context, room, from string) (followed bool, err error) {
-	r.mu.Lock()
-	rd, err := r.readerLocked(r.q.layout.ShardOf(room))
-	r.mu.Unlock()
-	if err != nil {
-		return false, err
-	}
-	return true, rd.Follow(ctx, room, r.q.layout.Stream(room), from)
-}
-
-func (r *router) unfollowRoom(room string) {
-	r.mu.Lock()
-	rd := r.readers[r.q.layout.ShardOf(room)]
-	r.mu.Unlock()
-	if rd != nil {
-		rd.Unfollow(r.q.layout.Stream(room))
-	}
+	return rd.Follow(ctx, room, r.q.layout.Stream(room), from)
 }
 
 // dedicatedClient returns a client whose connections are kept for blocking

@@ -39,10 +39,9 @@ func (r *router) readerFailed(shard int, err error) {
 	var wake []*Subscription
 	if f.n >= readFailAfter {
 		f.seq++
-		for room, list := range r.subs {
-			if r.q.layout.ShardOf(room) == shard {
-				wake = append(wake, list...)
-			}
+		onShard := func(room string) bool { return r.q.layout.ShardOf(room) == shard }
+		for _, list := range r.subscriptionsLocked(onShard) {
+			wake = append(wake, list...)
 		}
 	}
 	r.mu.Unlock()

@@ -11,9 +11,10 @@ import (
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// router hands the entries of followed room streams to the in-process
-// subscriptions. It keeps at most one reader (one blocked connection) per
-// shard, whatever the number of rooms and subscriptions.
+// router hands the entries of followed room streams to this process's
+// consumers of them (roomSink): subscriptions and workers' rooms, in one
+// registry. It keeps at most one reader (one blocked connection) per
+// shard, whatever the number of rooms and consumers (reader.go).
 type router struct {
 	q *Queue
 
@@ -24,77 +25,58 @@ type router struct {
 	readers      map[int]*streams.Reader
 	warnBeat     warnLimiter
 	warnRead     warnLimiter
-	subs         map[string][]*Subscription // by room
-	sinks        map[string][]roomSink      // by room: workers' rooms (worker_rooms.go)
-	workers      map[*Worker]struct{}       // closed with the Queue
-	fails        map[int]*shardFail         // by shard: readers' failures (readfail.go)
+	sinks        map[string][]roomSink // by room
+	following    map[roomSink]bool     // every registered sink: whether it had the reader follow its room
+	workers      map[*Worker]struct{}  // closed with the Queue
+	fails        map[int]*shardFail    // by shard: readers' failures (readfail.go)
 }
 
 func newRouter(q *Queue) *router {
 	return &router{
-		q: q, readers: map[int]*streams.Reader{}, subs: map[string][]*Subscription{},
-		sinks: map[string][]roomSink{}, workers: map[*Worker]struct{}{},
+		q: q, readers: map[int]*streams.Reader{}, sinks: map[string][]roomSink{},
+		following: map[roomSink]bool{}, workers: map[*Worker]struct{}{},
 	}
 }
 
-// register makes sub receive its room's entries; it must precede the join,
-// so nothing released after the join can be dispatched before sub is there.
-func (r *router) register(sub *Subscription) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return sferr.ErrClosed
-	}
-	r.subs[sub.room] = append(r.subs[sub.room], sub)
-	return nil
-}
-
-func (r *router) unregister(sub *Subscription) {
-	r.mu.Lock()
-	list := r.subs[sub.room]
-	for i, s := range list {
-		if s == sub {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(r.subs, sub.room)
-	} else {
-		r.subs[sub.room] = list
-	}
-	rd := r.readers[r.q.layout.ShardOf(sub.room)]
-	following := sub.following
-	sub.following = false
-	r.mu.Unlock()
-	if rd != nil && following {
-		rd.Unfollow(r.q.layout.Stream(sub.room))
-	}
-}
-
-// roomSink receives the entries of one room's stream in order, from the
-// shard's reader (push) or from a script reply of this process (pushDirect,
-// taken only when its position is prev). Both run on other goroutines and
-// must not block.
+// roomSink is a consumer of one room's stream in this process: a
+// Subscription or a worker's room. It receives the room's entries in
+// order, from the shard's reader (push) or from a script reply of this
+// process (pushDirect, taken only when its position is prev); its cursor
+// takes each once. Both run on other goroutines and must not block.
 type roomSink interface {
 	push(ev streams.Event, err error)
 	pushDirect(prev string, evs []streams.Event)
+	// roomReset drops what Redis no longer holds after the reader's
+	// reconnect (reset.go); read is the reader's position, read before c.
+	roomReset(c roomCheck, read string)
 }
 
-// addSink makes s receive room's entries; it precedes following the room.
-func (r *router) addSink(room string, s roomSink) error {
+// add makes s receive room's entries. It must precede the join (or the
+// read of the stream's tail) that starts s's cursor, so that nothing
+// released after that point can be dispatched before s is there.
+func (r *router) add(room string, s roomSink) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return sferr.ErrClosed
 	}
-	r.sinks[room] = append(r.sinks[room], s)
+	if _, ok := r.following[s]; !ok {
+		r.following[s] = false
+		r.sinks[room] = append(r.sinks[room], s)
+	}
 	return nil
 }
 
-func (r *router) removeSink(room string, s roomSink) {
+// remove stops s receiving room's entries, and undoes its follow of the
+// room (follow). Idempotent.
+func (r *router) remove(room string, s roomSink) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	following, ok := r.following[s]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.following, s)
 	list := r.sinks[room]
 	for i, x := range list {
 		if x == s {
@@ -107,6 +89,35 @@ func (r *router) removeSink(room string, s roomSink) {
 	} else {
 		r.sinks[room] = list
 	}
+	rd := r.readers[r.q.layout.ShardOf(room)]
+	r.mu.Unlock()
+	if rd != nil && following {
+		rd.Unfollow(r.q.layout.Stream(room))
+	}
+}
+
+// sinksOf returns room's sinks.
+func (r *router) sinksOf(room string) []roomSink {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]roomSink(nil), r.sinks[room]...)
+}
+
+// subscriptionsLocked returns the Subscriptions of the rooms keep accepts
+// (all when keep is nil), by room; r.mu must be held.
+func (r *router) subscriptionsLocked(keep func(room string) bool) map[string][]*Subscription {
+	out := map[string][]*Subscription{}
+	for room, list := range r.sinks {
+		if keep != nil && !keep(room) {
+			continue
+		}
+		for _, s := range list {
+			if sub, ok := s.(*Subscription); ok {
+				out[room] = append(out[room], sub)
+			}
+		}
+	}
+	return out
 }
 
 // addWorker registers w to be closed with the Queue; ErrClosed once the
@@ -137,30 +148,21 @@ func (r *router) dispatch(room string, ev streams.Event, err error) {
 		// it may be the message their room waits on.
 		ev = refusedEvent(room, ev.ID, err)
 	}
-	r.mu.Lock()
-	subs := append([]*Subscription(nil), r.subs[room]...)
-	sinks := append([]roomSink(nil), r.sinks[room]...)
-	r.mu.Unlock()
-	r.handing(room, "", ev, subs)
-	for _, s := range subs {
-		s.push(ev)
-	}
+	sinks := r.sinksOf(room)
+	r.handing(room, "", ev, sinks)
 	for _, s := range sinks {
 		s.push(ev, err)
 	}
 }
 
-// direct hands the entries a script of this process appended to the local
-// subscriptions of room, saving them the wait for their reader.
+// direct hands the entries a script of this process appended to room's
+// sinks, saving them the wait for their reader.
 func (r *router) direct(room string, a barrier.Appended) {
 	if len(a.Entries) == 0 || a.Prev == "" {
 		return
 	}
-	r.mu.Lock()
-	subs := append([]*Subscription(nil), r.subs[room]...)
-	sinks := append([]roomSink(nil), r.sinks[room]...)
-	r.mu.Unlock()
-	if len(subs)+len(sinks) == 0 {
+	sinks := r.sinksOf(room)
+	if len(sinks) == 0 {
 		return
 	}
 	evs := make([]streams.Event, 0, len(a.Entries))
@@ -172,10 +174,7 @@ func (r *router) direct(room string, a barrier.Appended) {
 		evs = append(evs, ev)
 	}
 	for _, ev := range evs {
-		r.handing(room, a.Prev, ev, subs) // a subscription at Prev takes them all
-	}
-	for _, s := range subs {
-		s.pushDirect(a.Prev, evs)
+		r.handing(room, a.Prev, ev, sinks) // a subscription at Prev takes them all
 	}
 	for _, s := range sinks {
 		s.pushDirect(a.Prev, evs)
@@ -185,14 +184,19 @@ func (r *router) direct(room string, a barrier.Appended) {
 // handing tells the Queue's ack coalescer which local members are about to
 // be handed the message ev (those at prev, or anywhere before ev if prev
 // is ""), so that their acks wait for each other; before the push, so the
-// first ack back already knows of the others.
-func (r *router) handing(room, prev string, ev streams.Event, subs []*Subscription) {
+// first ack back already knows of the others. Workers coalesce their acks
+// themselves (worker_ackbatch.go).
+func (r *router) handing(room, prev string, ev streams.Event, sinks []roomSink) {
 	if ev.Type != streams.Message && ev.Type != undecodable {
 		return
 	}
 	var ids []string
 	epoch := ""
-	for _, s := range subs {
+	for _, x := range sinks {
+		s, ok := x.(*Subscription)
+		if !ok {
+			continue
+		}
 		if ep, ok := s.handing(prev, ev.ID); ok && (epoch == "" || ep == epoch) {
 			epoch = ep
 			ids = append(ids, s.clientID)
@@ -207,7 +211,7 @@ func (r *router) close() {
 	r.mu.Lock()
 	r.closed = true
 	var all []*Subscription
-	for _, list := range r.subs {
+	for _, list := range r.subscriptionsLocked(nil) {
 		all = append(all, list...)
 	}
 	workers := make([]*Worker, 0, len(r.workers))

@@ -87,7 +87,7 @@ func TestFollowAllEmptiedRoomLastEntries(t *testing.T) {
 		// The reader (and this process's script replies) hand the room
 		// nothing more: the state of a reader that has not read the kick
 		// yet when discovery runs.
-		q.router.removeSink(room, r)
+		q.router.remove(room, r)
 		require.NoError(t, q.Admin("ops").Kick(ctx, room, client, "last member"))
 		w.discover(ctx)
 		w.mu.Lock()
