@@ -44,7 +44,6 @@ func (k *taker) start(from string) {
 	}
 }
 
-
 // TestCursorEarlyEntries: entries the reader hands over before the join
 // returned are held, and those after the join point are taken when it
 // starts, in order; the rest precede the member and are dropped.
