@@ -6,12 +6,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncfanout/syncfanout/internal/sferr"
-	"github.com/syncfanout/syncfanout/streams"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 )
 
 // readerLocked returns the shard's reader, starting it on first use; r.mu
 // must be held.
-func (r *router) readerLocked(shard int) (*streams.Reader, error) {
+func (r *router) readerLocked(shard int) (*streamreader.Reader, error) {
 	if r.closed {
 		return nil, sferr.ErrClosed
 	}
@@ -21,7 +21,7 @@ func (r *router) readerLocked(shard int) (*streams.Reader, error) {
 	}
 	rd, ok := r.readers[shard]
 	if !ok {
-		rd = streams.NewReader(r.readerClient, r.dispatch, streams.ReaderOptions{
+		rd = streamreader.NewReader(r.readerClient, r.dispatch, streamreader.ReaderOptions{
 			OnError: func(err error) {
 				r.warnRead.warn(r.q.opts.Logger, "syncfanout: stream reader", "shard", shard, "err", err)
 				r.readerFailed(shard, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
@@ -101,7 +102,7 @@ func (s *Subscription) resetError(c roomCheck, read string) error {
 // workers' clients there are dropped and reported to HandleClientTimeout,
 // before the reader reads again, so nothing written after the reset
 // reaches them.
-func (r *router) checkReset(ctx context.Context, positions []streams.Position) error {
+func (r *router) checkReset(ctx context.Context, positions []streamreader.Position) error {
 	rooms := make([]string, len(positions))
 	for i, p := range positions {
 		rooms[i] = p.Room
@@ -179,12 +180,7 @@ func (s *Subscription) reset(err error) {
 func (r *router) lost(ctx context.Context, s *Subscription) {
 	s.mu.Lock()
 	read := s.pos.position() // taken before the check, so the stream must reach it
-	var kicked *KickedError
-	for _, ev := range s.buf {
-		if k := s.kickedBy(ev); k != nil {
-			kicked = k
-		}
-	}
+	kicked, _ := s.endingQueued()
 	s.mu.Unlock()
 	if kicked != nil {
 		// An operator's kick or deletion, already read: it says why, and a
@@ -234,7 +230,7 @@ func (r *router) unreadKick(ctx context.Context, s *Subscription, read string) *
 // one such answer must not drop every subscriber of the room. A real reset
 // (a restart without persistence) answers the same twice; a room whose
 // answers differ is left for the reader's next reconnect check.
-func (r *router) confirmChecks(ctx context.Context, positions []streams.Position, checks map[string]roomCheck) error {
+func (r *router) confirmChecks(ctx context.Context, positions []streamreader.Position, checks map[string]roomCheck) error {
 	var suspect []string
 	for _, p := range positions {
 		c := checks[p.Room]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
@@ -22,7 +23,7 @@ type router struct {
 	closed       bool
 	readerClient redis.UniversalClient
 	ownsClient   bool
-	readers      map[int]*streams.Reader
+	readers      map[int]*streamreader.Reader
 	warnBeat     warnLimiter
 	warnRead     warnLimiter
 	sinks        map[string][]roomSink // by room
@@ -33,7 +34,7 @@ type router struct {
 
 func newRouter(q *Queue) *router {
 	return &router{
-		q: q, readers: map[int]*streams.Reader{}, sinks: map[string][]roomSink{},
+		q: q, readers: map[int]*streamreader.Reader{}, sinks: map[string][]roomSink{},
 		following: map[roomSink]bool{}, workers: map[*Worker]struct{}{},
 	}
 }
@@ -233,7 +234,7 @@ func (r *router) close() {
 	}
 	r.mu.Lock()
 	readers := r.readers
-	r.readers = map[int]*streams.Reader{}
+	r.readers = map[int]*streamreader.Reader{}
 	client, owns := r.readerClient, r.ownsClient
 	r.mu.Unlock()
 	var wg sync.WaitGroup

@@ -187,16 +187,7 @@ func (s *Subscription) take(ev streams.Event) {
 // without it the heartbeat timeout is the likely reason.
 func (s *Subscription) fail(err error) {
 	s.mu.Lock()
-	reason := ""
-	var kicked *KickedError
-	for _, ev := range s.buf {
-		if ev.Type == streams.Evict {
-			reason = ev.Reason
-		}
-		if k := s.kickedBy(ev); k != nil {
-			kicked = k
-		}
-	}
+	kicked, reason := s.endingQueued()
 	s.mu.Unlock()
 	if kicked != nil {
 		s.endKicked(kicked)
@@ -205,6 +196,22 @@ func (s *Subscription) fail(err error) {
 	if s.end(err) {
 		s.q.stats.evicted(reason)
 	}
+}
+
+// endingQueued looks through the entries read but not consumed yet for
+// what ends s: the last operator's event that does (a kick of its client,
+// its room's deletion), and the reason of the last eviction. s.mu must be
+// held.
+func (s *Subscription) endingQueued() (kicked *KickedError, evictReason string) {
+	for _, ev := range s.buf {
+		if ev.Type == streams.Evict {
+			evictReason = ev.Reason
+		}
+		if k := s.kickedBy(ev); k != nil {
+			kicked = k
+		}
+	}
+	return kicked, evictReason
 }
 
 // Next returns the next message. It returns an *EvictedError when the
@@ -400,8 +407,8 @@ func (s *Subscription) leave(ctx context.Context) error {
 		return nil
 	}
 	// Bypass Queue.check: leaving must work while the Queue closes.
-	if _, err := s.q.barrier.Leave(ctx, s.room, s.clientID); err != nil && !errors.Is(err, sferr.ErrNotMember) {
+	if err := s.q.leave(ctx, s.clientID, s.room); err != nil && !errors.Is(err, sferr.ErrNotMember) {
 		return err
 	}
-	return s.q.rdb.SRem(ctx, s.q.layout.Client(s.clientID), s.room).Err()
+	return nil
 }

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -342,10 +341,7 @@ func (w *Worker) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveOnCloseTimeout)
 	defer cancel()
 	forEachBounded(leave, maxParallelCalls, func(h hosted) {
-		if _, err := w.q.barrier.Leave(ctx, h.room, h.client); err != nil && !errors.Is(err, sferr.ErrNotMember) {
-			return // it times out instead
-		}
-		_ = w.q.rdb.SRem(ctx, w.q.layout.Client(h.client), h.room).Err()
+		_ = w.q.leave(ctx, h.client, h.room) // failed: it times out instead
 	})
 
 	w.spawnMu.Lock()
