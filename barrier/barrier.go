@@ -178,7 +178,7 @@ func (b *Barrier) Policy(ctx context.Context, room string) (fields map[string]st
 	for _, f := range PolicyFields {
 		names = append(names, "p:"+f)
 	}
-	v, err := b.rdb.HMGet(ctx, b.layout.RoomKeys(room)[keys.KMeta-1], names...).Result()
+	v, err := b.rdb.HMGet(ctx, b.layout.Meta(room), names...).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("syncfanout: policy of room %q: %w", room, err)
 	}

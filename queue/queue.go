@@ -149,6 +149,12 @@ func (q *Queue) Stats() Stats { return q.stats.snapshot() }
 // member acked the previous one, lowest priority number first, then in the
 // order Redis accepted the sends.
 func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOption) (id uint64, err error) {
+	return q.sendOne(ctx, room, data, opts, false)
+}
+
+// sendOne is Send, or SendOutOfBand when oob is set: they differ only in
+// the script that stores the message and in what counts it.
+func (q *Queue) sendOne(ctx context.Context, room string, data any, opts []SendOption, oob bool) (id uint64, err error) {
 	if err := q.check(ctx); err != nil {
 		return 0, err
 	}
@@ -156,7 +162,7 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 	if err != nil {
 		return 0, err
 	}
-	done, err := q.startSend(ctx, room, &so, false, 1)
+	done, err := q.startSend(ctx, room, &so, oob, 1)
 	if done != nil {
 		defer func() { done(oneID(id), err) }()
 	}
@@ -166,6 +172,14 @@ func (q *Queue) Send(ctx context.Context, room string, data any, opts ...SendOpt
 	payload, err := q.encode(data, so)
 	if err != nil {
 		return 0, err
+	}
+	if oob {
+		res, err := q.oob.Send(ctx, room, so.producer, payload)
+		if err != nil {
+			return 0, err
+		}
+		q.stats.OutOfBand.Add(1)
+		return res.Seq, nil
 	}
 	res, err := q.enqueue(ctx, room, so, payload)
 	if err != nil {
@@ -267,30 +281,7 @@ func (q *Queue) SendBatch(ctx context.Context, room string, data []any, opts ...
 // SendOutOfBand appends data to room's delivery stream at once: every
 // subscriber receives it whatever the barrier is doing, and nobody acks it.
 func (q *Queue) SendOutOfBand(ctx context.Context, room string, data any, opts ...SendOption) (id uint64, err error) {
-	if err := q.check(ctx); err != nil {
-		return 0, err
-	}
-	so, err := q.sendOptions(room, opts)
-	if err != nil {
-		return 0, err
-	}
-	done, err := q.startSend(ctx, room, &so, true, 1)
-	if done != nil {
-		defer func() { done(oneID(id), err) }()
-	}
-	if err != nil {
-		return 0, err
-	}
-	payload, err := q.encode(data, so)
-	if err != nil {
-		return 0, err
-	}
-	res, err := q.oob.Send(ctx, room, so.producer, payload)
-	if err != nil {
-		return 0, err
-	}
-	q.stats.OutOfBand.Add(1)
-	return res.Seq, nil
+	return q.sendOne(ctx, room, data, opts, true)
 }
 
 // sendOptions checks the room and applies the options of a send.
@@ -408,6 +399,13 @@ func (q *Queue) Unsubscribe(ctx context.Context, clientID, room string) error {
 	if err := keys.ValidateRoom(room); err != nil {
 		return err
 	}
+	return q.leave(ctx, clientID, room)
+}
+
+// leave removes clientID from room, then room from the client's room set
+// (which Ping reads). A client that was no longer a member gets
+// ErrNotMember, once its room set is clean too.
+func (q *Queue) leave(ctx context.Context, clientID, room string) error {
 	_, lerr := q.barrier.Leave(ctx, room, clientID)
 	if lerr != nil && !errors.Is(lerr, sferr.ErrNotMember) {
 		return lerr

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/syncfanout/syncfanout/streams"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 )
 
 // Redis being unreachable must not look like a quiet room: a subscriber
@@ -39,10 +39,9 @@ func (r *router) readerFailed(shard int, err error) {
 	var wake []*Subscription
 	if f.n >= readFailAfter {
 		f.seq++
-		for room, list := range r.subs {
-			if r.q.layout.ShardOf(room) == shard {
-				wake = append(wake, list...)
-			}
+		onShard := func(room string) bool { return r.q.layout.ShardOf(room) == shard }
+		for _, list := range r.subscriptionsLocked(onShard) {
+			wake = append(wake, list...)
 		}
 	}
 	r.mu.Unlock()
@@ -60,8 +59,8 @@ func (r *router) readerResumed(shard int) {
 
 // onReconnect is the readers' OnReconnect: the reset check, which, when it
 // gets an answer, shows that Redis is back.
-func (r *router) onReconnect(shard int) func(context.Context, []streams.Position) error {
-	return func(ctx context.Context, rooms []streams.Position) error {
+func (r *router) onReconnect(shard int) func(context.Context, []streamreader.Position) error {
+	return func(ctx context.Context, rooms []streamreader.Position) error {
 		err := r.checkReset(ctx, rooms)
 		if err == nil {
 			r.readerResumed(shard)

@@ -59,7 +59,7 @@ func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) bool {
 	r.mu.Lock()
 	ids := make([]string, 0, len(r.clients))
 	for id, c := range r.clients {
-		if c.start != "" {
+		if c.pos.started() {
 			ids = append(ids, id)
 		}
 	}
@@ -147,7 +147,7 @@ func (w *Worker) discover(ctx context.Context) {
 // hands over meanwhile are taken once (take skips what it has seen).
 func (w *Worker) catchUp(ctx context.Context, r *workerRoom) {
 	r.mu.Lock()
-	from := r.last
+	from := r.pos.position()
 	r.mu.Unlock()
 	if from == "" {
 		return // not followed yet: whoever follows it reads from its tail

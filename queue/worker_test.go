@@ -21,18 +21,10 @@ import (
 	"github.com/syncfanout/syncfanout/queue"
 )
 
-// Helpers of the worker tests carry a "wk" prefix: other test files of the
-// package define their own.
+// Helpers only the worker tests use carry a "wk" prefix; the shared ones
+// (setup, setupOn, next...) are in helpers_test.go.
 
 var wkLogger = slog.New(slog.DiscardHandler)
-
-// wkQueue returns a Queue on rdb under prefix, closed at cleanup.
-//
-// Deprecated: use setupBundle, or setupOn for another client.
-func wkQueue(t *testing.T, rdb redis.UniversalClient, prefix string, opts queue.Options) *queue.Queue {
-	t.Helper()
-	return setupOn(t, rdb, prefix, opts)
-}
 
 // wkNamedClient returns a client of the backend whose connections carry
 // name (CLIENT SETNAME), so that CLIENT LIST on a server shared with other
@@ -231,7 +223,7 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 		defer cancel()
 		const numRooms, perRoom, msgs, shards = 200, 5, 3, 16
 		rdb := wkNamedClient(t, b, b.Prefix)
-		q := wkQueue(t, rdb, b.Prefix, queue.Options{NumShards: shards})
+		q := setupOn(t, rdb, b.Prefix, queue.Options{NumShards: shards})
 		rooms := wkRooms(numRooms)
 		in := wkInbox{}
 		for _, r := range rooms {
@@ -327,7 +319,7 @@ func TestWorkerReaderConnectionsPerShard(t *testing.T) {
 		rdb := wkNamedClient(t, b, b.Prefix)
 		// Liveness is not what this test is about, and subscribing 10,000
 		// clients takes a while on a loaded machine.
-		q := wkQueue(t, rdb, b.Prefix, queue.Options{NumShards: shards, ClientTimeout: time.Minute})
+		q := setupOn(t, rdb, b.Prefix, queue.Options{NumShards: shards, ClientTimeout: time.Minute})
 		w, err := q.NewWorker(queue.WorkerOptions{AutoHeartbeat: true, HandleMessage: func(context.Context, string, *queue.Message) error { return nil }})
 		require.NoError(t, err)
 		defer w.Close()
@@ -430,7 +422,7 @@ func TestWorkerAckBatching(t *testing.T) {
 		hook := &wkAckCounter{hold: make(chan struct{}), holding: make(chan struct{})}
 		rdb := b.NewClient(t)
 		rdb.AddHook(hook)
-		q := wkQueue(t, rdb, b.Prefix, queue.Options{})
+		q := setupOn(t, rdb, b.Prefix, queue.Options{})
 		in := wkInbox{"room": make(chan wkDelivery, 4*n)}
 		// No coalescing (TestWorkerAckCoalescing): acks go out as they come.
 		w, err := q.NewWorker(queue.WorkerOptions{HandleMessage: in.handle, AutoHeartbeat: true, AckCoalesce: -1})
@@ -526,7 +518,7 @@ func TestWorkerAckCoalescing(t *testing.T) {
 		hook := &wkAckCounter{}
 		rdb := b.NewClient(t)
 		rdb.AddHook(hook)
-		q := wkQueue(t, rdb, b.Prefix, queue.Options{})
+		q := setupOn(t, rdb, b.Prefix, queue.Options{})
 		const straggler = "client-000"
 		release := make(chan struct{})
 		w, err := q.NewWorker(queue.WorkerOptions{
@@ -587,7 +579,7 @@ func TestWorkerHandlerFailuresContained(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		w, err := q.NewWorker(queue.WorkerOptions{
 			AutoHeartbeat: true,
@@ -638,8 +630,8 @@ func TestWorkerClientTimeout(t *testing.T) {
 		// Deadlines are a minute away, so a loaded machine stalling the
 		// pings evicts nobody unplanned; silent gets a 1s deadline from one
 		// Ping through short.
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond})
-		short := wkQueue(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond})
+		short := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
@@ -706,7 +698,7 @@ func TestWorkerAckTimeout(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{AckTimeout: 300 * time.Millisecond, HousekeepingInterval: 50 * time.Millisecond})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: 300 * time.Millisecond, HousekeepingInterval: 50 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
@@ -753,7 +745,7 @@ func TestWorkerAutoHeartbeat(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		noop := func(context.Context, string, *queue.Message) error { return nil }
 		timeouts := make(chan string, 8)
 		onTimeout := func(_ context.Context, clientID, _ string) error { timeouts <- clientID; return nil }
@@ -788,7 +780,7 @@ func TestWorkerRoomsComeAndGo(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		const shards, n = 4, 300
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{NumShards: shards})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{NumShards: shards})
 		layout, err := keys.New(b.Prefix, shards)
 		require.NoError(t, err)
 		var sameShard []string
@@ -885,8 +877,8 @@ func TestWorkerReaderResumesAfterCut(t *testing.T) {
 	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = viaProxy.Close() })
 	const prefix, n = "cut", 200
-	gateway := wkQueue(t, viaProxy, prefix, queue.Options{})
-	producer := wkQueue(t, srv.Client(t), prefix, queue.Options{})
+	gateway := setupOn(t, viaProxy, prefix, queue.Options{})
+	producer := setupOn(t, srv.Client(t), prefix, queue.Options{})
 	rooms := []string{"a", "b", "c"}
 	in := wkInbox{}
 	for _, r := range rooms {
@@ -947,8 +939,8 @@ func TestWorkerFollowAll(t *testing.T) {
 		// stalls the pings for a second evicts nobody; silent gets a 1s
 		// deadline from its last ping, through short.
 		opts := queue.Options{ClientTimeout: time.Minute, HousekeepingInterval: 100 * time.Millisecond}
-		subs := wkQueue(t, b.NewClient(t), b.Prefix, opts)
-		short := wkQueue(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		subs := setupOn(t, b.NewClient(t), b.Prefix, opts)
+		short := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
 		const numRooms, perRoom, msgs = 12, 3, 3
 		rooms := wkRooms(numRooms)
 		members := map[string][]string{}
@@ -1006,7 +998,7 @@ func TestWorkerFollowAll(t *testing.T) {
 		timeouts := make(chan string, 8)
 		var workers []*queue.Worker
 		for i := range 2 {
-			q := wkQueue(t, b.NewClient(t), b.Prefix, opts)
+			q := setupOn(t, b.NewClient(t), b.Prefix, opts)
 			w, err := q.NewWorker(queue.WorkerOptions{
 				FollowAll: true, FollowAllIndex: i, FollowAllCount: 2,
 				DiscoveryInterval: 50 * time.Millisecond,
@@ -1113,7 +1105,7 @@ func TestWorkerLifecycle(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		noop := func(context.Context, string, *queue.Message) error { return nil }
 		for _, o := range []queue.WorkerOptions{
 			{},

@@ -1,4 +1,4 @@
-package streams
+package streamreader
 
 import (
 	"bytes"
@@ -14,12 +14,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/syncfanout/syncfanout/streams"
 )
 
 // Handler receives, in stream order per room, every entry a Reader reads.
 // It runs on the reader's goroutine and must not block: queue it.
-// err is a *DecodeError for malformed entries (ev is then zero but for ID).
-type Handler func(room string, ev Event, err error)
+// err is a *streams.DecodeError for malformed entries (ev is then zero but for ID).
+type Handler func(room string, ev streams.Event, err error)
 
 // ReaderOptions configure a Reader.
 type ReaderOptions struct {
@@ -148,7 +150,7 @@ func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error
 	// order than their join points: the earlier joiner then needs what lies
 	// between. Read again from its point; consumers drop what they have.
 	var live *redis.PubSub
-	if CompareIDs(from, f.last) < 0 {
+	if streams.CompareIDs(from, f.last) < 0 {
 		f.last, f.pending = from, true
 		f.rewinds++
 		live = r.live
@@ -582,15 +584,15 @@ func (r *Reader) readStream(ctx context.Context, key string) error {
 func (r *Reader) deliver(key, room string, m redis.XMessage) {
 	r.mu.Lock()
 	f, ok := r.rooms[key]
-	if !ok || CompareIDs(m.ID, f.last) <= 0 {
+	if !ok || streams.CompareIDs(m.ID, f.last) <= 0 {
 		r.mu.Unlock()
 		return
 	}
 	f.last = m.ID
 	r.mu.Unlock()
-	ev, err := Decode(room, m)
+	ev, err := streams.Decode(room, m)
 	if err != nil {
-		ev = Event{ID: m.ID, Room: room}
+		ev = streams.Event{ID: m.ID, Room: room}
 	}
 	r.handle(room, ev, err)
 }
@@ -610,7 +612,7 @@ func (r *Reader) notified(ctx context.Context, key, payload string) error {
 		return nil // unfollowed, or a stream read is due and will include it
 	}
 	prev, m, err := decodeNotification(payload)
-	if err == nil && CompareIDs(m.ID, last) <= 0 {
+	if err == nil && streams.CompareIDs(m.ID, last) <= 0 {
 		return nil
 	}
 	if err != nil || prev != last {
