@@ -530,24 +530,60 @@ func (r *Reader) positions() []Position {
 	return out
 }
 
+// catchUpBatch bounds the rooms whose first XRANGE goes in one pipeline.
+const catchUpBatch = 128
+
 // catchUp reads rooms from their streams after their last IDs, then trusts
-// their notifications again.
+// their notifications again. The first read of each room goes in a
+// pipeline with those of up to catchUpBatch-1 others: a sweep (every
+// Block) or a reconnect catches up every followed room, which, one round
+// trip after the other, would hold notifications back for as many round
+// trips as the reader follows rooms.
 func (r *Reader) catchUp(ctx context.Context, keys []string) error {
-	for _, key := range keys {
+	type item struct {
+		key, room, last string
+		rewinds         int
+		cmd             *redis.XMessageSliceCmd
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), catchUpBatch)
+		items := make([]item, 0, n)
 		r.mu.Lock()
-		var rewinds int
-		if f, ok := r.rooms[key]; ok {
-			rewinds = f.rewinds
+		for _, key := range keys[:n] {
+			if f, ok := r.rooms[key]; ok {
+				items = append(items, item{key: key, room: f.room, last: f.last, rewinds: f.rewinds})
+			}
 		}
 		r.mu.Unlock()
-		if err := r.readStream(ctx, key); err != nil {
-			return err
+		keys = keys[n:]
+		if len(items) == 0 {
+			continue
 		}
-		r.mu.Lock()
-		if f, ok := r.rooms[key]; ok && f.subscribed && f.rewinds == rewinds {
-			f.pending = false
+		pipe := r.rdb.Pipeline()
+		for i := range items {
+			items[i].cmd = pipe.XRangeN(ctx, items[i].key, "("+items[i].last, "+", r.opts.Count)
 		}
-		r.mu.Unlock()
+		_, _ = pipe.Exec(ctx) // each read carries its own error
+		for _, it := range items {
+			msgs, err := it.cmd.Result()
+			if err != nil {
+				return fmt.Errorf("syncfanout: reading %s: %w", it.key, err)
+			}
+			for _, m := range msgs {
+				r.deliver(it.key, it.room, m)
+			}
+			if int64(len(msgs)) >= r.opts.Count {
+				// A long stream: the rest one read after the other.
+				if err := r.readStream(ctx, it.key); err != nil {
+					return err
+				}
+			}
+			r.mu.Lock()
+			if f, ok := r.rooms[it.key]; ok && f.subscribed && f.rewinds == it.rewinds {
+				f.pending = false
+			}
+			r.mu.Unlock()
+		}
 	}
 	return nil
 }
