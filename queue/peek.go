@@ -25,6 +25,9 @@ type PendingMessage struct {
 	payload []byte
 }
 
+// Raw reports whether the payload was sent as []byte (false when Err is set).
+func (p *PendingMessage) Raw() bool { return p.Err == nil && p.payload[0] == kindRaw }
+
 // Data returns the payload body (see Message.Data); nil when Err is set.
 func (p *PendingMessage) Data() []byte {
 	if p.Err != nil {
