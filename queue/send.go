@@ -62,16 +62,35 @@ func oneID(id uint64) []uint64 {
 
 // enqueue runs the send script for checked payloads, counts them and hands
 // what it released to this process's subscribers.
-func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (barrier.Enqueued, error) {
-	res, err := q.barrier.Enqueue(ctx, room, so.priority, so.producer, so.ackDeadline, payloads...)
+func (q *Queue) enqueue(ctx context.Context, room string, so sendOptions, payloads ...[]byte) (res barrier.Enqueued, err error) {
+	a := barrier.SendArgs{Room: room, Priority: so.priority, Producer: so.producer, AckTimeout: so.ackDeadline, Payloads: payloads}
+	if q.shardAcks != nil {
+		res, err = q.shardAcks.send(ctx, a) // with the concurrent calls of its shard
+	} else {
+		ls := &laneSend{args: a}
+		err = q.sendAlone(ctx, ls)
+		res = ls.res
+	}
 	if err != nil {
 		return res, refusedSend(room, len(payloads), err)
 	}
 	q.stats.Sent.Add(uint64(len(payloads)))
 	q.stats.Dropped.Add(uint64(res.Dropped))
 	q.stats.Released.Add(uint64(res.Released))
-	q.router.direct(room, res.Appended)
 	return res, nil
+}
+
+// sendAlone runs the send s in a call of its own and hands what it
+// released to the local subscribers.
+func (q *Queue) sendAlone(ctx context.Context, s *laneSend) error {
+	a := s.args
+	res, err := q.barrier.Enqueue(ctx, a.Room, a.Priority, a.Producer, a.AckTimeout, a.Payloads...)
+	if err != nil {
+		return err
+	}
+	s.res = res
+	q.router.direct(a.Room, res.Appended)
+	return nil
 }
 
 // MaxBatch is the most messages one SendBatch call takes: a batch is one
