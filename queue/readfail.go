@@ -36,6 +36,9 @@ func (r *router) readerFailed(shard int, err error) {
 	f := r.failLocked(shard)
 	f.n++
 	f.err = err
+	if f.n == readFailAfter {
+		r.failing.Add(1)
+	}
 	var wake []*Subscription
 	if f.n >= readFailAfter {
 		f.seq++
@@ -53,7 +56,11 @@ func (r *router) readerFailed(shard int, err error) {
 // readerResumed ends shard's run of failures: its reader reached Redis.
 func (r *router) readerResumed(shard int) {
 	r.mu.Lock()
-	r.failLocked(shard).n = 0
+	f := r.failLocked(shard)
+	if f.n >= readFailAfter {
+		r.failing.Add(-1)
+	}
+	f.n = 0
 	r.mu.Unlock()
 }
 
@@ -91,6 +98,14 @@ func (r *router) failSeq(room string) uint64 {
 // newFailure returns the latest failure of the reader of s's room if s has
 // not been handed it yet, wrapped for s's caller; nil otherwise.
 func (r *router) newFailure(s *Subscription) error {
+	// Every Next that finds nothing queued asks: without a failing reader
+	// it must not take the router's lock, which all of the Queue's
+	// subscriptions would contend for (the top of W2's mutex profile). A
+	// failure counted after this load wakes s (readerFailed signals after
+	// counting), so s asks again.
+	if r.failing.Load() == 0 {
+		return nil
+	}
 	r.mu.Lock()
 	f := r.failLocked(r.q.layout.ShardOf(s.room))
 	seq, err, failing := f.seq, f.err, f.n >= readFailAfter

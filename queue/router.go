@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -30,6 +31,7 @@ type router struct {
 	following    map[roomSink]bool     // every registered sink: whether it had the reader follow its room
 	workers      map[*Worker]struct{}  // closed with the Queue
 	fails        map[int]*shardFail    // by shard: readers' failures (readfail.go)
+	failing      atomic.Int64          // shards whose reader has failed readFailAfter times in a row (readfail.go)
 }
 
 func newRouter(q *Queue) *router {
