@@ -26,9 +26,9 @@ func TestNumShardsMismatch(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		setupOn(t, b.Client, b.Prefix, queue.Options{NumShards: 16})
-		_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 8, Logger: wkLogger})
+		_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 8, Logger: discardLogger})
 		require.ErrorIs(t, err, queue.ErrShardMismatch)
-		same, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: wkLogger}) // the default, 16
+		same, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: discardLogger}) // the default, 16
 		require.NoError(t, err)
 		require.NoError(t, same.Close())
 	})

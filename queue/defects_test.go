@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -1322,7 +1321,6 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		const deadline = 2 * time.Second
-		quiet := slog.New(slog.DiscardHandler)
 
 		// A client of the backend's kind pointing at a closed port.
 		closed := dftClosedAddr(t)
@@ -1334,7 +1332,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 		}
 		defer nowhere.Close()
 		dftRequireFailed(t, dftCall("New (closed port)", deadline, func(ctx context.Context) error {
-			q, err := queue.New(ctx, nowhere, queue.Options{Prefix: b.Prefix, Logger: quiet})
+			q, err := queue.New(ctx, nowhere, queue.Options{Prefix: b.Prefix, Logger: discardLogger})
 			if err == nil {
 				_ = q.Close()
 			}
@@ -1364,7 +1362,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 		t.Cleanup(func() { _ = rdb.Close() })
 		t.Logf("private %s deployment started in %v", b.Name, time.Since(started).Round(time.Millisecond))
 		ctx := testContextWithin(t, 30*time.Second)
-		q, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, Logger: quiet})
+		q, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, Logger: discardLogger})
 		require.NoError(t, err)
 		const room = "doomed"
 		sub, err := q.Join(ctx, room)
@@ -1399,7 +1397,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 			// Next waits for Redis to come back, so it ends with its context.
 			{"Subscription.Next", func(ctx context.Context) error { _, err := sub.Next(ctx); return err }},
 			{"New", func(ctx context.Context) error {
-				q2, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, Logger: quiet})
+				q2, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, Logger: discardLogger})
 				if err == nil {
 					_ = q2.Close()
 				}

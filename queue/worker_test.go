@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -23,8 +22,6 @@ import (
 
 // Helpers only the worker tests use carry a "wk" prefix; the shared ones
 // (setup, setupOn, next...) are in helpers_test.go.
-
-var wkLogger = slog.New(slog.DiscardHandler)
 
 // wkNamedClient returns a client of the backend whose connections carry
 // name (CLIENT SETNAME), so that CLIENT LIST on a server shared with other
