@@ -12,9 +12,11 @@ import (
 
 // shardAcks carries the single acks of a Queue (a q.Join that is its
 // room's only local holder, Queue.Ack) and its sends to Redis through
-// lanes (one per shard on a cluster, one on a single server): while one
-// call of a lane is in flight, the next ones of that lane wait, and go out
-// together in one round trip when it returns. A call that finds its shard
+// lanes (one per shard on a cluster, one on a single server; acks and
+// sends have lanes of their own, so that an ack, which a release may wait
+// on, never waits behind a send): while one call of a lane is in flight,
+// the next ones of that lane wait, and go out together in one round trip
+// when it returns. A call that finds its shard
 // idle goes at once, alone, so an idle Queue pays no latency, and there is
 // no timer: a batch is whatever arrived during the previous call.
 //
@@ -27,7 +29,8 @@ import (
 // no goroutine is started.
 type shardAcks struct {
 	q     *Queue
-	lanes []ackLane
+	lanes []ackLane // acks
+	sends []ackLane // sends
 }
 
 type ackLane struct {
@@ -64,7 +67,7 @@ func newShardAcks(q *Queue) *shardAcks {
 	if _, ok := q.rdb.(*redis.ClusterClient); ok {
 		n = q.opts.NumShards
 	}
-	return &shardAcks{q: q, lanes: make([]ackLane, n)}
+	return &shardAcks{q: q, lanes: make([]ackLane, n), sends: make([]ackLane, n)}
 }
 
 // lane returns the lane of room's shard.
@@ -106,6 +109,9 @@ func (s *shardAcks) room(a *laneAck) string {
 func (s *shardAcks) call(a *laneAck) error {
 	ctx := a.ctx
 	l := s.lane(s.room(a))
+	if a.s != nil {
+		l = &s.sends[s.q.layout.ShardOf(a.s.args.Room)%len(s.sends)]
+	}
 	l.mu.Lock()
 	if !l.busy {
 		l.busy = true
