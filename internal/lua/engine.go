@@ -163,6 +163,7 @@ func (e *Engine) Pipe(ctx context.Context, p redis.Pipeliner, s *Script, keys []
 func (e *Engine) run(ctx context.Context, c Client, s *Script, keys []string, args []any) *redis.Cmd {
 	if e.Functions() {
 		cmd := c.FCall(ctx, s.fn, keys, args...)
+		refusal := cmd.Err() // FCALL's or FUNCTION LOAD's, if refused
 		// Twice: a load can reach a master that stopped owning the slot
 		// just before, and the next answer comes from the new one.
 		for range 2 {
@@ -171,15 +172,18 @@ func (e *Engine) run(ctx context.Context, c Client, s *Script, keys []string, ar
 				break
 			}
 			if err = e.load(ctx, keys); err != nil {
+				refusal = err
 				cmd.SetErr(fmt.Errorf("loading the script library %s: %w", LibraryName, err))
 				break
 			}
 			cmd = c.FCall(ctx, s.fn, keys, args...)
+			refusal = cmd.Err()
 		}
-		if err := cmd.Err(); err == nil || e.mode != ModeAuto || !isRefused(err) {
+		if cmd.Err() == nil || e.mode != ModeAuto || refusal == nil || !isRefused(refusal) {
 			return cmd
-		} else if e.eval.CompareAndSwap(false, true) && e.onFallback != nil {
-			e.onFallback(err)
+		}
+		if e.eval.CompareAndSwap(false, true) && e.onFallback != nil {
+			e.onFallback(cmd.Err())
 		}
 	}
 	return s.eval.Run(ctx, c, keys, args...)
@@ -227,15 +231,21 @@ func isNoFunction(err error) bool {
 
 // isRefused reports the answers of a Redis without functions (before 7.0:
 // an unknown command) and of an ACL user not allowed FCALL or FUNCTION
-// LOAD. A refusal of keys (NOPERM on a key) refuses EVALSHA alike and
-// does not count.
+// LOAD: replies that name those commands. A refusal of a command a
+// function runs names that command instead (and may come after the
+// function wrote), and a refusal of keys refuses EVALSHA alike: neither
+// counts.
 func isRefused(err error) bool {
 	msg := strings.ToLower(err.Error())
-	if !strings.Contains(msg, "fcall") && !strings.Contains(msg, "function") {
+	if !strings.HasPrefix(msg, "noperm") && !strings.Contains(msg, "unknown command") {
 		return false
 	}
-	return strings.Contains(msg, "unknown command") || strings.HasPrefix(msg, "noperm") ||
-		strings.Contains(msg, "noperm") && strings.Contains(msg, "permission")
+	for _, name := range []string{"'fcall'", "`fcall`", "'function|load'", "'function'", "`function`"} {
+		if strings.Contains(msg, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // byCall finds a script by what its commands name: the function's name

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"regexp"
 	"strings"
@@ -110,4 +111,23 @@ func TestCalled(t *testing.T) {
 		}
 	}
 	require.Nil(t, Called(redis.NewCmd(ctx, "get", "k")))
+}
+
+// TestRefusalsAndMisses: what makes ScriptsAuto fall back, and what a
+// pipeline sends again: replies that refuse FCALL or FUNCTION LOAD
+// themselves, or say the function is missing; never a refusal inside a
+// function, which may come after it wrote.
+func TestRefusalsAndMisses(t *testing.T) {
+	for msg, refused := range map[string]bool{
+		"NOPERM User u has no permissions to run the 'fcall' command":                                                                         true,
+		"NOPERM this user has no permissions to run the 'function|load' command":                                                              true,
+		"ERR unknown command 'FCALL', with args beginning with: 'syncfanout_0123456789ab_ack' '20' ":                                          true,
+		"ERR unknown command `FCALL`, with args beginning with: `syncfanout_0123456789ab_ack`, `20`, ":                                        true,
+		"ERR The user executing the script can't run this command or subcommand script: syncfanout_0123456789ab_send, on @user_function:812.": false,
+		"NOPERM No permissions to access a key":                                                                                               false,
+		"ERR Function not found":                                                                                                              false,
+	} {
+		require.Equal(t, refused, isRefused(errors.New(msg)), msg)
+		require.Equal(t, refused || msg == "ERR Function not found", NotRun(errors.New(msg)), msg)
+	}
 }

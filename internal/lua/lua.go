@@ -156,6 +156,18 @@ func (e *Engine) Run(ctx context.Context, c Client, s *Script, keys []string, ar
 	}
 }
 
+// NotRun reports whether err is a reply that refused a script call
+// without running it: the script or function is not loaded (NOSCRIPT, or
+// no such function: a pipeline cannot fall back from either), functions
+// are refused (Engine.Run falls back), or its slot is moving. Such a call
+// can be sent again as it was.
+func NotRun(err error) bool {
+	if err == nil {
+		return false
+	}
+	return redis.HasErrorPrefix(err, "NOSCRIPT") || isNoFunction(err) || isRefused(err) || slotMoving(err)
+}
+
 // slotMoving reports the cluster replies that refuse a command, without
 // running it, while a slot moves or the cluster reconfigures.
 func slotMoving(err error) bool {
