@@ -74,6 +74,17 @@ if widx then
   local n, last = settle()
   return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, win().done(widx > cn0 and widx <= WS.cn)}
 end
-redis.call('HSETNX', KEYS[K_ACK], c, NOW)
+-- The counts come first, and the release step takes them from here
+-- (NMEM, NACK). When the record is empty and this is the only member, its
+-- ack completes the message: nothing is written that the release step
+-- would delete at once. Otherwise HSETNX: a repeated ack keeps the time of
+-- the first, and counts once.
+NMEM = redis.call('ZCARD', KEYS[K_MEM])
+local had = redis.call('HLEN', KEYS[K_ACK])
+if had == 0 and NMEM <= 1 then
+  ACKED_ALL, NACK = true, 0
+else
+  NACK = had + redis.call('HSETNX', KEYS[K_ACK], c, NOW)
+end
 local n, last = settle()
 return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}

@@ -122,11 +122,14 @@ if #fresh > 0 then
       if not had[i] then new[#new + 1] = c end
     end
   end
+  -- The release step takes the counts from here (room.lua: NMEM, NACK).
+  NMEM, NACK = nmem, nack + #new
   if nack + #new >= nmem then
     -- The record holds only members' acks, so the batch completes the
     -- message, and settle() deletes the record in this same step: writing
     -- a hundred fields to delete them would be most of the call's cost.
-    ACKED_ALL = true
+    -- Nothing to delete when nothing was recorded before the batch.
+    ACKED_ALL, NACK = true, nack
   elseif #new > 0 then
     local set = {'HSET', KEYS[K_ACK]}
     -- Formatted once: Redis turns each Lua number argument into text with

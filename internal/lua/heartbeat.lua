@@ -6,6 +6,7 @@
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 timeout ms; 7.. client IDs.
 -- Returns: {"OK", released count, 1|0 per client (still in the room or not)}
+ACKLESS = true
 reap()
 local deadline = NOW + tonumber(ARGV[6])
 local res = {'OK', 0}

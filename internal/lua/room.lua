@@ -195,6 +195,21 @@ local COMPLETED
 -- ACKED_ALL, set by a script that counted every member's ack itself, lets
 -- release complete the in-flight message without reading the ack record.
 local ACKED_ALL
+-- NMEM and NACK are the member count and the number of ack records as a
+-- script that read them after its last change to either knows them (nil:
+-- unknown), so that the release step does not read them again; NACK 0
+-- also says there is no record to delete.
+local NMEM, NACK
+-- ACKLESS is set by a script that records no ack (send, heartbeat). When
+-- it removed no member either, an in-flight message it found incomplete
+-- is still incomplete: every call that could have completed it (an ack, a
+-- member leaving) ran the release step itself. So the release step skips
+-- reading the members and the acks, and knows there is at least one
+-- member: a message in flight without members is completed at once.
+local ACKLESS
+-- BACKLOG is this call's change to the shard's backlog total, written
+-- once by settle: a send released in the same call adds nothing.
+local BACKLOG
 
 -- LAST is the stream's newest ID before the next append of this call.
 local LAST
@@ -248,6 +263,7 @@ local function drop(c, ev, reason, actor)
     return nil
   end
   DEADLINES, MEMBERS = true, true
+  NMEM, NACK = nil, nil -- counted before this drop
   redis.call('HDEL', KEYS[K_SEEN], c)
   local fields = {'t', ev, 'c', c, 'r', reason, 'o', role}
   if actor then
@@ -481,13 +497,17 @@ local function release()
     pend = META.pend and tonumber(META.pend) or 0,
     hold = META.hold == '1',
     ad = META.ad and tonumber(META.ad) or 0,
-    nmem = redis.call('ZCARD', KEYS[K_MEM]),
     -- A paused room completes its in-flight message but releases nothing
     -- new (admin_pause.lua).
     paused = META.pz ~= nil,
   }
+  if st.inflight and ACKLESS and not MEMBERS and not ACKED_ALL then
+    st.nmem = 1 -- at least one (see ACKLESS); only compared with 0
+    return 0, nil, st
+  end
+  st.nmem = NMEM or redis.call('ZCARD', KEYS[K_MEM])
   if st.inflight then
-    if st.nmem > 0 and not ACKED_ALL and redis.call('HLEN', KEYS[K_ACK]) < st.nmem then return 0, nil, st end
+    if st.nmem > 0 and not ACKED_ALL and (NACK or redis.call('HLEN', KEYS[K_ACK])) < st.nmem then return 0, nil, st end
     mset('f', false)
     mset('fs', false)
     mset('rt', false)
@@ -495,7 +515,7 @@ local function release()
       mset('ad', false)
       DEADLINES = true
     end
-    redis.call('DEL', KEYS[K_ACK])
+    if NACK ~= 0 then redis.call('DEL', KEYS[K_ACK]) end
     st.inflight, st.ad = false, 0
     COMPLETED = true
     mset('lc', NOW)
@@ -540,7 +560,7 @@ local function release()
     -- Foreign entries were never counted in pend: only released ones are.
     st.pend = math.max(st.pend - n, 0)
     mset('pend', st.pend)
-    if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
+    BACKLOG = BACKLOG - n
     if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
   end
   return n, last, st
@@ -847,7 +867,7 @@ win = function()
       if not evicted then break end
     end
     if n > 0 or bad > 0 or st.pend ~= tonumber(META.pend or '0') then mset('pend', st.pend) end
-    if n > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -n) end
+    BACKLOG = BACKLOG - n
     if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
     if w.cn > cn0 then
       COMPLETED = true
@@ -1079,6 +1099,8 @@ local function settle()
   if st.pend == 0 and META.dn then clear_deadlines() end
   update_index(st)
   flush_meta()
+  if BACKLOG ~= 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', BACKLOG) end
+  BACKLOG = 0
   return n, last
 end
 
@@ -1099,6 +1121,7 @@ local function begin()
   PEND0 = tonumber(META.pend or '0')
   TRACK, PREV, APPENDED = false, nil, {}
   COMPLETED, ACKED_ALL = false, false
+  NMEM, NACK, ACKLESS, BACKLOG = nil, nil, false, 0
   LAST, APPENDS, SKIPPED = nil, 0, 0
   QIDX = {}
   for p = 0, LEVELS - 1 do QIDX[KEYS[K_Q0 + p]] = p end

@@ -132,7 +132,8 @@ if own ~= '' then
 end
 mset('seq', first + count - 1)
 mset('pend', tonumber(META.pend or '0') + count)
-redis.call('HINCRBY', KEYS[K_STATS], 'backlog', count)
+BACKLOG = BACKLOG + count
+ACKLESS = true
 if META.hold ~= HOLD then mset('hold', HOLD) end
 local dropped = overflow(count)
 reap()
