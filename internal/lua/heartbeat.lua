@@ -10,21 +10,53 @@ ACKLESS = true
 reap()
 local deadline = NOW + tonumber(ARGV[6])
 local res = {'OK', 0}
-for i = 7, #ARGV do
-  local c = ARGV[i]
-  local alive = 0
-  if redis.call('ZSCORE', KEYS[K_MEM], c) then
-    redis.call('ZADD', KEYS[K_MEM], deadline, c)
-    alive = 1
-  elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
-    redis.call('ZADD', KEYS[K_OBS], deadline, c)
-    alive = 1
+-- One lookup and one write per set for a chunk of clients, not per client:
+-- a process heartbeats all its clients of the room in one call. Chunks
+-- keep each command's arguments within what Lua's unpack allows.
+local CHUNK = 1000
+local live = false
+for from = 7, #ARGV, CHUNK do
+  local cs = {unpack(ARGV, from, math.min(from + CHUNK - 1, #ARGV))}
+  local mem, obs, seen = {'ZADD', KEYS[K_MEM]}, {'ZADD', KEYS[K_OBS]}, {'HSET', KEYS[K_SEEN]}
+  local inmem = redis.call('ZMSCORE', KEYS[K_MEM], unpack(cs))
+  local rest, names = {}, {}
+  for i, c in ipairs(cs) do
+    if inmem[i] then
+      mem[#mem + 1] = deadline
+      mem[#mem + 1] = c
+    else
+      rest[#rest + 1] = i
+      names[#names + 1] = c
+    end
   end
-  if alive == 1 then
-    redis.call('HSET', KEYS[K_SEEN], c, NOW)
-    DEADLINES = true
+  local alive = {}
+  for i in ipairs(cs) do alive[i] = inmem[i] and true or false end
+  if #names > 0 then
+    local inobs = redis.call('ZMSCORE', KEYS[K_OBS], unpack(names))
+    for j, i in ipairs(rest) do
+      if inobs[j] then
+        alive[i] = true
+        obs[#obs + 1] = deadline
+        obs[#obs + 1] = cs[i]
+      end
+    end
   end
-  res[#res + 1] = alive
+  for i, c in ipairs(cs) do
+    if alive[i] then
+      seen[#seen + 1] = c
+      seen[#seen + 1] = NOW
+      res[#res + 1] = 1
+    else
+      res[#res + 1] = 0
+    end
+  end
+  if #mem > 2 then redis.call(unpack(mem)) end
+  if #obs > 2 then redis.call(unpack(obs)) end
+  if #seen > 2 then
+    redis.call(unpack(seen))
+    live = true
+  end
 end
+if live then DEADLINES = true end
 res[2] = settle()
 return res
