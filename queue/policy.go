@@ -34,7 +34,10 @@ type Policy struct {
 	// QuorumFraction: the share of the current voting members whose acks
 	// complete a message, 0 < f <= 1 (0: unset).
 	QuorumFraction float64
-	// MaxLag: a member this many messages behind is evicted (0: off).
+	// MaxLag: a member more than this many messages behind is evicted
+	// (reason "max-lag"). 0: max(Window, DefaultMaxLag), so that a member
+	// that never acks while a quorum moves on cannot make the room track
+	// messages without bound; a lock-step room's members lag by 1 at most.
 	MaxLag int
 	// MaxPending: the most messages the room's backlog may hold; a send
 	// beyond it is handled by Overflow (0: unlimited).
@@ -98,6 +101,12 @@ func (s StragglerPolicy) String() string {
 	}
 	return "StragglerPolicy(" + strconv.Itoa(int(s)) + ")"
 }
+
+// DefaultMaxLag is the lag limit of a room whose Policy.MaxLag is 0 and
+// whose Window is not larger: a member more than this many messages
+// behind is evicted with the reason "max-lag". Only quorums, skips and
+// force releases let a member fall further behind than the window.
+const DefaultMaxLag = 1000
 
 // maxPolicyInt bounds the integer fields: far beyond any real room, and
 // exact in a Lua number.
