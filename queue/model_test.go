@@ -149,11 +149,11 @@ type mdlRoom struct {
 	dropped, skipped uint64
 	// deadline holds the messages sent with an AckDeadline (rule 26).
 	deadline map[uint64]bool
-	rel     []uint64
-	pos     map[string]int
-	cn      int
-	base    int
-	stream  []mdlEvent
+	rel      []uint64
+	pos      map[string]int
+	cn       int
+	base     int
+	stream   []mdlEvent
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
