@@ -27,7 +27,7 @@ type EventView struct {
 	Size      int       `json:"size,omitempty"` // malformed entries; dropped messages' payloads
 	// Enqueued: when a dropped message had been sent.
 	Enqueued *time.Time `json:"enqueued,omitempty"`
-	Payload   *Payload  `json:"payload,omitempty"`
+	Payload  *Payload   `json:"payload,omitempty"`
 	// Headers of a message or out-of-band message (queue.Header).
 	Headers map[string]string `json:"headers,omitempty"`
 	// Admin events: who did it, how many messages a purge dropped, whom

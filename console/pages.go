@@ -46,7 +46,7 @@ var templateFuncs = template.FuncMap{
 		}
 		return *p
 	},
-	"more":  func(n int, s []string) int { return max(len(s)-n, 0) },
+	"more": func(n int, s []string) int { return max(len(s)-n, 0) },
 	"sortLink": func(rq roomQuery, by string) string {
 		v := url.Values{}
 		if rq.Name != "" {
