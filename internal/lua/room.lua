@@ -116,6 +116,10 @@ end
 local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
   'overflow', 'maxpayload', 'straggler'}
 local POLICY = nil
+-- POLICY_ZERO says the room follows the zero policy (no stored policy, no
+-- Queue default in ARGV[5]): the default path then skips the policy's
+-- limit checks without building policy() (load_policy sets it).
+local POLICY_ZERO = false
 -- PFIELDS says META holds the stored policy's fields (load_pfields).
 local PFIELDS = false
 -- load_pfields reads the p: fields into META, in one call, for a room
@@ -343,6 +347,7 @@ local function body_len(p, from)
   return #p - from
 end
 local function payload_refusal(from)
+  if POLICY_ZERO then return nil end
   local limit = policy().maxpayload
   if limit <= 0 then return nil end
   for i = from, #ARGV do
@@ -583,6 +588,7 @@ load_policy = function()
   else
     maybe = string.find(ARGV[5], ';', 1, true)
   end
+  POLICY_ZERO = not stored and not maybe
   PWINDOW, PQUORUM, PQFRAC, PMAXLAG = 1, 0, 0, 0
   if maybe then
     local p = policy()
