@@ -629,3 +629,31 @@ func TestQuorum_DefaultMaxLag(t *testing.T) {
 		require.Len(t, roomState(t, ctx, q, room).Members, 1)
 	})
 }
+
+// TestWindow_DeadlineIsTheOldestsOwn (rule 26): in a window, the ack
+// deadline shown and enforced is the oldest message's own: one without a
+// deadline does not inherit the one of the message before it.
+func TestWindow_DeadlineIsTheOldestsOwn(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{})
+		const room = "win-deadline-own"
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
+		a := join(t, ctx, q, room)
+		m1 := send(t, ctx, q, room, 1, queue.AckDeadline(time.Hour))
+		m2 := send(t, ctx, q, room, 2)
+		m3 := send(t, ctx, q, room, 3, queue.AckDeadline(2*time.Hour))
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, []uint64{m1, m2, m3}, inFlightSeqs(st))
+		require.NotZero(t, st.InFlight.AckDeadline, "1's own")
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, m2, st.InFlight.Seq)
+		require.Zero(t, st.InFlight.AckDeadline, "2 has none of its own")
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, m3, st.InFlight.Seq)
+		require.WithinDuration(t, serverTime(t, ctx, b.Client).Add(2*time.Hour), st.InFlight.AckDeadline, time.Minute, "3's own, from when it became the oldest")
+	})
+}
