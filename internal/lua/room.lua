@@ -571,9 +571,6 @@ end
 -- and ad name the oldest message not complete, as in lock-step; its ack
 -- deadline runs from when it became the oldest.
 local PWINDOW, PQUORUM, PQFRAC, PMAXLAG, POLICY_WINDOWED
--- IMPLICIT_MAXLAG bounds a windowed room's lag when its policy sets no
--- MaxLag (queue.DefaultMaxLag; rule 20).
-local IMPLICIT_MAXLAG = 1000
 -- load_policy takes the window/quorum part of policy(). Lock-step rooms,
 -- the per-message path of the default policy, get by with a few table
 -- lookups: policy() is built only for a stored policy that names a
@@ -608,6 +605,10 @@ local WS = nil
 local WIN = nil
 win = function()
   if WIN then return WIN end
+  -- IMPLICIT_MAXLAG bounds a windowed room's lag when its policy sets no
+  -- MaxLag (queue.DefaultMaxLag; rule 20). Here, not at the top: every
+  -- top-level local costs each call of every room script a little.
+  local IMPLICIT_MAXLAG = 1000
   local function wpos(v)
     return tonumber(string.match(v or '', '^(%d+)') or '0')
   end
