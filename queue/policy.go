@@ -130,7 +130,7 @@ func (p Policy) validate(maxPayload int) error {
 	case p.Quorum > 0 && f > 0:
 		return bad("Quorum=%d and QuorumFraction=%v both set, want at most one", p.Quorum, f)
 	case p.MaxLag < 0 || p.MaxLag > maxPolicyInt:
-		return bad("MaxLag=%d, want 0 (off) or 1..%d", p.MaxLag, maxPolicyInt)
+		return bad("MaxLag=%d, want 0 (max(Window, DefaultMaxLag)) or 1..%d", p.MaxLag, maxPolicyInt)
 	case p.MaxPending < 0 || p.MaxPending > maxPolicyInt:
 		return bad("MaxPending=%d, want 0 (unlimited) or 1..%d", p.MaxPending, maxPolicyInt)
 	case p.Overflow < 0 || int(p.Overflow) >= len(overflowNames):
