@@ -110,6 +110,15 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	if len(payloads) == 0 {
 		return Enqueued{}, fmt.Errorf("%w: no message to send", sferr.ErrInvalidBatch)
 	}
+	v, err := b.run(ctx, lua.Send, room, enqueueArgs(p, producer, ackTimeout, payloads)...)
+	if err != nil {
+		return Enqueued{}, err
+	}
+	return enqueueReply(v, room)
+}
+
+// enqueueArgs are send.lua's own arguments (after the common part).
+func enqueueArgs(p int, producer string, ackTimeout time.Duration, payloads [][]byte) []any {
 	args := make([]any, 0, 2+len(payloads))
 	if ackTimeout > 0 {
 		args = append(args, strconv.Itoa(p)+":"+strconv.FormatInt(ackTimeout.Milliseconds(), 10), producer)
@@ -119,10 +128,10 @@ func (b *Barrier) Enqueue(ctx context.Context, room string, p int, producer stri
 	for _, pl := range payloads {
 		args = append(args, pl)
 	}
-	v, err := b.run(ctx, lua.Send, room, args...)
-	if err != nil {
-		return Enqueued{}, err
-	}
+	return args
+}
+
+func enqueueReply(v []any, room string) (Enqueued, error) {
 	switch st := str(v, sendStatus); st {
 	case sferr.StatusOK:
 	case sferr.StatusRoomFull:
@@ -169,7 +178,7 @@ func (b *Barrier) Policy(ctx context.Context, room string) (fields map[string]st
 	for _, f := range PolicyFields {
 		names = append(names, "p:"+f)
 	}
-	v, err := b.rdb.HMGet(ctx, b.layout.RoomKeys(room)[keys.KMeta-1], names...).Result()
+	v, err := b.rdb.HMGet(ctx, b.layout.Meta(room), names...).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("syncfanout: policy of room %q: %w", room, err)
 	}

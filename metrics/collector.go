@@ -91,9 +91,7 @@ type Collector struct {
 func NewCollector(q *queue.Queue, opts Options) *Collector {
 	opts = opts.withDefaults()
 	c := &Collector{q: q, opts: opts}
-	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(opts.Namespace, "", name), help, labels, opts.ConstLabels)
-	}
+	desc := describer(opts, "")
 	c.sent = desc("messages_sent_total", "Messages this process enqueued with Send.")
 	c.released = desc("messages_released_total", "Messages released by this process's sends and acks (the barrier let them through).")
 	c.oob = desc("oob_messages_sent_total", "Out-of-band messages this process sent.")
@@ -124,6 +122,26 @@ func NewCollector(q *queue.Queue, opts Options) *Collector {
 	return c
 }
 
+// describer returns a function that makes the descriptor of one metric of
+// the subsystem ("" for the Queue's), named and labelled as opts say.
+func describer(opts Options, subsystem string) func(name, help string, labels ...string) *prometheus.Desc {
+	return func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(opts.Namespace, subsystem, name), help, labels, opts.ConstLabels)
+	}
+}
+
+// emitter returns a function that sends one constant metric to ch, or an
+// invalid metric saying why it could not be made.
+func emitter(ch chan<- prometheus.Metric) func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	return func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		m, err := prometheus.NewConstMetric(d, t, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d, err)
+		}
+		ch <- m
+	}
+}
+
 // Describe sends the descriptors of every metric the Collector exports.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
@@ -142,13 +160,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // exported, the gauges are left out and redis_up is 0.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.q.Stats()
-	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
-		m, err := prometheus.NewConstMetric(d, t, v, labels...)
-		if err != nil {
-			m = prometheus.NewInvalidMetric(d, err)
-		}
-		ch <- m
-	}
+	metric := emitter(ch)
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		metric(d, prometheus.CounterValue, float64(v), labels...)
 	}

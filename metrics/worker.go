@@ -28,9 +28,7 @@ type WorkerCollector struct {
 func NewWorkerCollector(w *queue.Worker, opts Options) *WorkerCollector {
 	opts = opts.withDefaults()
 	c := &WorkerCollector{w: w}
-	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(opts.Namespace, "worker", name), help, labels, opts.ConstLabels)
-	}
+	desc := describer(opts, "worker")
 	c.received = desc("messages_received_total", "Messages (queued and out-of-band) the worker read from the streams of its rooms, once per message.")
 	c.delivered = desc("messages_delivered_total", "HandleMessage calls of the worker, one per message and client.")
 	c.invalid = desc("invalid_entries_total", "Malformed stream entries and payloads the worker skipped.")
@@ -60,13 +58,7 @@ func (c *WorkerCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect reads the worker's counters.
 func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.w.Stats()
-	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
-		m, err := prometheus.NewConstMetric(d, t, v, labels...)
-		if err != nil {
-			m = prometheus.NewInvalidMetric(d, err)
-		}
-		ch <- m
-	}
+	metric := emitter(ch)
 	metric(c.received, prometheus.CounterValue, float64(s.Received))
 	metric(c.delivered, prometheus.CounterValue, float64(s.Delivered))
 	metric(c.invalid, prometheus.CounterValue, float64(s.Invalid))

@@ -33,7 +33,7 @@ func adminEvents(evs []streams.Event) []streams.Event {
 func TestAdminPauseResume(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "paused"
 		s := join(t, ctx, q, room)
 		m1 := send(t, ctx, q, room, "m1")
@@ -95,7 +95,7 @@ func TestAdminPauseResume(t *testing.T) {
 func TestAdminPauseEmptyRoom(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "empty-paused"
 		send(t, ctx, q, room, "first") // drained at once: nobody is there
 		require.Equal(t, 0, roomState(t, ctx, q, room).Pending)
@@ -119,7 +119,7 @@ func TestAdminPauseEmptyRoom(t *testing.T) {
 func TestAdminRefusals(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{DisableHousekeeping: true, ClientTimeout: 3600e9, HeartbeatInterval: 1800e9})
+		q := setup(t, b, queue.Options{DisableHousekeeping: true, ClientTimeout: 3600e9, HeartbeatInterval: 1800e9}).q
 		const room, idle = "refusals", "idle-room"
 		member := subscribe(t, ctx, q, room)
 		send(t, ctx, q, idle, "x") // a room with no message in flight
@@ -179,7 +179,7 @@ func TestAdminRefusals(t *testing.T) {
 func TestAdminPauseRacesAck(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		adm := q.Admin(testActor)
 		for i := range 20 {
 			room := "race-" + strconv.Itoa(i)
@@ -221,7 +221,7 @@ func TestAdminPauseRacesAck(t *testing.T) {
 func TestAdminPurge(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "purged"
 		s := join(t, ctx, q, room)
 		m1 := send(t, ctx, q, room, "m1")
@@ -271,7 +271,7 @@ func TestAdminPurge(t *testing.T) {
 func TestAdminPurgeRacesSends(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room, total = "purge-race", 300
 		s := join(t, ctx, q, room)
 		send(t, ctx, q, room, "held") // in flight, never acked
@@ -315,7 +315,7 @@ func TestAdminPurgeRacesSends(t *testing.T) {
 func TestAdminRelease(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "forced"
 		a := join(t, ctx, q, room)
 		bb := join(t, ctx, q, room)
@@ -365,7 +365,7 @@ func TestAdminRelease(t *testing.T) {
 func TestAdminKick(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "kicked"
 		a := join(t, ctx, q, room)
 		bb := join(t, ctx, q, room)
@@ -418,7 +418,7 @@ func TestAdminKick(t *testing.T) {
 func TestAdminKickRacesAck(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		adm := q.Admin(testActor)
 		for i := range 20 {
 			room := "kick-race-" + strconv.Itoa(i)
@@ -451,7 +451,7 @@ func TestAdminKickRacesAck(t *testing.T) {
 func TestAdminDeleteRoom(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "doomed"
 		a := join(t, ctx, q, room)
 		obs := join(t, ctx, q, room, queue.AsObserver())
@@ -529,7 +529,7 @@ func TestAdminDeleteRoom(t *testing.T) {
 func TestAdminKickWorker(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		kicked := make(chan *queue.KickedError, 4)
 		timeouts := make(chan string, 4)
 		newWorker := func(withKick bool) *queue.Worker {

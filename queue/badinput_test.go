@@ -17,7 +17,7 @@ import (
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// SEMANTICS.md rule 15: bad input gets a clear error and changes nothing.
+// docs/semantics.md rule 15: bad input gets a clear error and changes nothing.
 // TestBadInputMatrix calls every public entry point with every kind of bad
 // input and checks, for each call, a typed error (errors.Is) and a
 // keyspace identical before and after (every key of the test's prefix,

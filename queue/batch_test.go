@@ -16,7 +16,7 @@ import (
 func TestSendBatch(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "batch"
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)

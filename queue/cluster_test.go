@@ -25,10 +25,10 @@ func TestNumShardsMismatch(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		wkQueue(t, b.Client, b.Prefix, queue.Options{NumShards: 16})
-		_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 8, Logger: wkLogger})
+		setupOn(t, b.Client, b.Prefix, queue.Options{NumShards: 16})
+		_, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, NumShards: 8, Logger: discardLogger})
 		require.ErrorIs(t, err, queue.ErrShardMismatch)
-		same, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: wkLogger}) // the default, 16
+		same, err := queue.New(ctx, b.NewClient(t), queue.Options{Prefix: b.Prefix, Logger: discardLogger}) // the default, 16
 		require.NoError(t, err)
 		require.NoError(t, same.Close())
 	})
@@ -205,7 +205,7 @@ func TestClusterNoCrossSlot(t *testing.T) {
 	require.NoError(t, err)
 	hook := &wkErrorHook{}
 	b.Client.AddHook(hook)
-	q := wkQueue(t, b.Client, b.Prefix, queue.Options{})
+	q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 	wkMixedWorkload(ctx, t, q, 48)
 	for _, kind := range []string{"CROSSSLOT", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
 		require.Zero(t, hook.count(kind), "%s errors reached the application", kind)
@@ -344,8 +344,8 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 	gatewayClient.AddHook(hook)
 	producerClient := cluster.Client(t)
 	producerClient.AddHook(hook)
-	q := wkQueue(t, gatewayClient, prefix, queue.Options{NumShards: shards})
-	producer := wkQueue(t, producerClient, prefix, queue.Options{NumShards: shards})
+	q := setupOn(t, gatewayClient, prefix, queue.Options{NumShards: shards})
+	producer := setupOn(t, producerClient, prefix, queue.Options{NumShards: shards})
 	in := wkInbox{}
 	for _, r := range append(append([]string{}, lockStep...), oobRooms...) {
 		in[r] = make(chan wkDelivery, 4*msgs*perRoom)

@@ -1,7 +1,7 @@
 package queue_test
 
 // One regression test per defect of the original library, numbered as in
-// the list at the end of SEMANTICS.md. Each test reproduces the situation
+// the parity list of docs/semantics.md. Each test reproduces the situation
 // that broke the original and checks the rule that replaces it, on
 // standalone Redis and on Redis Cluster.
 
@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -28,34 +27,6 @@ import (
 	"github.com/syncfanout/syncfanout/streams"
 )
 
-// dftShards is the NumShards of every Queue these tests create (the default).
-const dftShards = 16
-
-// dftCtx returns a context that ends after d or with the test.
-func dftCtx(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// dftQueue returns a Queue on rdb under b's prefix, closed at cleanup.
-//
-// Deprecated: use setupBundle, or setupOn for another client.
-func dftQueue(t *testing.T, b *redistest.Backend, rdb redis.UniversalClient, opts queue.Options) *queue.Queue {
-	t.Helper()
-	return setupOn(t, rdb, b.Prefix, opts)
-}
-
-// dftLayout names the raw keys of b's prefix, for the checks that look
-// under the API.
-func dftLayout(t *testing.T, b *redistest.Backend) *keys.Layout {
-	t.Helper()
-	l, err := keys.New(b.Prefix, dftShards)
-	require.NoError(t, err)
-	return l
-}
-
 // dftEvents reads a room's whole delivery stream; every entry must decode.
 func dftEvents(ctx context.Context, t *testing.T, rdb redis.UniversalClient, l *keys.Layout, room string) []streams.Event {
 	t.Helper()
@@ -66,11 +37,6 @@ func dftEvents(ctx context.Context, t *testing.T, rdb redis.UniversalClient, l *
 	}
 	return out
 }
-
-// dftOfType keeps the events of one type.
-//
-// Deprecated: use ofType.
-func dftOfType(evs []streams.Event, typ streams.Type) []streams.Event { return ofType(evs, typ) }
 
 // dftWaitEvents blocks on the room's stream (XREAD on rdb, read-only: it
 // never runs a room script) until done accepts the events read so far.
@@ -97,27 +63,6 @@ func dftWaitEvents(ctx context.Context, t *testing.T, rdb redis.UniversalClient,
 			}
 		}
 	}
-}
-
-// dftNext returns the subscription's next message; the context bounds the
-// wait.
-//
-// Deprecated: use next (t before ctx, as every other helper), which also
-// bounds the wait by waitLimit; this one keeps the caller's longer bounds
-// of the tests written with it.
-func dftNext(ctx context.Context, t *testing.T, s *queue.Subscription) *queue.Message {
-	t.Helper()
-	m, err := s.Next(ctx)
-	require.NoError(t, err, "client %s", s.ClientID())
-	return m
-}
-
-// dftState reads a room's state.
-//
-// Deprecated: use roomState.
-func dftState(ctx context.Context, t *testing.T, q *queue.Queue, room string) queue.RoomState {
-	t.Helper()
-	return roomState(t, ctx, q, room)
 }
 
 // dftInFlight is the in-flight message ID, 0 when none.
@@ -207,14 +152,14 @@ func dftCountedQueue(t *testing.T, b *redistest.Backend) (*queue.Queue, *dftCoun
 	rdb := b.NewClient(t)
 	c := &dftCounter{}
 	rdb.AddHook(c)
-	return dftQueue(t, b, rdb, queue.Options{DisableHousekeeping: true}), c
+	return setupOn(t, rdb, b.Prefix, queue.Options{DisableHousekeeping: true}), c
 }
 
 func TestDefect01_IdenticalPayloadsSameMillisecond(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 60*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 60*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "identical"
 		sub, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -252,7 +197,7 @@ func TestDefect01_IdenticalPayloadsSameMillisecond(t *testing.T) {
 		}
 		require.Len(t, sent, n)
 
-		st := dftState(ctx, t, q, room)
+		st := roomState(t, ctx, q, room)
 		require.Equal(t, n-1, st.Pending, "one message in flight, every other one pending")
 		require.NotNil(t, st.InFlight)
 
@@ -260,7 +205,7 @@ func TestDefect01_IdenticalPayloadsSameMillisecond(t *testing.T) {
 		delivered := map[uint64]bool{}
 		perMs := map[int64]int{}
 		for range n {
-			m := dftNext(ctx, t, sub)
+			m := next(t, ctx, sub)
 			require.Equal(t, payload, m.Data())
 			require.True(t, sent[m.ID], "delivered an ID that no Send returned: %d", m.ID)
 			require.False(t, delivered[m.ID], "message %d delivered twice", m.ID)
@@ -275,7 +220,7 @@ func TestDefect01_IdenticalPayloadsSameMillisecond(t *testing.T) {
 		require.GreaterOrEqual(t, busiest, 2, "no two sends shared a millisecond: the test did not reproduce the defect's condition")
 		t.Logf("%d identical payloads over %d server milliseconds, up to %d in one", n, len(perMs), busiest)
 
-		evs := dftOfType(dftEvents(ctx, t, b.Client, dftLayout(t, b), room), streams.Message)
+		evs := ofType(dftEvents(ctx, t, b.Client, layoutOf(t, b, 0), room), streams.Message)
 		require.Len(t, evs, n, "the stream holds each message once")
 	})
 }
@@ -283,8 +228,8 @@ func TestDefect01_IdenticalPayloadsSameMillisecond(t *testing.T) {
 func TestDefect02_FIFOBySendOrderNotPayload(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "fifo"
 		sub, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -320,11 +265,11 @@ func TestDefect02_FIFOBySendOrderNotPayload(t *testing.T) {
 			require.Equal(t, want[i].producer, p.Producer)
 		}
 
-		first := dftNext(ctx, t, sub)
+		first := next(t, ctx, sub)
 		require.Equal(t, blocker, first.ID)
 		require.NoError(t, first.Ack(ctx))
 		for i := range n {
-			m := dftNext(ctx, t, sub)
+			m := next(t, ctx, sub)
 			require.Equal(t, want[i].id, m.ID, "delivery %d", i)
 			require.Equal(t, want[i].payload, string(m.Data()))
 			require.Equal(t, want[i].producer, m.Producer)
@@ -340,8 +285,8 @@ func TestDefect03_PriorityDirection(t *testing.T) {
 	require.Equal(t, 9, queue.MaxPriority)
 	require.Equal(t, 5, queue.DefaultPriority)
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "priorities"
 		sub, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -368,12 +313,12 @@ func TestDefect03_PriorityDirection(t *testing.T) {
 			all = append(all, sent{id: id, prio: prio, seq: i})
 		}
 
-		before := dftState(ctx, t, q, room)
+		before := roomState(t, ctx, q, room)
 		for _, p := range []int{queue.MinPriority - 1, queue.MaxPriority + 1, -100, 1 << 20} {
 			_, err := q.Send(ctx, room, []byte("rejected"), queue.Priority(p))
 			require.ErrorIs(t, err, queue.ErrInvalidPriority, "priority %d", p)
 		}
-		after := dftState(ctx, t, q, room)
+		after := roomState(t, ctx, q, room)
 		require.Equal(t, before.LastSeq, after.LastSeq, "a rejected priority changes nothing")
 		require.Equal(t, before.Pending, after.Pending)
 		for p := range after.ByPriority {
@@ -396,12 +341,12 @@ func TestDefect03_PriorityDirection(t *testing.T) {
 			require.Equal(t, want[i].id, p.ID, "Peek position %d", i)
 			require.Equal(t, want[i].prio, p.Priority)
 		}
-		m := dftNext(ctx, t, sub)
+		m := next(t, ctx, sub)
 		require.Equal(t, blocker, m.ID)
 		require.Equal(t, queue.DefaultPriority, m.Priority)
 		require.NoError(t, m.Ack(ctx))
 		for i, w := range want {
-			m := dftNext(ctx, t, sub)
+			m := next(t, ctx, sub)
 			require.Equal(t, w.id, m.ID, "release %d", i)
 			require.Equal(t, w.prio, m.Priority)
 			require.Equal(t, fmt.Sprintf("m%02d", w.seq), string(m.Data()))
@@ -413,8 +358,8 @@ func TestDefect03_PriorityDirection(t *testing.T) {
 func TestDefect04_AcksAreBound(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "bound"
 		a, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -432,7 +377,7 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 			require.NoError(t, err)
 			ids = append(ids, id)
 		}
-		state := func() queue.RoomState { return dftState(ctx, t, q, room) }
+		state := func() queue.RoomState { return roomState(t, ctx, q, room) }
 		requireWaiting := func(seq uint64, missing ...string) {
 			t.Helper()
 			st := state()
@@ -441,7 +386,7 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		}
 		var stale, invalid, notMember uint64
 
-		a1, b1, e1 := dftNext(ctx, t, a), dftNext(ctx, t, bb), dftNext(ctx, t, e)
+		a1, b1, e1 := next(t, ctx, a), next(t, ctx, bb), next(t, ctx, e)
 		require.Equal(t, ids[0], a1.ID)
 		require.NoError(t, e1.Ack(ctx))
 		requireWaiting(ids[0], a.ClientID(), bb.ClientID())
@@ -477,7 +422,7 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		}
 		requireWaiting(ids[1], a.ClientID(), bb.ClientID(), e.ClientID())
 
-		a2, b2, e2 := dftNext(ctx, t, a), dftNext(ctx, t, bb), dftNext(ctx, t, e)
+		a2, b2, e2 := next(t, ctx, a), next(t, ctx, bb), next(t, ctx, e)
 		require.Equal(t, ids[1], e2.ID)
 		require.NoError(t, a2.Ack(ctx))
 		require.NoError(t, b2.Ack(ctx))
@@ -500,7 +445,7 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		require.ErrorIs(t, q.Ack(ctx, eID, e2.AckToken), queue.ErrStaleAck)
 		stale++
 		requireWaiting(ids[2], a.ClientID(), bb.ClientID())
-		a3, b3 := dftNext(ctx, t, a), dftNext(ctx, t, bb)
+		a3, b3 := next(t, ctx, a), next(t, ctx, bb)
 		require.Equal(t, ids[2], a3.ID)
 		require.NoError(t, a3.Ack(ctx))
 		require.NoError(t, b3.Ack(ctx))
@@ -511,7 +456,7 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		stale++
 		requireWaiting(ids[3], a.ClientID(), bb.ClientID(), eID)
 		for _, s := range []*queue.Subscription{a, bb, e} {
-			m := dftNext(ctx, t, s)
+			m := next(t, ctx, s)
 			require.Equal(t, ids[3], m.ID, "E receives what was released after it came back")
 			require.NoError(t, m.Ack(ctx))
 		}
@@ -523,13 +468,13 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		require.Equal(t, notMember, st.AckNotMember)
 
 		// With AckSecret, a token altered anywhere is refused before Redis.
-		qs := dftQueue(t, b, b.NewClient(t), queue.Options{AckSecret: []byte("0123456789abcdef0123456789abcdef")})
+		qs := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{AckSecret: []byte("0123456789abcdef0123456789abcdef")})
 		const signed = "signed"
 		x, err := qs.Join(ctx, signed)
 		require.NoError(t, err)
 		_, err = qs.Send(ctx, signed, []byte("s1"))
 		require.NoError(t, err)
-		mx := dftNext(ctx, t, x)
+		mx := next(t, ctx, x)
 		tok := []byte(mx.AckToken)
 		for i := range tok {
 			altered := slices.Clone(tok)
@@ -538,24 +483,24 @@ func TestDefect04_AcksAreBound(t *testing.T) {
 		}
 		// An unsigned token from the Queue without a secret is refused too.
 		require.ErrorIs(t, qs.Ack(ctx, a.ClientID(), a3.AckToken), queue.ErrInvalidToken)
-		require.Equal(t, []string{x.ClientID()}, dftState(ctx, t, qs, signed).Missing)
+		require.Equal(t, []string{x.ClientID()}, roomState(t, ctx, qs, signed).Missing)
 		require.NoError(t, mx.Ack(ctx))
-		require.Empty(t, dftState(ctx, t, qs, signed).Missing)
+		require.Empty(t, roomState(t, ctx, qs, signed).Missing)
 	})
 }
 
 func TestDefect05_SilentSubscriberEvictedWithoutOtherProcesses(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
+		ctx := testContextWithin(t, 30*time.Second)
 		const timeout = time.Second
 		// The only process: the producer's own Queue. Nothing else runs
 		// housekeeping, and after the sends nobody calls anything on the
 		// room; the test only reads the stream.
 		opts := queue.Options{ClientTimeout: timeout}
-		q := dftQueue(t, b, b.Client, opts)
+		q := setupOn(t, b.Client, b.Prefix, opts)
 		interval := min(timeout/4, time.Second) // the documented default
-		l := dftLayout(t, b)
+		l := layoutOf(t, b, 0)
 		const room = "silent"
 		silent, err := q.CreateClientID(ctx)
 		require.NoError(t, err)
@@ -564,11 +509,11 @@ func TestDefect05_SilentSubscriberEvictedWithoutOtherProcesses(t *testing.T) {
 		require.NoError(t, err)
 		second, err := q.Send(ctx, room, []byte("two"))
 		require.NoError(t, err)
-		require.Equal(t, []string{silent}, dftState(ctx, t, q, room).Missing)
+		require.Equal(t, []string{silent}, roomState(t, ctx, q, room).Missing)
 
 		reader := b.NewClient(t)
 		evs := dftWaitEvents(ctx, t, reader, l, room, func(evs []streams.Event) bool {
-			return len(dftOfType(evs, streams.Message)) == 2
+			return len(ofType(evs, streams.Message)) == 2
 		})
 		var join, evict streams.Event
 		for _, ev := range evs {
@@ -582,7 +527,7 @@ func TestDefect05_SilentSubscriberEvictedWithoutOtherProcesses(t *testing.T) {
 		require.Equal(t, silent, join.ClientID)
 		require.Equal(t, silent, evict.ClientID, "the silent member is evicted: %+v", evs)
 		require.Equal(t, "timeout", evict.Reason)
-		msgs := dftOfType(evs, streams.Message)
+		msgs := ofType(evs, streams.Message)
 		require.Equal(t, []uint64{first, second}, []uint64{msgs[0].MessageID, msgs[1].MessageID})
 		require.Negative(t, streams.CompareIDs(evict.ID, msgs[1].ID), "message 2 is released by the eviction")
 
@@ -594,7 +539,7 @@ func TestDefect05_SilentSubscriberEvictedWithoutOtherProcesses(t *testing.T) {
 		require.LessOrEqual(t, silence, timeout+interval+1500*time.Millisecond)
 		t.Logf("evicted %v after its last heartbeat (timeout %v, housekeeping every %v)", silence, timeout, interval)
 
-		st := dftState(ctx, t, q, room)
+		st := roomState(t, ctx, q, room)
 		require.Empty(t, st.Members)
 		require.Nil(t, st.InFlight)
 		require.Zero(t, st.Pending)
@@ -611,8 +556,8 @@ func TestDefect05_SilentSubscriberEvictedWithoutOtherProcesses(t *testing.T) {
 func TestDefect06_NoSpuriousDeliveries(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "exact"
 		a, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -638,7 +583,7 @@ func TestDefect06_NoSpuriousDeliveries(t *testing.T) {
 		nextQueued := func(s *queue.Subscription) *queue.Message {
 			t.Helper()
 			for {
-				m := dftNext(ctx, t, s)
+				m := next(t, ctx, s)
 				if m.OutOfBand {
 					require.Empty(t, m.AckToken)
 					counts[s.ClientID()].oob++
@@ -674,7 +619,7 @@ func TestDefect06_NoSpuriousDeliveries(t *testing.T) {
 		end, err := q.SendOutOfBand(ctx, room, []byte("end"))
 		require.NoError(t, err)
 		for _, s := range []*queue.Subscription{a, c, obs} {
-			m := dftNext(ctx, t, s)
+			m := next(t, ctx, s)
 			require.Equal(t, end, m.ID, "client %s got a delivery it should not have: %q", s.ClientID(), m.Data())
 			require.Equal(t, tally{msgs: n, oob: oobs}, *counts[s.ClientID()], "client %s", s.ClientID())
 		}
@@ -692,20 +637,20 @@ func TestDefect06_NoSpuriousDeliveries(t *testing.T) {
 			require.Zero(t, v, name)
 		}
 
-		evs := dftEvents(ctx, t, b.Client, dftLayout(t, b), room)
-		require.Len(t, dftOfType(evs, streams.Message), n)
-		require.Len(t, dftOfType(evs, streams.OutOfBand), oobs+1)
-		require.Len(t, dftOfType(evs, streams.Join), 5)
-		require.Len(t, dftOfType(evs, streams.Leave), 2)
+		evs := dftEvents(ctx, t, b.Client, layoutOf(t, b, 0), room)
+		require.Len(t, ofType(evs, streams.Message), n)
+		require.Len(t, ofType(evs, streams.OutOfBand), oobs+1)
+		require.Len(t, ofType(evs, streams.Join), 5)
+		require.Len(t, ofType(evs, streams.Leave), 2)
 	})
 }
 
 func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
-		l := dftLayout(t, b)
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
+		l := layoutOf(t, b, 0)
 		const room = "garbage"
 		member, err := q.Join(ctx, room)
 		require.NoError(t, err)
@@ -713,9 +658,9 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 		require.NoError(t, err)
 		first, err := q.Send(ctx, room, []byte("before"))
 		require.NoError(t, err)
-		m := dftNext(ctx, t, member)
+		m := next(t, ctx, member)
 		require.Equal(t, first, m.ID)
-		require.Equal(t, first, dftNext(ctx, t, obs).ID)
+		require.Equal(t, first, next(t, ctx, obs).ID)
 
 		now := fmt.Sprint(time.Now().UnixMilli())
 		msg := func(kv ...string) []any {
@@ -768,7 +713,7 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, m.Ack(ctx))
 		for _, s := range []*queue.Subscription{member, obs} {
-			got := []uint64{dftNext(ctx, t, s).ID, dftNext(ctx, t, s).ID}
+			got := []uint64{next(t, ctx, s).ID, next(t, ctx, s).ID}
 			require.ElementsMatch(t, []uint64{second, oob}, got, "client %s", s.ClientID())
 		}
 		require.EqualValues(t, len(garbage), q.Stats().Invalid, "every malformed entry counted once")
@@ -791,7 +736,7 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 		// with streams.Decode (issue 13, item 4).
 		require.Equal(t, len(garbage), bad)
 		require.Len(t, good, 3)
-		st := dftState(ctx, t, q, room)
+		st := roomState(t, ctx, q, room)
 		require.Equal(t, second, dftInFlight(st))
 		require.Equal(t, []string{member.ClientID()}, st.Missing)
 	})
@@ -800,9 +745,9 @@ func TestDefect07_GarbageInRedisIsSkipped(t *testing.T) {
 func TestDefect08_SeparatorsInIDs(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
-		l := dftLayout(t, b)
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
+		l := layoutOf(t, b, 0)
 		rooms := []string{"room", "room::a:b", "room:"}
 		clients := []string{"c", "c:1", "c::1", ":", "::", "a::b::c", "x:y:", "c:1:"}
 		producers := []string{":", "::", "p::q", "p:q:", "producer"}
@@ -820,7 +765,7 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 				require.NoError(t, q.Subscribe(ctx, c, r))
 			}
 		}
-		require.Equal(t, dftSorted(clients...), dftMemberIDs(dftState(ctx, t, q, rooms[0])))
+		require.Equal(t, dftSorted(clients...), dftMemberIDs(roomState(t, ctx, q, rooms[0])))
 
 		var ids []uint64
 		for _, p := range producers {
@@ -830,7 +775,7 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 		}
 		for i, p := range producers {
 			for j, c := range clients {
-				m := dftNext(ctx, t, subs[c])
+				m := next(t, ctx, subs[c])
 				require.Equal(t, ids[i], m.ID)
 				require.Equal(t, p, m.Producer)
 				if j%2 == 0 {
@@ -838,16 +783,16 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 				} else {
 					require.NoError(t, q.Ack(ctx, c, m.AckToken))
 				}
-				st := dftState(ctx, t, q, rooms[0])
+				st := roomState(t, ctx, q, rooms[0])
 				if j < len(clients)-1 {
 					require.Equal(t, ids[i], dftInFlight(st), "message %d waits for the others", ids[i])
 					require.Len(t, st.Missing, len(clients)-j-1)
 				}
 			}
 		}
-		st := dftState(ctx, t, q, rooms[0])
+		st := roomState(t, ctx, q, rooms[0])
 		require.Nil(t, st.InFlight, "every ack counted: nothing left in flight")
-		evs := dftOfType(dftEvents(ctx, t, b.Client, l, rooms[0]), streams.Message)
+		evs := ofType(dftEvents(ctx, t, b.Client, l, rooms[0]), streams.Message)
 		require.Len(t, evs, len(producers))
 		for i, ev := range evs {
 			require.Equal(t, producers[i], ev.Producer)
@@ -855,9 +800,9 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 
 		// "c" leaving must not take "c:1" or "c::1" (or anyone) with it.
 		require.NoError(t, q.Unsubscribe(ctx, "c", rooms[1]))
-		require.Equal(t, dftSorted(clients[1:4]...), dftMemberIDs(dftState(ctx, t, q, rooms[1])))
+		require.Equal(t, dftSorted(clients[1:4]...), dftMemberIDs(roomState(t, ctx, q, rooms[1])))
 		require.NoError(t, subs["c"].Close(ctx))
-		require.Equal(t, dftSorted(clients[1:]...), dftMemberIDs(dftState(ctx, t, q, rooms[0])))
+		require.Equal(t, dftSorted(clients[1:]...), dftMemberIDs(roomState(t, ctx, q, rooms[0])))
 		require.NoError(t, q.Ping(ctx, "c:1"), "c:1 is still in its rooms")
 
 		// Everyone leaves: no phantom member, room or client anywhere.
@@ -875,7 +820,7 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 			}
 		}
 		for _, r := range rooms {
-			st := dftState(ctx, t, q, r)
+			st := roomState(t, ctx, q, r)
 			require.Empty(t, st.Members, "room %q", r)
 			require.Empty(t, st.Observers, "room %q", r)
 		}
@@ -895,9 +840,9 @@ func TestDefect08_SeparatorsInIDs(t *testing.T) {
 func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
-		l := dftLayout(t, b)
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
+		l := layoutOf(t, b, 0)
 
 		// A room without members: each message is released into the stream
 		// at once, nothing waits and nothing is dropped.
@@ -907,13 +852,13 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 			id, err := q.Send(ctx, empty, []byte(fmt.Sprintf("e%d", i)), queue.Priority(i%3))
 			require.NoError(t, err)
 			sent = append(sent, id)
-			st := dftState(ctx, t, q, empty)
+			st := roomState(t, ctx, q, empty)
 			require.Zero(t, st.Pending)
 			require.Nil(t, st.InFlight)
 		}
 		require.EqualValues(t, 5, q.Stats().Released)
 		var got []uint64
-		for _, ev := range dftOfType(dftEvents(ctx, t, b.Client, l, empty), streams.Message) {
+		for _, ev := range ofType(dftEvents(ctx, t, b.Client, l, empty), streams.Message) {
 			got = append(got, ev.MessageID)
 		}
 		require.Equal(t, sent, got)
@@ -925,12 +870,12 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 		require.NoError(t, err)
 		y, err := q.Send(ctx, empty, []byte("y"))
 		require.NoError(t, err)
-		m := dftNext(ctx, t, s)
+		m := next(t, ctx, s)
 		require.Equal(t, x, m.ID)
-		st := dftState(ctx, t, q, empty)
+		st := roomState(t, ctx, q, empty)
 		require.Equal(t, 1, st.Pending, "y waits for the ack of x")
 		require.NoError(t, m.Ack(ctx))
-		require.Equal(t, y, dftNext(ctx, t, s).ID)
+		require.Equal(t, y, next(t, ctx, s).ID)
 
 		// The last member leaves with a backlog: the backlog is released
 		// into the stream, in order, not dropped.
@@ -954,11 +899,11 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 		require.Len(t, order, 6)
 		require.NoError(t, c.Close(ctx))
 		require.NoError(t, a.Close(ctx))
-		st = dftState(ctx, t, q, busy)
+		st = roomState(t, ctx, q, busy)
 		require.Zero(t, st.Pending)
 		require.Nil(t, st.InFlight)
 		got = nil
-		for _, ev := range dftOfType(dftEvents(ctx, t, b.Client, l, busy), streams.Message) {
+		for _, ev := range ofType(dftEvents(ctx, t, b.Client, l, busy), streams.Message) {
 			got = append(got, ev.MessageID)
 		}
 		require.Equal(t, order, got, "the backlog is in the stream, in release order")
@@ -967,7 +912,7 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 		require.Zero(t, met.Backlog)
 
 		// With HoldWhenEmpty the messages wait for the first member instead.
-		qh := dftQueue(t, b, b.NewClient(t), queue.Options{HoldWhenEmpty: true})
+		qh := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{HoldWhenEmpty: true})
 		const held = "held"
 		var h []uint64
 		for i := range 3 {
@@ -975,11 +920,11 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 			require.NoError(t, err)
 			h = append(h, id)
 		}
-		require.Equal(t, 3, dftState(ctx, t, qh, held).Pending)
+		require.Equal(t, 3, roomState(t, ctx, qh, held).Pending)
 		hs, err := qh.Join(ctx, held)
 		require.NoError(t, err)
 		for _, id := range h {
-			m := dftNext(ctx, t, hs)
+			m := next(t, ctx, hs)
 			require.Equal(t, id, m.ID)
 			require.NoError(t, m.Ack(ctx))
 		}
@@ -989,15 +934,15 @@ func TestDefect09_EmptyRoomsAndLastLeaver(t *testing.T) {
 func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 40*time.Second)
-		l := dftLayout(t, b)
+		ctx := testContextWithin(t, 40*time.Second)
+		l := layoutOf(t, b, 0)
 
 		t.Run("ack-timeout", func(t *testing.T) {
 			// The stuck member keeps beating (its process is alive) but never
 			// acks: the ack deadline evicts it.
 			// Long enough for the other member to ack in time on a loaded machine.
 			const ackTimeout = 2 * time.Second
-			q := dftQueue(t, b, b.Client, queue.Options{AckTimeout: ackTimeout, HousekeepingInterval: 100 * time.Millisecond})
+			q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: ackTimeout, HousekeepingInterval: 100 * time.Millisecond})
 			const room = "stuck-ack"
 			stuck, err := q.Join(ctx, room)
 			require.NoError(t, err)
@@ -1007,11 +952,11 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 			require.NoError(t, err)
 			second, err := q.Send(ctx, room, []byte("two"))
 			require.NoError(t, err)
-			require.Equal(t, first, dftNext(ctx, t, stuck).ID, "received, never acked")
-			m := dftNext(ctx, t, ok)
+			require.Equal(t, first, next(t, ctx, stuck).ID, "received, never acked")
+			m := next(t, ctx, ok)
 			require.NoError(t, m.Ack(ctx))
 
-			m2 := dftNext(ctx, t, ok)
+			m2 := next(t, ctx, ok)
 			require.Equal(t, second, m2.ID, "the room moves on")
 			// At once: the ack deadline applies to this member too.
 			require.NoError(t, m2.Ack(ctx))
@@ -1022,11 +967,11 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 			require.EqualValues(t, 1, q.Stats().EvictedAckTimeout)
 
 			evs := dftEvents(ctx, t, b.Client, l, room)
-			evicts := dftOfType(evs, streams.Evict)
+			evicts := ofType(evs, streams.Evict)
 			require.Len(t, evicts, 1)
 			require.Equal(t, stuck.ClientID(), evicts[0].ClientID)
 			require.Equal(t, "ack-timeout", evicts[0].Reason)
-			msgs := dftOfType(evs, streams.Message)
+			msgs := ofType(evs, streams.Message)
 			wait := evicts[0].At.Sub(msgs[0].At)
 			require.GreaterOrEqual(t, wait, ackTimeout)
 			require.LessOrEqual(t, wait, ackTimeout+100*time.Millisecond+2*time.Second)
@@ -1039,8 +984,8 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 			// of an hour) and whose membership deadline the main Queue set to
 			// one second.
 			const timeout = time.Second
-			q := dftQueue(t, b, b.Client, queue.Options{ClientTimeout: timeout})
-			frozen := dftQueue(t, b, b.NewClient(t), queue.Options{ClientTimeout: 2 * time.Hour, HeartbeatInterval: time.Hour, DisableHousekeeping: true})
+			q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: timeout})
+			frozen := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: 2 * time.Hour, HeartbeatInterval: time.Hour, DisableHousekeeping: true})
 			const room = "stuck-process"
 			stuck, err := frozen.Join(ctx, room)
 			require.NoError(t, err)
@@ -1051,15 +996,15 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 			require.NoError(t, err)
 			second, err := q.Send(ctx, room, []byte("two"))
 			require.NoError(t, err)
-			require.Equal(t, first, dftNext(ctx, t, stuck).ID, "received, never acked")
-			m := dftNext(ctx, t, ok)
+			require.Equal(t, first, next(t, ctx, stuck).ID, "received, never acked")
+			m := next(t, ctx, ok)
 			require.NoError(t, m.Ack(ctx))
 
-			m2 := dftNext(ctx, t, ok)
+			m2 := next(t, ctx, ok)
 			require.Equal(t, second, m2.ID, "the room moves on")
 			_, err = stuck.Next(ctx)
 			require.ErrorIs(t, err, queue.ErrEvicted, "the stuck process is told when it reads again")
-			evicts := dftOfType(dftEvents(ctx, t, b.Client, l, room), streams.Evict)
+			evicts := ofType(dftEvents(ctx, t, b.Client, l, room), streams.Evict)
 			require.Len(t, evicts, 1)
 			require.Equal(t, stuck.ClientID(), evicts[0].ClientID)
 			require.Equal(t, "timeout", evicts[0].Reason)
@@ -1071,8 +1016,8 @@ func TestDefect10_UnreceivedMessageDoesNotBlockForever(t *testing.T) {
 func TestDefect11_PingCostIndependentOfClients(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 60*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 60*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		pinger, counter := dftCountedQueue(t, b)
 		target, err := q.CreateClientID(ctx)
 		require.NoError(t, err)
@@ -1135,11 +1080,11 @@ func TestDefect11_PingCostIndependentOfClients(t *testing.T) {
 func TestDefect12_CreateClientIDUnique(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 60*time.Second)
+		ctx := testContextWithin(t, 60*time.Second)
 		// Two Queues on two clients stand for two processes.
 		qs := []*queue.Queue{
-			dftQueue(t, b, b.Client, queue.Options{DisableHousekeeping: true}),
-			dftQueue(t, b, b.NewClient(t), queue.Options{DisableHousekeeping: true}),
+			setupOn(t, b.Client, b.Prefix, queue.Options{DisableHousekeeping: true}),
+			setupOn(t, b.NewClient(t), b.Prefix, queue.Options{DisableHousekeeping: true}),
 		}
 		const creators, each = 10, 1000
 		results := make([][]string, creators)
@@ -1173,16 +1118,16 @@ func TestDefect12_CreateClientIDUnique(t *testing.T) {
 		for _, id := range results[0][:3] {
 			require.NoError(t, qs[0].Subscribe(ctx, id, "ids"))
 		}
-		require.Len(t, dftState(ctx, t, qs[0], "ids").Members, 3)
+		require.Len(t, roomState(t, ctx, qs[0], "ids").Members, 3)
 	})
 }
 
 func TestDefect13_RoomStateTimestamps(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
+		ctx := testContextWithin(t, 30*time.Second)
 		const timeout = 7 * time.Second
-		q := dftQueue(t, b, b.Client, queue.Options{ClientTimeout: timeout, AckTimeout: time.Minute})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: timeout, AckTimeout: time.Minute})
 		first, err := b.Client.Time(ctx).Result()
 		require.NoError(t, err)
 		const room = "clock"
@@ -1195,7 +1140,7 @@ func TestDefect13_RoomStateTimestamps(t *testing.T) {
 		require.NoError(t, err)
 		_, err = q.Send(ctx, room, []byte("two"))
 		require.NoError(t, err)
-		m := dftNext(ctx, t, sub)
+		m := next(t, ctx, sub)
 		require.NoError(t, m.Ack(ctx))
 
 		srv, err := b.Client.Time(ctx).Result()
@@ -1208,7 +1153,7 @@ func TestDefect13_RoomStateTimestamps(t *testing.T) {
 			require.True(t, got.After(first.Add(-time.Second)) && got.Before(srv.Add(time.Second)),
 				"%s = %v, server time from %v to %v", what, got, first, srv)
 		}
-		st := dftState(ctx, t, q, room)
+		st := roomState(t, ctx, q, room)
 		near("RoomState.Now", st.Now)
 		require.NotNil(t, st.InFlight)
 		near("InFlight.ReleasedAt", st.InFlight.ReleasedAt)
@@ -1236,7 +1181,7 @@ func TestDefect13_RoomStateTimestamps(t *testing.T) {
 		require.Len(t, pend, 1, "message two waits for the raw member's ack")
 		near("PendingMessage.EnqueuedAt", pend[0].EnqueuedAt)
 		require.NoError(t, q.Unsubscribe(ctx, raw, room))
-		m2 := dftNext(ctx, t, sub)
+		m2 := next(t, ctx, sub)
 		near("second Message.EnqueuedAt", m2.EnqueuedAt)
 		near("second Message.ReleasedAt", m2.ReleasedAt)
 		require.False(t, m2.ReleasedAt.Before(m.ReleasedAt))
@@ -1246,8 +1191,8 @@ func TestDefect13_RoomStateTimestamps(t *testing.T) {
 func TestDefect14_TopNReturnsExactlyN(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx := dftCtx(t, 30*time.Second)
-		q := dftQueue(t, b, b.Client, queue.Options{})
+		ctx := testContextWithin(t, 30*time.Second)
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		// Backlogs with a tie, a room with nothing pending (one message in
 		// flight) and a room with only an observer.
 		backlogs := map[string]int{"top-a": 5, "top-b": 5, "top-c": 3, "top-d": 2, "top-e": 1, "top-f": 0}
@@ -1297,7 +1242,7 @@ func TestDefect14_TopNReturnsExactlyN(t *testing.T) {
 			return counter.snapshot()
 		}
 		before, byName := cost()
-		require.Equal(t, 4*dftShards, before, "commands: %v", byName)
+		require.Equal(t, 4*defaultNumShards, before, "commands: %v", byName)
 		for name := range byName {
 			require.NotContains(t, []string{"scan", "keys", "sscan", "zscan", "hscan"}, name)
 		}
@@ -1376,7 +1321,6 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		const deadline = 2 * time.Second
-		quiet := slog.New(slog.DiscardHandler)
 
 		// A client of the backend's kind pointing at a closed port.
 		closed := dftClosedAddr(t)
@@ -1388,7 +1332,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 		}
 		defer nowhere.Close()
 		dftRequireFailed(t, dftCall("New (closed port)", deadline, func(ctx context.Context) error {
-			q, err := queue.New(ctx, nowhere, queue.Options{Prefix: b.Prefix, Logger: quiet})
+			q, err := queue.New(ctx, nowhere, queue.Options{Prefix: b.Prefix, Logger: discardLogger})
 			if err == nil {
 				_ = q.Close()
 			}
@@ -1417,8 +1361,8 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = rdb.Close() })
 		t.Logf("private %s deployment started in %v", b.Name, time.Since(started).Round(time.Millisecond))
-		ctx := dftCtx(t, 30*time.Second)
-		q, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, Logger: quiet})
+		ctx := testContextWithin(t, 30*time.Second)
+		q, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, Logger: discardLogger})
 		require.NoError(t, err)
 		const room = "doomed"
 		sub, err := q.Join(ctx, room)
@@ -1428,7 +1372,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 		require.NoError(t, q.Subscribe(ctx, raw, room))
 		_, err = q.Send(ctx, room, []byte("one"))
 		require.NoError(t, err)
-		m := dftNext(ctx, t, sub)
+		m := next(t, ctx, sub)
 		token := m.AckToken
 
 		require.NoError(t, kill())
@@ -1453,7 +1397,7 @@ func TestDefect15_RedisErrorsReturnErrors(t *testing.T) {
 			// Next waits for Redis to come back, so it ends with its context.
 			{"Subscription.Next", func(ctx context.Context) error { _, err := sub.Next(ctx); return err }},
 			{"New", func(ctx context.Context) error {
-				q2, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, Logger: quiet})
+				q2, err := queue.New(ctx, rdb, queue.Options{Prefix: b.Prefix, Logger: discardLogger})
 				if err == nil {
 					_ = q2.Close()
 				}

@@ -8,7 +8,9 @@
 // Out-of-band messages skip the queue and the barrier. Every delivery,
 // out-of-band message, join, leave and eviction goes to the room's
 // delivery stream, which can be read back ([Queue.History]) or followed
-// ([Queue.Tail]).
+// ([Queue.Tail]). Those calls take and yield the types of package streams,
+// the streams' public codec, with the same stability promise as this
+// package; no other package of this module is needed to use the API.
 //
 // A [Queue] wraps the caller's redis.UniversalClient (standalone or
 // Cluster) and never closes it:

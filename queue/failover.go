@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
-	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -190,54 +188,4 @@ func topologyError(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// retryBackoff is the pause before a background loop retries after a
-// failed round: from retryMin doubling to limit, with ±20% jitter so that
-// the processes of a deployment do not retry in step.
-type retryBackoff struct {
-	n int
-}
-
-const retryMin = 100 * time.Millisecond
-
-func (b *retryBackoff) next(limit time.Duration) time.Duration {
-	d := retryMin << min(b.n, 16)
-	b.n++
-	d = min(d, limit)
-	return d - d/5 + time.Duration(rand.Int64N(int64(d*2/5)+1))
-}
-
-func (b *retryBackoff) reset() { b.n = 0 }
-
-// logEvery is how often a background loop logs the same kind of failure;
-// the rest are counted and reported with the next line.
-const logEvery = 5 * time.Second
-
-// warnLimiter rate-limits one background loop's warnings: while Redis is
-// away, a loop would otherwise log on every retry (the subscribers of a
-// killed master wrote thousands of lines a minute).
-type warnLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// warn logs msg unless this limiter logged less than logEvery ago, in
-// which case it only counts it.
-func (l *warnLimiter) warn(log *slog.Logger, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	log.Warn(msg, args...)
 }

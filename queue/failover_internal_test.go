@@ -39,21 +39,6 @@ func TestTopologyError(t *testing.T) {
 	}
 }
 
-func TestRetryBackoff(t *testing.T) {
-	t.Parallel()
-	var b retryBackoff
-	prev := time.Duration(0)
-	for range 20 {
-		d := b.next(time.Second)
-		require.LessOrEqual(t, d, time.Second*6/5)
-		require.GreaterOrEqual(t, d, retryMin*4/5)
-		prev = d
-	}
-	require.GreaterOrEqual(t, prev, time.Second*4/5, "it grows to the limit")
-	b.reset()
-	require.Less(t, b.next(time.Second), 2*retryMin)
-}
-
 // countHandler counts records and keeps the last one's attributes.
 type countHandler struct {
 	n     int
@@ -69,23 +54,6 @@ func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *countHandler) WithGroup(string) slog.Handler      { return h }
-
-func TestWarnLimiter(t *testing.T) {
-	t.Parallel()
-	h := &countHandler{}
-	log := slog.New(h)
-	var l warnLimiter
-	for range 100 {
-		l.warn(log, "x", "err", "boom")
-	}
-	require.Equal(t, 1, h.n, "one line per logEvery")
-	l.mu.Lock()
-	l.last = l.last.Add(-logEvery)
-	l.mu.Unlock()
-	l.warn(log, "x", "err", "boom")
-	require.Equal(t, 2, h.n)
-	require.EqualValues(t, 99, h.attrs["suppressed"], "the next line counts what was left out")
-}
 
 func TestWatchTopologyOnce(t *testing.T) {
 	t.Parallel()

@@ -49,7 +49,7 @@ func TestFencedRejoin_Evicted(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		opts := fast(queue.Options{})
-		q := setup(t, b, opts)
+		q := setup(t, b, opts).q
 		// X's process loses its network, so nothing beats for X.
 		sw := newNetSwitch()
 		qX := setupOn(t, switchedClient(t, b, sw), b.Prefix, opts)
@@ -95,7 +95,7 @@ func TestFencedRejoin_Left(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "fence-leave"
 		y := join(t, ctx, q, room)
 		x := join(t, ctx, q, room)
@@ -135,7 +135,7 @@ func TestFencedRejoin_LiveResubscribe(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "fence-live"
 		y := join(t, ctx, q, room)
 		x := join(t, ctx, q, room)
@@ -147,7 +147,7 @@ func TestFencedRejoin_LiveResubscribe(t *testing.T) {
 		require.NoError(t, q.Subscribe(ctx, xid, room), "subscribing a live member again")
 
 		// A restarted gateway subscribes the same client again.
-		q2 := setup(t, b, queue.Options{})
+		q2 := setup(t, b, queue.Options{}).q
 		x2 := join(t, ctx, q2, room, queue.WithClientID(xid))
 		owed := next(t, ctx, x2)
 		require.Equal(t, k, owed.ID)
@@ -181,7 +181,7 @@ func TestFencedRejoin_Worker(t *testing.T) {
 
 func fencedWorker(t *testing.T, b *redistest.Backend, followAll bool) {
 	ctx := testContext(t)
-	q := setup(t, b, fast(queue.Options{}))
+	q := setup(t, b, fast(queue.Options{})).q
 	room := "fence-worker"
 	if followAll {
 		room = "fence-follow-all"
@@ -285,7 +285,7 @@ func TestFencedRejoin_WorkerMissedLeave(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "fence-missed-leave"
 		in := make(chan *queue.Message, 16)
 		timeouts := make(chan string, 4)
@@ -343,7 +343,7 @@ func TestFencedRejoin_WorkerMissedEviction(t *testing.T) {
 		ctx := testContext(t)
 		// No housekeeping and nobody beating: only a script on the room
 		// can evict the client.
-		q := setup(t, b, queue.Options{ClientTimeout: shortTimeout, DisableHousekeeping: true})
+		q := setup(t, b, queue.Options{ClientTimeout: shortTimeout, DisableHousekeeping: true}).q
 		const room = "fence-missed-evict"
 		in := make(chan *queue.Message, 16)
 		timeouts := make(chan string, 4)

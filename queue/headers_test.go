@@ -25,7 +25,7 @@ func TestHeadersTravelWithMessages(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "headers"
 		sub := join(t, ctx, q, room)
 		got := make(chan *queue.Message, 16)
@@ -125,7 +125,7 @@ func TestHeadersStorage(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const room = "headers-storage"
 		plain := send(t, ctx, q, room, []byte("body"), queue.Producer("p1"))
 		with := send(t, ctx, q, room, []byte("body"), queue.Producer("p1"), queue.Headers(map[string]string{"b": "2", "a": "11"}))
@@ -165,7 +165,7 @@ func TestHeadersMaxSize(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(testContext(t), time.Minute)
 		defer cancel()
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "headers-max"
 		// One header whose block is exactly MaxHeaderBytes (8192):
 		// "h8186:" + "1:k" + "8178:" + 8178 bytes of value.
@@ -228,7 +228,7 @@ func TestHeaderBlocksScriptsAgreeWithReaders(t *testing.T) {
 	}
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const room = "header-blocks"
 		layout, err := keys.New(b.Prefix, 16)
 		require.NoError(t, err)
@@ -247,7 +247,7 @@ func TestHeaderBlocksScriptsAgreeWithReaders(t *testing.T) {
 			require.Equal(t, h, p.Headers, "block %q", blocks[i])
 		}
 		// Drained in one call: a send to the room, now without HoldWhenEmpty.
-		drain := setup(t, b, queue.Options{})
+		drain := setup(t, b, queue.Options{}).q
 		send(t, ctx, drain, room, "last")
 		evs, err := b.Client.XRange(ctx, ks[keys.KStream-1], "-", "+").Result()
 		require.NoError(t, err)

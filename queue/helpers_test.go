@@ -36,7 +36,13 @@ var discardLogger = slog.New(slog.DiscardHandler)
 // testContext bounds a test body; it is cancelled at cleanup.
 func testContext(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testLimit)
+	return testContextWithin(t, testLimit)
+}
+
+// testContextWithin bounds a test body by d rather than testLimit.
+func testContextWithin(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -48,8 +54,8 @@ func fast(o queue.Options) queue.Options {
 	return o
 }
 
-// testBundle is what most tests start from: a bounded context, a Queue on
-// the backend (closed at cleanup) and the key layout of its prefix for the
+// testBundle is what tests start from: a bounded context, a Queue on the
+// backend (closed at cleanup) and the key layout of its prefix for the
 // checks that look under the API. Tests needing more (a second Queue, a
 // cut-able connection) add it with setupOn.
 type testBundle struct {
@@ -62,29 +68,27 @@ type testBundle struct {
 // defaultNumShards is Options.NumShards' default.
 const defaultNumShards = 16
 
-// setupBundle returns a testBundle with opts (at most one; none: the
-// defaults). It is the one entry point for new tests; setup, setupOn and
-// the per-file constructors below stay for the tests written before it.
-func setupBundle(t *testing.T, b *redistest.Backend, opts ...queue.Options) *testBundle {
+// setup returns a testBundle with opts (at most one; none: the defaults).
+func setup(t *testing.T, b *redistest.Backend, opts ...queue.Options) *testBundle {
 	t.Helper()
 	var o queue.Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	q := setup(t, b, o)
-	shards := o.NumShards
-	if shards == 0 {
-		shards = defaultNumShards
-	}
-	layout, err := keys.New(b.Prefix, shards)
-	require.NoError(t, err)
-	return &testBundle{ctx: testContext(t), q: q, backend: b, layout: layout}
+	q := setupOn(t, b.Client, b.Prefix, o)
+	return &testBundle{ctx: testContext(t), q: q, backend: b, layout: layoutOf(t, b, o.NumShards)}
 }
 
-// setup returns a Queue on the backend's client and prefix, closed at cleanup.
-func setup(t *testing.T, b *redistest.Backend, opts queue.Options) *queue.Queue {
+// layoutOf names the raw keys of b's prefix for numShards (0: the
+// default), for the checks that look under the API.
+func layoutOf(t *testing.T, b *redistest.Backend, numShards int) *keys.Layout {
 	t.Helper()
-	return setupOn(t, b.Client, b.Prefix, opts)
+	if numShards == 0 {
+		numShards = defaultNumShards
+	}
+	l, err := keys.New(b.Prefix, numShards)
+	require.NoError(t, err)
+	return l
 }
 
 // setupOn returns a Queue on any client (another process, a cut-able

@@ -107,6 +107,3 @@ func MessageFromEvent(ev streams.Event) (*Message, error) {
 	m.ReceivedAt = time.Time{}
 	return m, nil
 }
-
-// Raw reports whether the payload was sent as []byte (false when Err is set).
-func (p *PendingMessage) Raw() bool { return p.Err == nil && p.payload[0] == kindRaw }

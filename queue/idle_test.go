@@ -202,7 +202,7 @@ func TestIdleRooms_ChurnLeavesNothing(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, idleOptions())
+		q := setup(t, b, idleOptions()).q
 		base, err := prefixKeys(ctx, b.ForEachMaster, b.Prefix)
 		require.NoError(t, err)
 		require.Len(t, base, 1, "a new deployment holds its config: %q", base)
@@ -302,7 +302,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		// the send below, even on a loaded machine.
 		const ttl = 2 * time.Second
 		opts := queue.Options{NumShards: 1, ClientTimeout: time.Second, IdleRoomTTL: ttl, DisableHousekeeping: true}
-		q := setup(t, b, opts)
+		q := setup(t, b, opts).q
 		send(t, ctx, q, "a-sent", "before")
 		s := join(t, ctx, q, "b-joined")
 		send(t, ctx, q, "b-joined", "before")
@@ -327,7 +327,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		hopts := opts
 		hopts.DisableHousekeeping = false
 		hopts.HousekeepingInterval = 20 * time.Millisecond
-		hk := setup(t, b, hopts)
+		hk := setup(t, b, hopts).q
 		require.Eventually(t, func() bool { return roomIs(ctx, q, "z-ctl", gone) }, 10*time.Second, 20*time.Millisecond, "the untouched room never expired")
 		for room, ids := range map[string][]uint64{"a-sent": {1, 2}, "b-joined": {1}} {
 			st := roomState(t, ctx, q, room)
@@ -419,7 +419,7 @@ func TestIdleRooms_KeepForever(t *testing.T) {
 			require.ErrorIs(t, err, queue.ErrInvalidOption, "IdleRoomTTL=%v", bad)
 		}
 		opts := queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, IdleRoomTTL: queue.KeepIdleRooms}
-		q := setup(t, b, opts)
+		q := setup(t, b, opts).q
 		send(t, ctx, q, "kept", "one")
 		s := join(t, ctx, q, "kept")
 		send(t, ctx, q, "kept", "two")
@@ -451,7 +451,7 @@ func TestIdleRooms_StreamMaxAgeHolds(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second})
+		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second}).q
 		s := join(t, ctx, q, "emptied")
 		for i := range 3 {
 			send(t, ctx, q, "emptied", i)
@@ -492,7 +492,7 @@ func TestIdleRooms_Listed(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		send(t, ctx, q, "room-a", "hello")
 		s := join(t, ctx, q, "live")
 		t.Cleanup(func() { _ = s.Close(context.Background()) })

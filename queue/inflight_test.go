@@ -16,7 +16,7 @@ func TestInFlightSince(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		s, err := q.Join(ctx, "busy")
 		require.NoError(t, err)
 		send(t, ctx, q, "busy", "x")

@@ -2,7 +2,7 @@ package queue_test
 
 // TestModelRandomized runs a random sequence of operations against Redis,
 // through the public API, and against a small reference model of the rules
-// of SEMANTICS.md written in plain Go, and compares what can be observed
+// of docs/semantics.md written in plain Go, and compares what can be observed
 // after every step: the room state, the pending order, the new entries of
 // the delivery stream and what every subscription receives.
 //
@@ -616,8 +616,8 @@ func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness 
 	h := &mdlHarness{
 		t: t, b: b, seed: seed,
 		rng:       rand.New(rand.NewPCG(seed, 0x5eed)),
-		ctx:       dftCtx(t, 3*time.Minute),
-		layout:    dftLayout(t, b),
+		ctx:       testContextWithin(t, 3*time.Minute),
+		layout:    layoutOf(t, b, 0),
 		model:     &mdlModel{rooms: map[string]*mdlRoom{}, clientRooms: map[string]map[string]bool{}},
 		rooms:     []string{"model:a", "model b", "model::c"},
 		clients:   []string{"c0", "c:1", "c::2", "c3", "c4", "c 5"},
@@ -632,9 +632,9 @@ func newMdlHarness(t *testing.T, b *redistest.Backend, seed uint64) *mdlHarness 
 	for len(h.advanceAt) < mdlAdvances {
 		h.advanceAt[50+h.rng.IntN(mdlOps-100)] = true
 	}
-	h.q = dftQueue(t, b, b.Client, queue.Options{ClientTimeout: mdlAliveTimeout, StreamMaxLen: -1, Logger: quiet})
-	h.qv = dftQueue(t, b, b.NewClient(t), queue.Options{ClientTimeout: mdlClientTimeout, StreamMaxLen: -1, Logger: quiet})
-	h.qs = dftQueue(t, b, b.NewClient(t), queue.Options{
+	h.q = setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: mdlAliveTimeout, StreamMaxLen: -1, Logger: quiet})
+	h.qv = setupOn(t, b.NewClient(t), b.Prefix, queue.Options{ClientTimeout: mdlClientTimeout, StreamMaxLen: -1, Logger: quiet})
+	h.qs = setupOn(t, b.NewClient(t), b.Prefix, queue.Options{
 		ClientTimeout: 2 * time.Hour, HeartbeatInterval: time.Hour, DisableHousekeeping: true,
 		StreamMaxLen: -1, Logger: quiet,
 	})

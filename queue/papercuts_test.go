@@ -21,7 +21,7 @@ func TestRoomStateOfUnusedRoom(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		st, err := q.RoomState(ctx, "never-used")
 		require.NoError(t, err)
 		require.Equal(t, "never-used", st.Room)

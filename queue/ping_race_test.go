@@ -40,7 +40,7 @@ func TestPingRacesResubscribe(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		const room = "ping-race"
-		other := setup(t, b, fast(queue.Options{}))
+		other := setup(t, b, fast(queue.Options{})).q
 		id := subscribe(t, ctx, other, room)
 		// Evicted: nobody beats for it.
 		waitEvent(t, ctx, other, room, isClientEvent(streams.Evict, id))

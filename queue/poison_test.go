@@ -30,7 +30,7 @@ import (
 func TestPoisonPendingEntrySetAside(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		tb := setupBundle(t, b)
+		tb := setup(t, b)
 		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "poison"
 		a := join(t, ctx, q, room)
@@ -166,7 +166,7 @@ syncfanout_malformed_pending_entries_total %d
 func TestUndecodableInFlightMessageIsAcked(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		tb := setupBundle(t, b)
+		tb := setup(t, b)
 		ctx, q, layout := tb.ctx, tb.q, tb.layout
 		const room = "undecodable"
 		sub := join(t, ctx, q, room)

@@ -65,7 +65,7 @@ var invalidPolicies = map[string]queue.Policy{
 func TestSetPolicyInvalid(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "policy-invalid"
 		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 3}))
 		snapshot := snapshotter(t, ctx, b)
@@ -109,8 +109,8 @@ func TestSetPolicy(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		def := queue.Policy{MaxPending: 9, Overflow: queue.DropOldest}
-		q := setup(t, b, queue.Options{DefaultPolicy: def})
-		other := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{DefaultPolicy: def}).q
+		other := setup(t, b, queue.Options{}).q
 		const room = "policy-set"
 
 		got, err := q.Policy(ctx, room)
@@ -161,7 +161,7 @@ func TestSetPolicy(t *testing.T) {
 func TestSetPolicyKeepsBarrier(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "policy-live"
 		a := join(t, ctx, q, room)
 		first := send(t, ctx, q, room, "one")
@@ -205,7 +205,7 @@ func pendingIDs(t *testing.T, ctx context.Context, q *queue.Queue, room string) 
 func TestMaxPendingReject(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "full-reject"
 		a := join(t, ctx, q, room)
 		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 3}))
@@ -246,7 +246,7 @@ func TestMaxPendingReject(t *testing.T) {
 func TestMaxPendingDropOldest(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "full-drop-oldest"
 		join(t, ctx, q, room)
 		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 2, Overflow: queue.DropOldest}))
@@ -286,7 +286,7 @@ func TestMaxPendingDropOldest(t *testing.T) {
 func TestMaxPendingDropLowestPriority(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "full-drop-lowest"
 		join(t, ctx, q, room)
 		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPending: 2, Overflow: queue.DropLowestPriority}))
@@ -318,7 +318,7 @@ func TestMaxPendingDropLowestPriority(t *testing.T) {
 func TestRoomMaxPayload(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "small-payloads"
 		require.NoError(t, q.SetPolicy(ctx, room, queue.Policy{MaxPayloadBytes: 10}))
 		send(t, ctx, q, room, []byte("0123456789"))
@@ -349,7 +349,7 @@ func TestRoomMaxPayload(t *testing.T) {
 func TestAckDeadline(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, fast(queue.Options{}))
+		q := setup(t, b, fast(queue.Options{})).q
 		const room = "ack-deadline"
 		a := join(t, ctx, q, room)
 		slow := join(t, ctx, q, room)
@@ -397,7 +397,7 @@ func TestStragglerSkip(t *testing.T) {
 			{"AckTimeout", queue.Options{AckTimeout: 2 * time.Second}, nil},
 		} {
 			ctx := testContext(t)
-			q := setup(t, b, fast(tc.opts))
+			q := setup(t, b, fast(tc.opts)).q
 			room := "straggler-skip-" + tc.name
 			a := join(t, ctx, q, room)
 			slow := join(t, ctx, q, room)
@@ -426,7 +426,7 @@ func TestStragglerSkip(t *testing.T) {
 			require.Nil(t, st.InFlight)
 			require.Empty(t, ofType(history(t, ctx, q, room), streams.Evict), tc.name)
 		}
-		mt, err := setup(t, b, queue.Options{}).Metrics(testContext(t), 0)
+		mt, err := setup(t, b, queue.Options{}).q.Metrics(testContext(t), 0)
 		require.NoError(t, err)
 		require.EqualValues(t, 2, mt.Skipped)
 	})
@@ -438,10 +438,10 @@ func TestStragglerSkip(t *testing.T) {
 func TestAckDeadlineLeavesNothing(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{NumShards: dftShards})
+		q := setup(t, b, queue.Options{NumShards: defaultNumShards}).q
 		meta := func(room string) map[string]string {
 			t.Helper()
-			m, err := b.Client.HGetAll(ctx, dftLayout(t, b).RoomKeys(room)[0]).Result()
+			m, err := b.Client.HGetAll(ctx, layoutOf(t, b, 0).RoomKeys(room)[0]).Result()
 			require.NoError(t, err)
 			return m
 		}
@@ -491,7 +491,7 @@ func TestAckDeadlineLeavesNothing(t *testing.T) {
 func TestMaxPendingDropBounded(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const room = "drop-bounded"
 		batch := make([]any, 1000)
 		for i := range batch {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/syncfanout/syncfanout/streams"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 )
 
 // Redis being unreachable must not look like a quiet room: a subscriber
@@ -36,13 +36,15 @@ func (r *router) readerFailed(shard int, err error) {
 	f := r.failLocked(shard)
 	f.n++
 	f.err = err
+	if f.n == readFailAfter {
+		r.failing.Add(1)
+	}
 	var wake []*Subscription
 	if f.n >= readFailAfter {
 		f.seq++
-		for room, list := range r.subs {
-			if r.q.layout.ShardOf(room) == shard {
-				wake = append(wake, list...)
-			}
+		onShard := func(room string) bool { return r.readerOf(room) == shard }
+		for _, list := range r.subscriptionsLocked(onShard) {
+			wake = append(wake, list...)
 		}
 	}
 	r.mu.Unlock()
@@ -54,14 +56,18 @@ func (r *router) readerFailed(shard int, err error) {
 // readerResumed ends shard's run of failures: its reader reached Redis.
 func (r *router) readerResumed(shard int) {
 	r.mu.Lock()
-	r.failLocked(shard).n = 0
+	f := r.failLocked(shard)
+	if f.n >= readFailAfter {
+		r.failing.Add(-1)
+	}
+	f.n = 0
 	r.mu.Unlock()
 }
 
 // onReconnect is the readers' OnReconnect: the reset check, which, when it
 // gets an answer, shows that Redis is back.
-func (r *router) onReconnect(shard int) func(context.Context, []streams.Position) error {
-	return func(ctx context.Context, rooms []streams.Position) error {
+func (r *router) onReconnect(shard int) func(context.Context, []streamreader.Position) error {
+	return func(ctx context.Context, rooms []streamreader.Position) error {
 		err := r.checkReset(ctx, rooms)
 		if err == nil {
 			r.readerResumed(shard)
@@ -86,14 +92,22 @@ func (r *router) failLocked(shard int) *shardFail {
 func (r *router) failSeq(room string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.failLocked(r.q.layout.ShardOf(room)).seq
+	return r.failLocked(r.readerOf(room)).seq
 }
 
 // newFailure returns the latest failure of the reader of s's room if s has
 // not been handed it yet, wrapped for s's caller; nil otherwise.
 func (r *router) newFailure(s *Subscription) error {
+	// Every Next that finds nothing queued asks: without a failing reader
+	// it must not take the router's lock, which all of the Queue's
+	// subscriptions would contend for (the top of W2's mutex profile). A
+	// failure counted after this load wakes s (readerFailed signals after
+	// counting), so s asks again.
+	if r.failing.Load() == 0 {
+		return nil
+	}
 	r.mu.Lock()
-	f := r.failLocked(r.q.layout.ShardOf(s.room))
+	f := r.failLocked(r.readerOf(s.room))
 	seq, err, failing := f.seq, f.err, f.n >= readFailAfter
 	r.mu.Unlock()
 	s.mu.Lock()

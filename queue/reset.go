@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/syncfanout/syncfanout/internal/sferr"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
@@ -101,7 +102,7 @@ func (s *Subscription) resetError(c roomCheck, read string) error {
 // workers' clients there are dropped and reported to HandleClientTimeout,
 // before the reader reads again, so nothing written after the reset
 // reaches them.
-func (r *router) checkReset(ctx context.Context, positions []streams.Position) error {
+func (r *router) checkReset(ctx context.Context, positions []streamreader.Position) error {
 	rooms := make([]string, len(positions))
 	for i, p := range positions {
 		rooms[i] = p.Room
@@ -114,30 +115,30 @@ func (r *router) checkReset(ctx context.Context, positions []streams.Position) e
 		return err
 	}
 	for _, p := range positions {
-		c := checks[p.Room]
-		r.mu.Lock()
-		subs := append([]*Subscription(nil), r.subs[p.Room]...)
-		r.mu.Unlock()
-		behind := c.last == "" || streams.CompareIDs(c.last, p.Last) < 0
-		for _, s := range subs {
-			if err := s.resetError(c, p.Last); err != nil {
-				s.reset(err)
-			}
-		}
-		r.mu.Lock()
-		sinks := append([]roomSink(nil), r.sinks[p.Room]...)
-		r.mu.Unlock()
-		for _, s := range sinks {
-			if wr, ok := s.(*workerRoom); ok {
-				if n := wr.reset(c, behind); n > 0 {
-					r.q.stats.Reset.Add(uint64(n))
-					r.q.opts.Logger.Warn("syncfanout: room reset", "room", p.Room, "worker clients", n,
-						"epoch", c.epoch, "stream last", c.last, "read up to", p.Last)
-				}
-			}
+		for _, s := range r.sinksOf(p.Room) {
+			s.roomReset(checks[p.Room], p.Last)
 		}
 	}
 	return nil
+}
+
+// roomReset ends s with ErrRoomReset if Redis no longer holds what it
+// joined (roomSink).
+func (s *Subscription) roomReset(c roomCheck, read string) {
+	if err := s.resetError(c, read); err != nil {
+		s.reset(err)
+	}
+}
+
+// roomReset drops the clients Redis no longer knows (roomSink).
+func (r *workerRoom) roomReset(c roomCheck, read string) {
+	behind := c.last == "" || streams.CompareIDs(c.last, read) < 0
+	if n := r.reset(c, behind); n > 0 {
+		q := r.w.q
+		q.stats.Reset.Add(uint64(n))
+		q.opts.Logger.Warn("syncfanout: room reset", "room", r.name, "worker clients", n,
+			"epoch", c.epoch, "stream last", c.last, "read up to", read)
+	}
 }
 
 // reset drops the clients of a worker room that Redis no longer knows
@@ -153,7 +154,7 @@ func (r *workerRoom) reset(c roomCheck, behind bool) int {
 	// this process's acks handed over, which proves nothing.
 	n := 0
 	for _, cl := range r.clients {
-		if cl.start == "" || cl.gone || (cl.epoch == c.epoch && !behind) {
+		if !cl.pos.started() || cl.gone || (cl.epoch == c.epoch && !behind) {
 			continue
 		}
 		r.drop(cl)
@@ -178,13 +179,8 @@ func (s *Subscription) reset(err error) {
 // reset when the room's state was replaced, an eviction otherwise.
 func (r *router) lost(ctx context.Context, s *Subscription) {
 	s.mu.Lock()
-	read := s.last // taken before the check, so the stream must reach it
-	var kicked *KickedError
-	for _, ev := range s.buf {
-		if k := s.kickedBy(ev); k != nil {
-			kicked = k
-		}
-	}
+	read := s.pos.position() // taken before the check, so the stream must reach it
+	kicked, _ := s.endingQueued()
 	s.mu.Unlock()
 	if kicked != nil {
 		// An operator's kick or deletion, already read: it says why, and a
@@ -234,7 +230,7 @@ func (r *router) unreadKick(ctx context.Context, s *Subscription, read string) *
 // one such answer must not drop every subscriber of the room. A real reset
 // (a restart without persistence) answers the same twice; a room whose
 // answers differ is left for the reader's next reconnect check.
-func (r *router) confirmChecks(ctx context.Context, positions []streams.Position, checks map[string]roomCheck) error {
+func (r *router) confirmChecks(ctx context.Context, positions []streamreader.Position, checks map[string]roomCheck) error {
 	var suspect []string
 	for _, p := range positions {
 		c := checks[p.Room]

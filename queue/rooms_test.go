@@ -17,7 +17,7 @@ func TestRoomsPaging(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		// Rooms with backlogs 0..4 (several ties) and live ones without
 		// backlog (a member and no message).
 		const n = 23
@@ -67,8 +67,8 @@ func TestRoomsPaging(t *testing.T) {
 		_, err = cq.Rooms(ctx, second.Next, 5)
 		require.NoError(t, err)
 		total, byName := counter.snapshot()
-		require.Equal(t, map[string]int{"zrevrange": dftShards}, byName)
-		require.Equal(t, dftShards, total)
+		require.Equal(t, map[string]int{"zrevrange": defaultNumShards}, byName)
+		require.Equal(t, defaultNumShards, total)
 
 		for _, limit := range []int{0, -1, queue.MaxTopRooms + 1} {
 			_, err := q.Rooms(ctx, "", limit)

@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"context"
 	"time"
 
 	"github.com/syncfanout/syncfanout/barrier"
+	"github.com/syncfanout/syncfanout/internal/keys"
 )
 
 // RoomState is a consistent snapshot of a room, read in one atomic step.
@@ -89,4 +91,27 @@ func members(ms []barrier.Member) []Member {
 		out[i] = Member(m)
 	}
 	return out
+}
+
+// RoomState returns the room's pending count, in-flight message and its
+// age, every member with its last heartbeat, and who acked or is missing.
+// Rooms exist implicitly: one that holds nothing (never used, or expired)
+// has an empty state (LastSeq 0, no members, StreamLen 0) and no error.
+func (q *Queue) RoomState(ctx context.Context, room string) (RoomState, error) {
+	if err := q.check(ctx); err != nil {
+		return RoomState{}, err
+	}
+	if err := keys.ValidateRoom(room); err != nil {
+		return RoomState{}, err
+	}
+	s, err := q.barrier.State(ctx, room)
+	if err != nil {
+		return RoomState{}, err
+	}
+	r := roomState(s)
+	if r.Policy, err = q.roomPolicy(room, s.Policy, s.PolicyStored); err != nil {
+		return RoomState{}, err
+	}
+	r.PolicyStored = s.PolicyStored
+	return r, nil
 }

@@ -1,6 +1,6 @@
 package queue_test
 
-// One test per rule of SEMANTICS.md, each on standalone Redis and on a
+// One test per rule of docs/semantics.md, each on standalone Redis and on a
 // 3-master cluster. They use the public API (queue, streams) and raw
 // commands for inspection only.
 
@@ -30,7 +30,7 @@ func TestRule01_Fanout(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q1 := setup(t, b, queue.Options{})
+		q1 := setup(t, b, queue.Options{}).q
 		q2 := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{}) // another process
 		const room = "fanout"
 		members := []*queue.Subscription{join(t, ctx, q1, room), join(t, ctx, q2, room), join(t, ctx, q2, room)}
@@ -77,7 +77,7 @@ func TestRule02_LockStep(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q1 := setup(t, b, queue.Options{})
+		q1 := setup(t, b, queue.Options{}).q
 		q2 := setupOn(t, b.NewClient(t), b.Prefix, queue.Options{})
 		const room = "lockstep"
 		a := join(t, ctx, q1, room)
@@ -124,7 +124,7 @@ func TestRule03_PriorityThenFIFO(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "priority"
 		a := join(t, ctx, q, room)
 		first := send(t, ctx, q, room, "first", queue.Priority(queue.MaxPriority))
@@ -206,7 +206,7 @@ func TestRule04_OutOfBand(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "oob"
 		a := join(t, ctx, q, room)
 		o := join(t, ctx, q, room, queue.AsObserver())
@@ -240,7 +240,7 @@ func TestRule04_OutOfBand(t *testing.T) {
 		require.Equal(t, m2, next(t, ctx, a).ID)
 
 		// In a room without members, and in a room that holds its queue.
-		qh := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		qh := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const held = "oob-held"
 		send(t, ctx, qh, held, "queued")
 		hid := sendOOB(t, ctx, qh, held, "now")
@@ -258,7 +258,7 @@ func TestRule05_JoinMidFlight(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "midflight"
 		a := join(t, ctx, q, room)
 		ids := []uint64{send(t, ctx, q, room, "k"), send(t, ctx, q, room, "k+1"), send(t, ctx, q, room, "k+2")}
@@ -295,7 +295,7 @@ func TestRule06_LeaveReleases(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "leave"
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
@@ -358,7 +358,7 @@ func TestRule07_EvictionWithoutOtherProcesses(t *testing.T) {
 		opts := fast(queue.Options{})
 		// Two subscriber processes and nothing else: qY keeps running, qX
 		// loses its network below and can neither beat nor ack.
-		qY := setup(t, b, opts)
+		qY := setup(t, b, opts).q
 		sw := newNetSwitch()
 		qX := setupOn(t, switchedClient(t, b, sw), b.Prefix, opts)
 		t.Cleanup(sw.Heal) // runs before qX.Close
@@ -445,7 +445,7 @@ func TestRule07_AckTimeout(t *testing.T) {
 		const ackTimeout = 300 * time.Millisecond
 		// ClientTimeout stays at its default: a heartbeat timeout cannot be
 		// what evicts the stuck member here.
-		q := setup(t, b, queue.Options{AckTimeout: ackTimeout, HousekeepingInterval: shortHousekeep})
+		q := setup(t, b, queue.Options{AckTimeout: ackTimeout, HousekeepingInterval: shortHousekeep}).q
 		const room = "acktimeout"
 		stuck := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
@@ -479,7 +479,7 @@ func TestRule08_EmptyRoomReleasesStraightToStream(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "empty"
 		ids := []uint64{
 			send(t, ctx, q, room, "a", queue.Priority(7)),
@@ -514,7 +514,7 @@ func TestRule08_HoldWhenEmpty(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const room = "held"
 		a5 := send(t, ctx, q, room, "a", queue.Priority(5))
 		b1 := send(t, ctx, q, room, "b", queue.Priority(1))
@@ -560,7 +560,7 @@ func TestRule09_AcksAreBound(t *testing.T) {
 		}{{"unsigned", nil}, {"signed", []byte("0123456789abcdef")}} {
 			t.Run(tc.name, func(t *testing.T) {
 				ctx := testContext(t)
-				q := setup(t, b, queue.Options{AckSecret: tc.secret})
+				q := setup(t, b, queue.Options{AckSecret: tc.secret}).q
 				room := "acks-" + tc.name
 				a := join(t, ctx, q, room)
 				c := join(t, ctx, q, room)
@@ -647,7 +647,7 @@ func TestRule10_PeekOrderUnchanged(t *testing.T) {
 		ctx := testContext(t)
 		// Held messages and no member: nothing else writes to the prefix
 		// while the keyspace is compared.
-		q := setup(t, b, queue.Options{HoldWhenEmpty: true})
+		q := setup(t, b, queue.Options{HoldWhenEmpty: true}).q
 		const room = "peek"
 		seed := rand.Uint64()
 		t.Logf("seed %d", seed)
@@ -715,7 +715,7 @@ func TestRule11_RoomState(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		const timeout = 15 * time.Second
-		q := setup(t, b, queue.Options{ClientTimeout: timeout})
+		q := setup(t, b, queue.Options{ClientTimeout: timeout}).q
 		const room = "state"
 		empty := roomState(t, ctx, q, room)
 		require.Zero(t, empty.Pending)
@@ -804,7 +804,7 @@ func TestRule12_ServerClock(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		const timeout = 15 * time.Second
-		q := setup(t, b, queue.Options{ClientTimeout: timeout, AckTimeout: time.Hour})
+		q := setup(t, b, queue.Options{ClientTimeout: timeout, AckTimeout: time.Hour}).q
 		const room = "clock"
 		now := func() time.Time { return serverTime(t, ctx, b.Client) }
 
@@ -883,7 +883,7 @@ func TestRule13_ReplayHistory(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, fast(queue.Options{}))
+		q := setup(t, b, fast(queue.Options{})).q
 		const room = "replay"
 		key, err := q.StreamKey(room)
 		require.NoError(t, err)
@@ -1049,7 +1049,7 @@ func TestRule13_Retention(t *testing.T) {
 
 		t.Run("count", func(t *testing.T) {
 			const maxLen = 10
-			q := setup(t, b, queue.Options{StreamMaxLen: maxLen})
+			q := setup(t, b, queue.Options{StreamMaxLen: maxLen}).q
 			ids := fill(q, "retain-count")
 			l := xlen(q, "retain-count")
 			require.GreaterOrEqual(t, l, int64(maxLen))
@@ -1057,7 +1057,7 @@ func TestRule13_Retention(t *testing.T) {
 			kept := messageIDs(history(t, ctx, q, "retain-count"))
 			require.Equal(t, ids[len(ids)-len(kept):], kept, "the newest events are the ones kept")
 
-			unlimited := setup(t, b, queue.Options{StreamMaxLen: -1})
+			unlimited := setup(t, b, queue.Options{StreamMaxLen: -1}).q
 			fill(unlimited, "retain-all")
 			require.EqualValues(t, n, xlen(unlimited, "retain-all"))
 		})
@@ -1075,14 +1075,14 @@ func TestRule13_Retention(t *testing.T) {
 					}).Err())
 				}
 			}
-			q := setup(t, b, queue.Options{StreamMaxAge: time.Second, StreamMaxLen: -1})
+			q := setup(t, b, queue.Options{StreamMaxAge: time.Second, StreamMaxLen: -1}).q
 			seedOld(q, "retain-age")
 			last := send(t, ctx, q, "retain-age", "new")
 			require.LessOrEqual(t, xlen(q, "retain-age"), int64(nodeMax), "StreamMaxAge not applied on append")
 			evs := history(t, ctx, q, "retain-age")
 			require.Equal(t, last, evs[len(evs)-1].MessageID)
 
-			keep := setup(t, b, queue.Options{StreamMaxLen: -1})
+			keep := setup(t, b, queue.Options{StreamMaxLen: -1}).q
 			seedOld(keep, "retain-forever")
 			send(t, ctx, keep, "retain-forever", "new")
 			require.EqualValues(t, n+1, xlen(keep, "retain-forever"), "trimmed without an age limit")
@@ -1099,7 +1099,7 @@ func TestRule14_AtomicityUnderConcurrency(t *testing.T) {
 		ctx := testContext(t)
 		// Heartbeats (every ClientTimeout/3) interleave with everything else.
 		opts := queue.Options{ClientTimeout: 3 * time.Second}
-		qs := []*queue.Queue{setup(t, b, opts), setupOn(t, b.NewClient(t), b.Prefix, opts)}
+		qs := []*queue.Queue{setup(t, b, opts).q, setupOn(t, b.NewClient(t), b.Prefix, opts)}
 		const room = "atomic"
 		seed := rand.Uint64()
 		t.Logf("seed %d", seed)
@@ -1350,7 +1350,7 @@ func TestRule15_BadInputChangesNothing(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		const limit = 64
-		q := setup(t, b, queue.Options{MaxPayloadBytes: limit})
+		q := setup(t, b, queue.Options{MaxPayloadBytes: limit}).q
 		const room = "bad-input"
 
 		// A genuine token of a member that then left; its Queue is closed
@@ -1364,7 +1364,7 @@ func TestRule15_BadInputChangesNothing(t *testing.T) {
 		require.NoError(t, qc.Close())
 		_, err := left.Next(ctx)
 		require.ErrorIs(t, err, queue.ErrClosed)
-		closed := setup(t, b, queue.Options{})
+		closed := setup(t, b, queue.Options{}).q
 		require.NoError(t, closed.Close())
 		require.NoError(t, closed.Close(), "Close is idempotent")
 		stranger, err := q.CreateClientID(ctx)
@@ -1498,7 +1498,7 @@ func TestRule15_MalformedEntriesSkipped(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "garbage"
 		s := join(t, ctx, q, room)
 		o := join(t, ctx, q, room, queue.AsObserver())

@@ -39,7 +39,7 @@ func TestShardCountReasserted(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{NumShards: 16, HousekeepingInterval: shortHousekeep})
+		q := setup(t, b, queue.Options{NumShards: 16, HousekeepingInterval: shortHousekeep}).q
 		key := configKey(t, b.Prefix)
 		require.NoError(t, b.Client.Del(ctx, key).Err())
 		waitStored(t, ctx, b.Client, key, "16")
@@ -72,7 +72,7 @@ func TestShardSplitDetected(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		// A round a second apart leaves the newcomer ample time to win.
-		q16 := setup(t, b, queue.Options{NumShards: 16, HousekeepingInterval: time.Second})
+		q16 := setup(t, b, queue.Options{NumShards: 16, HousekeepingInterval: time.Second}).q
 		key := configKey(t, b.Prefix)
 		var q8 *queue.Queue
 		for range 5 {

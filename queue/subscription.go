@@ -21,15 +21,11 @@ type Subscription struct {
 	clientID string
 	observer bool
 
-	following bool // guarded by the router's mutex
-
 	mu sync.Mutex
-	// last is the newest stream entry this subscription has taken into
-	// account (delivered or skipped), "" until the join returned. Entries
-	// are taken only in stream order and only once, from the reader or
-	// straight from a script reply (see pushDirect).
-	last   string
-	early  []streams.Event // read before the join returned
+	// pos is the position in the room's stream, started where the join
+	// returned: entries are taken only in stream order and only once, from
+	// the reader or straight from a script reply (see pushDirect).
+	pos    cursor
 	epoch  string
 	inc    string // the membership the join made or found (barrier.Joined.Incarnation)
 	buf    []streams.Event
@@ -70,23 +66,22 @@ func (q *Queue) Join(ctx context.Context, room string, opts ...JoinOption) (*Sub
 	}
 	s := &Subscription{q: q, room: room, clientID: id, observer: jo.observer, notify: make(chan struct{}, 1)}
 	s.failSeen = q.router.failSeq(room)
-	if err := q.router.register(s); err != nil {
+	if err := q.router.add(room, s); err != nil {
 		return nil, err
 	}
 	j, err := q.subscribe(ctx, id, room, jo.observer)
 	if err != nil {
-		q.router.unregister(s)
+		q.router.remove(room, s)
 		return nil, err
 	}
 	s.mu.Lock()
-	s.last, s.epoch, s.inc = j.From, j.Epoch, j.Incarnation
+	s.epoch, s.inc = j.Epoch, j.Incarnation
 	s.buf = append(s.buf, owedEvents(q, room, j.Owed)...) // it precedes From
-	for _, ev := range s.early {
-		s.accept(ev)
+	for _, e := range s.pos.start(j.From) {
+		s.take(e.ev)
 	}
-	s.early = nil
 	s.mu.Unlock()
-	if err := q.router.follow(ctx, s, j.From); err != nil {
+	if err := q.router.follow(ctx, room, s, j.From); err != nil {
 		_ = s.Close(ctx)
 		return nil, err
 	}
@@ -106,7 +101,7 @@ func (s *Subscription) Observer() bool { return s.observer }
 func (s *Subscription) joined() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last != "" && s.err == nil
+	return s.pos.started() && s.err == nil
 }
 
 func (s *Subscription) signal() {
@@ -116,23 +111,19 @@ func (s *Subscription) signal() {
 	}
 }
 
-// push takes an entry from the reader, in stream order. The queue is not
-// bounded: the barrier allows one queued message per room at a time (W
-// under a Policy.Window; under a quorum, as many as Policy.MaxLag lets a
-// member fall behind), so only out-of-band floods can grow it otherwise,
-// and dropping would break the guarantee.
-func (s *Subscription) push(ev streams.Event) {
+// push takes an entry from the reader, in stream order (roomSink); an
+// entry that failed to decode comes as the router's refusedEvent. The
+// queue is not bounded: the barrier allows one queued message per room at
+// a time (W under a Policy.Window; under a quorum, as many as
+// Policy.MaxLag lets a member fall behind), so only out-of-band floods can
+// grow it otherwise, and dropping would break the guarantee.
+func (s *Subscription) push(ev streams.Event, _ error) {
 	s.mu.Lock()
-	if s.err != nil {
+	if s.err != nil || s.pos.hold(ev, nil) {
 		s.mu.Unlock()
 		return
 	}
-	if s.last == "" {
-		s.early = append(s.early, ev)
-		s.mu.Unlock()
-		return
-	}
-	s.accept(ev)
+	s.take(ev)
 	s.mu.Unlock()
 	s.signal()
 }
@@ -146,37 +137,34 @@ func (s *Subscription) handing(prev, id string) (epoch string, ok bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil || s.last == "" || streams.CompareIDs(id, s.last) <= 0 || (prev != "" && s.last != prev) {
+	if s.err != nil || !s.pos.next(prev, id) {
 		return "", false
 	}
 	return s.epoch, true
 }
 
 // pushDirect takes entries returned by a script of this process (an ack
-// or a send that released a message) before the reader sees them. They are
-// taken only when the subscription's position is exactly prev, the entry
-// before them, so nothing in between can be skipped; otherwise the reader
-// delivers them as usual.
+// or a send that released a message) before the reader sees them, when the
+// subscription's position is exactly prev (roomSink, cursor.at).
 func (s *Subscription) pushDirect(prev string, evs []streams.Event) {
 	s.mu.Lock()
-	if s.err != nil || s.last == "" || s.last != prev {
+	if s.err != nil || !s.pos.at(prev) {
 		s.mu.Unlock()
 		return
 	}
 	for _, ev := range evs {
-		s.accept(ev)
+		s.take(ev)
 	}
 	s.mu.Unlock()
 	s.signal()
 }
 
-// accept advances the position over ev and queues it if it concerns this
+// take advances the position over ev and queues it if it concerns this
 // subscription. s.mu must be held.
-func (s *Subscription) accept(ev streams.Event) {
-	if streams.CompareIDs(ev.ID, s.last) <= 0 {
+func (s *Subscription) take(ev streams.Event) {
+	if !s.pos.advance(ev.ID) {
 		return
 	}
-	s.last = ev.ID
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
 	case undecodable:
@@ -199,16 +187,7 @@ func (s *Subscription) accept(ev streams.Event) {
 // without it the heartbeat timeout is the likely reason.
 func (s *Subscription) fail(err error) {
 	s.mu.Lock()
-	reason := ""
-	var kicked *KickedError
-	for _, ev := range s.buf {
-		if ev.Type == streams.Evict {
-			reason = ev.Reason
-		}
-		if k := s.kickedBy(ev); k != nil {
-			kicked = k
-		}
-	}
+	kicked, reason := s.endingQueued()
 	s.mu.Unlock()
 	if kicked != nil {
 		s.endKicked(kicked)
@@ -217,6 +196,22 @@ func (s *Subscription) fail(err error) {
 	if s.end(err) {
 		s.q.stats.evicted(reason)
 	}
+}
+
+// endingQueued looks through the entries read but not consumed yet for
+// what ends s: the last operator's event that does (a kick of its client,
+// its room's deletion), and the reason of the last eviction. s.mu must be
+// held.
+func (s *Subscription) endingQueued() (kicked *KickedError, evictReason string) {
+	for _, ev := range s.buf {
+		if ev.Type == streams.Evict {
+			evictReason = ev.Reason
+		}
+		if k := s.kickedBy(ev); k != nil {
+			kicked = k
+		}
+	}
+	return kicked, evictReason
 }
 
 // Next returns the next message. It returns an *EvictedError when the
@@ -355,7 +350,7 @@ func (s *Subscription) end(err error) bool {
 	s.mu.Unlock()
 	traced.end(nil)
 	if first {
-		s.q.router.unregister(s)
+		s.q.router.remove(s.room, s)
 		s.q.acks.gone(s.room, s.clientID)
 	}
 	s.signal()
@@ -412,8 +407,8 @@ func (s *Subscription) leave(ctx context.Context) error {
 		return nil
 	}
 	// Bypass Queue.check: leaving must work while the Queue closes.
-	if _, err := s.q.barrier.Leave(ctx, s.room, s.clientID); err != nil && !errors.Is(err, sferr.ErrNotMember) {
+	if err := s.q.leave(ctx, s.clientID, s.room); err != nil && !errors.Is(err, sferr.ErrNotMember) {
 		return err
 	}
-	return s.q.rdb.SRem(ctx, s.q.layout.Client(s.clientID), s.room).Err()
+	return nil
 }

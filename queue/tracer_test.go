@@ -88,7 +88,7 @@ func TestTracerHook(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		tr := newRecordingTracer(map[string]string{"trace": "t1"})
-		q := setup(t, b, queue.Options{Tracer: tr})
+		q := setup(t, b, queue.Options{Tracer: tr}).q
 		const room = "tracer-hook"
 		sub := join(t, ctx, q, room)
 		handlerCtx := make(chan any, 4)
@@ -172,7 +172,7 @@ func TestTracerHook(t *testing.T) {
 
 		// A tracer header that breaks the rules: the send fails, reported.
 		bad := newRecordingTracer(map[string]string{"bad key": "v"})
-		qb := setup(t, b, queue.Options{Tracer: bad})
+		qb := setup(t, b, queue.Options{Tracer: bad}).q
 		snap := snapshotter(t, ctx, b)
 		before := snap()
 		_, err = qb.Send(ctx, "tracer-bad", "x")

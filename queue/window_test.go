@@ -18,7 +18,7 @@ import (
 // setWindowPolicy sets a room's policy through a Queue of its own.
 func setWindowPolicy(t *testing.T, ctx context.Context, b *redistest.Backend, room string, p queue.Policy) {
 	t.Helper()
-	q := setup(t, b, queue.Options{})
+	q := setup(t, b, queue.Options{}).q
 	require.NoError(t, q.SetPolicy(ctx, room, p))
 }
 
@@ -47,7 +47,7 @@ func TestWindow_ReleasesUpToW(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-upto"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
@@ -88,7 +88,7 @@ func TestWindow_CumulativeAck(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-cumulative"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 4})
 		a := join(t, ctx, q, room)
@@ -132,7 +132,7 @@ func TestWindow_JoinerNotWaitedFor(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-joiner"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
@@ -166,7 +166,7 @@ func TestWindow_AckTimeoutEvictsOldest(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		// Long enough for a's ack on a loaded machine: only stuck's is late.
-		q := setup(t, b, fast(queue.Options{AckTimeout: 2 * time.Second}))
+		q := setup(t, b, fast(queue.Options{AckTimeout: 2 * time.Second})).q
 		const room = "win-acktimeout"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
@@ -195,7 +195,7 @@ func TestWindow_ResumeOwesEveryUnacked(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-resume"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
@@ -207,7 +207,7 @@ func TestWindow_ResumeOwesEveryUnacked(t *testing.T) {
 		require.NoError(t, next(t, ctx, x).Ack(ctx))
 		next(t, ctx, x) // handed, then the process dies
 		// Another process subscribes the same client again.
-		q2 := setup(t, b, queue.Options{})
+		q2 := setup(t, b, queue.Options{}).q
 		x2 := join(t, ctx, q2, room, queue.WithClientID(x.ClientID()))
 		require.Equal(t, ids[1], next(t, ctx, x2).ID)
 		m := next(t, ctx, x2)
@@ -229,7 +229,7 @@ func TestWindow_FencedRejoin(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-fence"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		y := join(t, ctx, q, room)
@@ -253,7 +253,7 @@ func TestWindow_OutOfBandUnaffected(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-oob"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
@@ -278,7 +278,7 @@ func TestWindow_Worker(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := wkQueue(t, b.Client, b.Prefix, queue.Options{})
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{})
 		const room = "win-worker"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		in := wkInbox{room: make(chan wkDelivery, 64)}
@@ -330,7 +330,7 @@ func TestQuorum_CompletesWithQ(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "quorum-count"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Quorum: 2})
 		a := join(t, ctx, q, room)
@@ -371,7 +371,7 @@ func TestQuorum_Fraction(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "quorum-fraction"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{QuorumFraction: 0.5})
 		a := join(t, ctx, q, room)
@@ -395,7 +395,7 @@ func TestQuorum_MaxLagEvicts(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "quorum-maxlag"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Quorum: 1, MaxLag: 2})
 		a := join(t, ctx, q, room)
@@ -426,7 +426,7 @@ func TestWindow_DefaultPolicy(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{DefaultPolicy: queue.Policy{Window: 2}})
+		q := setup(t, b, queue.Options{DefaultPolicy: queue.Policy{Window: 2}}).q
 		const room = "win-default"
 		join(t, ctx, q, room)
 		m1 := send(t, ctx, q, room, 1)
@@ -444,7 +444,7 @@ func TestWindow_PolicyChangesMidFlight(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-change"
 		a := join(t, ctx, q, room)
 		c := join(t, ctx, q, room)
@@ -488,7 +488,7 @@ func TestWindow_StragglerSkip(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, fast(queue.Options{}))
+		q := setup(t, b, fast(queue.Options{})).q
 		const room = "win-skip"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2, Straggler: queue.Skip})
 		a := join(t, ctx, q, room)
@@ -523,7 +523,7 @@ func TestWindow_PauseAndForceRelease(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-admin"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -124,7 +123,7 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 	}
 	r.mu.Lock()
 	if c, ok := r.clients[clientID]; ok {
-		if c.start != "" {
+		if c.pos.started() {
 			return w.resubscribe(ctx, r, c) // unlocks r.mu
 		}
 		// Its first join is under way: that one sets it up.
@@ -157,14 +156,13 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		w.releaseRoom(r)
 		return err
 	}
-	c.start, c.epoch, c.inc = j.From, j.Epoch, j.Incarnation
+	c.epoch, c.inc = j.Epoch, j.Incarnation
+	early := c.pos.start(j.From)
 	for _, ev := range owedEvents(w.q, room, j.Owed) {
 		r.deliverMessage(c, ev) // it precedes the client's start
 	}
-	early := c.early
-	c.early = nil
-	for _, ev := range early {
-		r.takeFor(c, ev)
+	for _, e := range early {
+		r.takeFor(c, e.ev)
 	}
 	r.mu.Unlock()
 	return nil
@@ -178,11 +176,10 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 // before this worker read the entry saying so: the join then makes a new
 // membership, and c goes on under it from the join on, with tokens of the
 // new incarnation, which the ack scripts require. While the join runs,
-// c's entries wait in c.early, as for a first join, so none is handled
+// c's cursor holds its entries, as for a first join, so none is handled
 // under the wrong membership.
 func (w *Worker) resubscribe(ctx context.Context, r *workerRoom, c *workerClient) error {
-	start := c.start
-	c.start = ""
+	start := c.pos.stop()
 	r.mu.Unlock()
 	j, err := w.q.subscribe(ctx, c.id, r.name, false)
 	r.mu.Lock()
@@ -196,12 +193,9 @@ func (w *Worker) resubscribe(ctx context.Context, r *workerRoom, c *workerClient
 		}
 		return err
 	}
-	early := c.early
-	c.early = nil
 	if err != nil || j.Incarnation == c.inc {
-		c.start = start
-		for _, ev := range early {
-			r.takeFor(c, ev)
+		for _, e := range c.pos.start(start) {
+			r.takeFor(c, e.ev)
 		}
 		r.mu.Unlock()
 		w.releaseRoom(r)
@@ -211,12 +205,13 @@ func (w *Worker) resubscribe(ctx context.Context, r *workerRoom, c *workerClient
 	// read already or not. An eviction is reported when that entry comes
 	// (takeFor); the rest before the join is not for the new membership,
 	// and what it owes is delivered, as for a first join.
-	c.start, c.epoch, c.inc, c.ended = j.From, j.Epoch, j.Incarnation, start
+	c.epoch, c.inc, c.ended = j.Epoch, j.Incarnation, start
+	early := c.pos.start(j.From)
 	for _, ev := range owedEvents(w.q, r.name, j.Owed) {
 		r.deliverMessage(c, ev)
 	}
-	for _, ev := range early {
-		r.takeFor(c, ev)
+	for _, e := range early {
+		r.takeFor(c, e.ev)
 	}
 	r.mu.Unlock()
 	w.releaseRoom(r)
@@ -331,7 +326,7 @@ func (w *Worker) Close() error {
 		<-r.ready
 		r.mu.Lock()
 		for id, c := range r.clients {
-			if !w.opts.FollowAll && c.start != "" {
+			if !w.opts.FollowAll && c.pos.started() {
 				leave = append(leave, hosted{id, r.name})
 			}
 			c.gone = true
@@ -339,24 +334,14 @@ func (w *Worker) Close() error {
 		}
 		r.clients = map[string]*workerClient{}
 		r.mu.Unlock()
-		w.q.router.removeSink(r.name, r)
-		w.mu.Lock()
-		followed := r.followed
-		r.followed = false
-		w.mu.Unlock()
-		if followed {
-			w.q.router.unfollowRoom(r.name)
-		}
+		w.q.router.remove(r.name, r)
 	}
 	// Detached from any caller (Close has no context): leaving is what keeps
 	// the other members' rooms moving. Bounded so Close stays prompt.
 	ctx, cancel := context.WithTimeout(context.Background(), leaveOnCloseTimeout)
 	defer cancel()
 	forEachBounded(leave, maxParallelCalls, func(h hosted) {
-		if _, err := w.q.barrier.Leave(ctx, h.room, h.client); err != nil && !errors.Is(err, sferr.ErrNotMember) {
-			return // it times out instead
-		}
-		_ = w.q.rdb.SRem(ctx, w.q.layout.Client(h.client), h.room).Err()
+		_ = w.q.leave(ctx, h.client, h.room) // failed: it times out instead
 	})
 
 	w.spawnMu.Lock()

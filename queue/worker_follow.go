@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,54 +25,6 @@ type roomSnapshot struct {
 	// owed, in a windowed room (Policy.Window or Quorum), replaces
 	// inflight and acked: each member's messages not acked, oldest first.
 	owed map[string][]streams.Event
-}
-
-// heartbeatLoop beats for the hosted clients (AutoHeartbeat).
-func (w *Worker) heartbeatLoop() {
-	heartbeatLoop(w.ctx, w.q.opts.HeartbeatInterval, w.heartbeat)
-}
-
-// heartbeat beats once for every hosted client, one script call per room,
-// a few rooms at a time so that a round over many rooms stays well within
-// ClientTimeout. A client the room no longer knows is left to the room's
-// leave or evict entry, which the reader delivers: that entry says which
-// it was.
-// It reports whether every call succeeded.
-func (w *Worker) heartbeat(ctx context.Context) bool {
-	w.mu.Lock()
-	rooms := make([]*workerRoom, 0, len(w.rooms))
-	for _, r := range w.rooms {
-		rooms = append(rooms, r)
-	}
-	w.mu.Unlock()
-	var bad atomic.Bool
-	forEachBounded(rooms, maxParallelCalls, func(r *workerRoom) {
-		if !w.heartbeatRoom(ctx, r) {
-			bad.Store(true)
-		}
-	})
-	return !bad.Load()
-}
-
-func (w *Worker) heartbeatRoom(ctx context.Context, r *workerRoom) bool {
-	r.mu.Lock()
-	ids := make([]string, 0, len(r.clients))
-	for id, c := range r.clients {
-		if c.start != "" {
-			ids = append(ids, id)
-		}
-	}
-	r.mu.Unlock()
-	ok := true
-	for len(ids) > 0 {
-		n := min(len(ids), maxAckBatch)
-		if _, err := w.q.barrier.Heartbeat(ctx, r.name, ids[:n]); err != nil && ctx.Err() == nil {
-			ok = false
-			w.warnBeat.warn(w.log, "syncfanout: worker heartbeat", "room", r.name, "err", err)
-		}
-		ids = ids[n:]
-	}
-	return ok
 }
 
 // discoverLoop finds the rooms of a follow-all worker's shards.
@@ -147,7 +98,7 @@ func (w *Worker) discover(ctx context.Context) {
 // hands over meanwhile are taken once (take skips what it has seen).
 func (w *Worker) catchUp(ctx context.Context, r *workerRoom) {
 	r.mu.Lock()
-	from := r.last
+	from := r.pos.position()
 	r.mu.Unlock()
 	if from == "" {
 		return // not followed yet: whoever follows it reads from its tail

@@ -87,7 +87,7 @@ func TestFollowAllEmptiedRoomLastEntries(t *testing.T) {
 		// The reader (and this process's script replies) hand the room
 		// nothing more: the state of a reader that has not read the kick
 		// yet when discovery runs.
-		q.router.removeSink(room, r)
+		q.router.remove(room, r)
 		require.NoError(t, q.Admin("ops").Kick(ctx, room, client, "last member"))
 		w.discover(ctx)
 		w.mu.Lock()
@@ -99,5 +99,28 @@ func TestFollowAllEmptiedRoomLastEntries(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("HandleClientKicked was not called")
 		}
+	})
+}
+
+// TestHeartbeatReportsSuccess: the Queue's heartbeat round reports success
+// in the sense heartbeatLoop reads it (true: wait an interval; false: retry
+// after a backoff). It reported the opposite, so the Queue beat every
+// backoff step while Redis answered, and waited a whole interval after a
+// failed round, which is when a failover needs the prompt retry.
+func TestHeartbeatReportsSuccess(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q, err := New(ctx, b.NewClient(t), Options{Prefix: b.Prefix, DisableHousekeeping: true})
+		require.NoError(t, err)
+		defer func() { _ = q.Close() }()
+		s, err := q.Join(ctx, "beats")
+		require.NoError(t, err)
+		defer func() { _ = s.Close(ctx) }()
+		require.True(t, q.router.heartbeat(ctx), "a round Redis answered")
+		done, stop := context.WithCancel(ctx)
+		stop()
+		require.False(t, q.router.heartbeat(done), "a round whose calls failed")
 	})
 }

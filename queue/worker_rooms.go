@@ -21,13 +21,10 @@ type workerRoom struct {
 	ready chan struct{} // closed when the room is followed, or failed to be
 	err   error         // set before ready is closed
 
-	// guarded by w.mu
-	refs     int // hosted clients plus Subscribe calls in progress
-	followed bool
+	refs int // hosted clients plus Subscribe calls in progress; guarded by w.mu
 
 	mu      sync.Mutex
-	last    string          // newest entry taken into account; "" until followed
-	early   []streams.Event // handed over before last was known
+	pos     cursor // started at the stream's tail when the room is followed
 	clients map[string]*workerClient
 	epoch   string // follow-all: the room's epoch when it was found
 }
@@ -36,13 +33,14 @@ type workerClient struct {
 	id       string
 	room     *workerRoom
 	observer bool
-	start    string          // deliver entries after this ID; "" until joined
-	early    []streams.Event // handed over before the join returned
-	epoch    string
-	inc      string // its membership, for its tokens (barrier.Joined.Incarnation)
+	// pos moves over the room's entries as the room hands them to the
+	// client; started where its join returned (deliver entries after it).
+	pos   cursor
+	epoch string
+	inc   string // its membership, for its tokens (barrier.Joined.Incarnation)
 	// ended, when set, is where its previous membership started: it
-	// ended, with a leave or an eviction entry between ended and start,
-	// and resubscribe made a new one (an eviction is still reported).
+	// ended, with a leave or an eviction entry between ended and the new
+	// join, and resubscribe made a new one (an eviction is still reported).
 	ended string
 
 	// mailbox, guarded by room.mu
@@ -106,14 +104,9 @@ func (w *Worker) releaseRoom(r *workerRoom) {
 	if w.rooms[r.name] == r {
 		delete(w.rooms, r.name)
 	}
-	followed := r.followed
-	r.followed = false
 	w.mu.Unlock()
 	w.acks.forget(r.name)
-	w.q.router.removeSink(r.name, r)
-	if followed {
-		w.q.router.unfollowRoom(r.name)
-	}
+	w.q.router.remove(r.name, r)
 }
 
 // followRoom registers r with the router, finds the stream's last entry
@@ -122,7 +115,7 @@ func (w *Worker) releaseRoom(r *workerRoom) {
 // is missed even when the reader already followed the room. snap, for a
 // follow-all room, also seeds the members and the in-flight delivery.
 func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(context.Context) (roomSnapshot, error)) error {
-	if err := w.q.router.addSink(r.name, r); err != nil {
+	if err := w.q.router.add(r.name, r); err != nil {
 		return err
 	}
 	var snap roomSnapshot
@@ -142,13 +135,12 @@ func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(cont
 		}
 	}
 	r.mu.Lock()
-	r.last = snap.tail
 	r.epoch = snap.epoch
 	for _, id := range snap.members {
-		r.clients[id] = &workerClient{id: id, room: r, start: snap.tail, epoch: snap.epoch, inc: snap.incs[id]}
+		r.clients[id] = &workerClient{id: id, room: r, pos: cursorAt(snap.tail), epoch: snap.epoch, inc: snap.incs[id]}
 	}
 	for _, id := range snap.observers {
-		r.clients[id] = &workerClient{id: id, room: r, start: snap.tail, epoch: snap.epoch, observer: true}
+		r.clients[id] = &workerClient{id: id, room: r, pos: cursorAt(snap.tail), epoch: snap.epoch, observer: true}
 	}
 	if snap.inflight != nil {
 		// Nobody delivered it for this worker's shards: deliver it to those
@@ -169,36 +161,28 @@ func (w *Worker) followRoom(ctx context.Context, r *workerRoom, snapFn func(cont
 			r.deliverMessage(c, ev)
 		}
 	}
-	early := r.early
-	r.early = nil
-	for _, ev := range early {
-		r.take(ev, nil)
+	for _, e := range r.pos.start(snap.tail) {
+		r.take(e.ev, e.err)
 	}
 	r.mu.Unlock()
-	followed, err := w.q.router.followRoom(ctx, r.name, snap.tail)
-	w.mu.Lock()
-	r.followed = followed
-	w.mu.Unlock()
-	return err
+	return w.q.router.follow(ctx, r.name, r, snap.tail)
 }
 
 // push takes an entry from the reader (roomSink).
 func (r *workerRoom) push(ev streams.Event, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == "" {
-		r.early = append(r.early, ev)
-		return
+	if !r.pos.hold(ev, err) {
+		r.take(ev, err)
 	}
-	r.take(ev, err)
 }
 
 // pushDirect takes entries from a script reply of this process when the
-// room's position is exactly the entry before them (roomSink).
+// room's position is exactly the entry before them (roomSink, cursor.at).
 func (r *workerRoom) pushDirect(prev string, evs []streams.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == "" || r.last != prev {
+	if !r.pos.at(prev) {
 		return
 	}
 	for _, ev := range evs {
@@ -208,10 +192,9 @@ func (r *workerRoom) pushDirect(prev string, evs []streams.Event) {
 
 // take handles one entry in stream order, once; r.mu must be held.
 func (r *workerRoom) take(ev streams.Event, err error) {
-	if streams.CompareIDs(ev.ID, r.last) <= 0 {
+	if !r.pos.advance(ev.ID) {
 		return
 	}
-	r.last = ev.ID
 	w := r.w
 	if err != nil {
 		w.m.invalid.Add(1) // logged by the router
@@ -229,7 +212,7 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 		if w.opts.FollowAll {
 			if _, ok := r.clients[ev.ClientID]; !ok {
 				// A member's incarnation is the ID of its join entry.
-				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, start: ev.ID, epoch: r.epoch, inc: ev.ID, observer: ev.Observer}
+				r.clients[ev.ClientID] = &workerClient{id: ev.ClientID, room: r, pos: cursorAt(ev.ID), epoch: r.epoch, inc: ev.ID, observer: ev.Observer}
 			}
 		}
 	case streams.Leave, streams.Evict, streams.Kick:
@@ -248,16 +231,13 @@ func (r *workerRoom) fanout(ev streams.Event) {
 	}
 }
 
-// takeFor handles one entry for one client; r.mu must be held.
+// takeFor handles one entry for one client, in the room's stream order;
+// r.mu must be held.
 func (r *workerRoom) takeFor(c *workerClient, ev streams.Event) {
-	if c.gone {
+	if c.gone || c.pos.hold(ev, nil) {
 		return
 	}
-	if c.start == "" {
-		c.early = append(c.early, ev)
-		return
-	}
-	if streams.CompareIDs(ev.ID, c.start) <= 0 {
+	if !c.pos.advance(ev.ID) {
 		if c.ended != "" && ev.Type == streams.Evict && ev.ClientID == c.id && streams.CompareIDs(ev.ID, c.ended) > 0 {
 			// The eviction that ended its previous membership (resubscribe).
 			c.ended = ""

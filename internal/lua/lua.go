@@ -142,6 +142,17 @@ func Run(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, 
 	}
 }
 
+// NotRun reports whether err is a reply that refused a script call
+// without running it: the script is not loaded (NOSCRIPT, which a pipeline
+// cannot fall back from), or its slot is moving. Such a call can be sent
+// again as it was.
+func NotRun(err error) bool {
+	if err == nil {
+		return false
+	}
+	return redis.HasErrorPrefix(err, "NOSCRIPT") || slotMoving(err)
+}
+
 // slotMoving reports the cluster replies that refuse a command, without
 // running it, while a slot moves or the cluster reconfigures.
 func slotMoving(err error) bool {

@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -39,4 +41,36 @@ func TestForEachBounded(t *testing.T) {
 		require.LessOrEqual(t, int(peak.Load()), tc.n, "%+v", tc)
 		require.Zero(t, running.Load(), "returned before a call ended (%+v)", tc)
 	}
+}
+
+func TestRetryBackoff(t *testing.T) {
+	t.Parallel()
+	var b retryBackoff
+	prev := time.Duration(0)
+	for range 20 {
+		d := b.next(time.Second)
+		require.LessOrEqual(t, d, time.Second*6/5)
+		require.GreaterOrEqual(t, d, retryMin*4/5)
+		prev = d
+	}
+	require.GreaterOrEqual(t, prev, time.Second*4/5, "it grows to the limit")
+	b.reset()
+	require.Less(t, b.next(time.Second), 2*retryMin)
+}
+
+func TestWarnLimiter(t *testing.T) {
+	t.Parallel()
+	h := &countHandler{}
+	log := slog.New(h)
+	var l warnLimiter
+	for range 100 {
+		l.warn(log, "x", "err", "boom")
+	}
+	require.Equal(t, 1, h.n, "one line per logEvery")
+	l.mu.Lock()
+	l.last = l.last.Add(-logEvery)
+	l.mu.Unlock()
+	l.warn(log, "x", "err", "boom")
+	require.Equal(t, 2, h.n)
+	require.EqualValues(t, 99, h.attrs["suppressed"], "the next line counts what was left out")
 }

@@ -1,12 +1,15 @@
-package streams_test
+package streamreader_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/syncfanout/syncfanout/internal/redistest"
+	"github.com/syncfanout/syncfanout/internal/streamreader"
+	"github.com/syncfanout/syncfanout/queue"
 	"github.com/syncfanout/syncfanout/streams"
 )
 
@@ -16,26 +19,31 @@ import (
 // from that point at once, so the earlier joiner misses nothing.
 func TestReaderFollowFromAnEarlierPoint(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
-		ctx, bd := setup(t, b)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: time.Minute, StreamMaxLen: -1})
+		require.NoError(t, err)
+		defer func() { _ = q.Close() }()
 		const room = "rewind"
 		for _, s := range []string{"one", "two", "three"} {
-			_, err := bd.q.SendOutOfBand(ctx, room, s)
+			_, err := q.SendOutOfBand(ctx, room, s)
 			require.NoError(t, err)
 		}
 		var ids []string
-		for ev, err := range bd.q.History(ctx, room, streams.Range{}) {
+		for ev, err := range q.History(ctx, room, streams.Range{}) {
 			require.NoError(t, err)
 			ids = append(ids, ev.ID)
 		}
 		require.Len(t, ids, 3)
 
 		got := make(chan string, 16)
-		rd := streams.NewReader(b.NewClient(t), func(_ string, ev streams.Event, err error) {
+		rd := streamreader.NewReader(b.NewClient(t), func(_ string, ev streams.Event, err error) {
 			require.NoError(t, err)
 			got <- ev.ID
-		}, streams.ReaderOptions{Block: time.Minute}) // a rewind must not wait for the block to end
+		}, streamreader.ReaderOptions{Block: time.Minute}) // a rewind must not wait for the block to end
 		defer rd.Close()
-		key := bd.key(t, room)
+		key, err := q.StreamKey(room)
+		require.NoError(t, err)
 
 		expect := func(want ...string) {
 			t.Helper()

@@ -1,4 +1,4 @@
-package streams
+package streamreader
 
 import (
 	"bytes"
@@ -14,12 +14,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/syncfanout/syncfanout/streams"
 )
 
 // Handler receives, in stream order per room, every entry a Reader reads.
 // It runs on the reader's goroutine and must not block: queue it.
-// err is a *DecodeError for malformed entries (ev is then zero but for ID).
-type Handler func(room string, ev Event, err error)
+// err is a *streams.DecodeError for malformed entries (ev is then zero but for ID).
+type Handler func(room string, ev streams.Event, err error)
 
 // ReaderOptions configure a Reader.
 type ReaderOptions struct {
@@ -148,7 +150,7 @@ func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error
 	// order than their join points: the earlier joiner then needs what lies
 	// between. Read again from its point; consumers drop what they have.
 	var live *redis.PubSub
-	if CompareIDs(from, f.last) < 0 {
+	if streams.CompareIDs(from, f.last) < 0 {
 		f.last, f.pending = from, true
 		f.rewinds++
 		live = r.live
@@ -528,24 +530,60 @@ func (r *Reader) positions() []Position {
 	return out
 }
 
+// catchUpBatch bounds the rooms whose first XRANGE goes in one pipeline.
+const catchUpBatch = 128
+
 // catchUp reads rooms from their streams after their last IDs, then trusts
-// their notifications again.
+// their notifications again. The first read of each room goes in a
+// pipeline with those of up to catchUpBatch-1 others: a sweep (every
+// Block) or a reconnect catches up every followed room, which, one round
+// trip after the other, would hold notifications back for as many round
+// trips as the reader follows rooms.
 func (r *Reader) catchUp(ctx context.Context, keys []string) error {
-	for _, key := range keys {
+	type item struct {
+		key, room, last string
+		rewinds         int
+		cmd             *redis.XMessageSliceCmd
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), catchUpBatch)
+		items := make([]item, 0, n)
 		r.mu.Lock()
-		var rewinds int
-		if f, ok := r.rooms[key]; ok {
-			rewinds = f.rewinds
+		for _, key := range keys[:n] {
+			if f, ok := r.rooms[key]; ok {
+				items = append(items, item{key: key, room: f.room, last: f.last, rewinds: f.rewinds})
+			}
 		}
 		r.mu.Unlock()
-		if err := r.readStream(ctx, key); err != nil {
-			return err
+		keys = keys[n:]
+		if len(items) == 0 {
+			continue
 		}
-		r.mu.Lock()
-		if f, ok := r.rooms[key]; ok && f.subscribed && f.rewinds == rewinds {
-			f.pending = false
+		pipe := r.rdb.Pipeline()
+		for i := range items {
+			items[i].cmd = pipe.XRangeN(ctx, items[i].key, "("+items[i].last, "+", r.opts.Count)
 		}
-		r.mu.Unlock()
+		_, _ = pipe.Exec(ctx) // each read carries its own error
+		for _, it := range items {
+			msgs, err := it.cmd.Result()
+			if err != nil {
+				return fmt.Errorf("syncfanout: reading %s: %w", it.key, err)
+			}
+			for _, m := range msgs {
+				r.deliver(it.key, it.room, m)
+			}
+			if int64(len(msgs)) >= r.opts.Count {
+				// A long stream: the rest one read after the other.
+				if err := r.readStream(ctx, it.key); err != nil {
+					return err
+				}
+			}
+			r.mu.Lock()
+			if f, ok := r.rooms[it.key]; ok && f.subscribed && f.rewinds == it.rewinds {
+				f.pending = false
+			}
+			r.mu.Unlock()
+		}
 	}
 	return nil
 }
@@ -582,15 +620,15 @@ func (r *Reader) readStream(ctx context.Context, key string) error {
 func (r *Reader) deliver(key, room string, m redis.XMessage) {
 	r.mu.Lock()
 	f, ok := r.rooms[key]
-	if !ok || CompareIDs(m.ID, f.last) <= 0 {
+	if !ok || streams.CompareIDs(m.ID, f.last) <= 0 {
 		r.mu.Unlock()
 		return
 	}
 	f.last = m.ID
 	r.mu.Unlock()
-	ev, err := Decode(room, m)
+	ev, err := streams.Decode(room, m)
 	if err != nil {
-		ev = Event{ID: m.ID, Room: room}
+		ev = streams.Event{ID: m.ID, Room: room}
 	}
 	r.handle(room, ev, err)
 }
@@ -610,7 +648,7 @@ func (r *Reader) notified(ctx context.Context, key, payload string) error {
 		return nil // unfollowed, or a stream read is due and will include it
 	}
 	prev, m, err := decodeNotification(payload)
-	if err == nil && CompareIDs(m.ID, last) <= 0 {
+	if err == nil && streams.CompareIDs(m.ID, last) <= 0 {
 		return nil
 	}
 	if err != nil || prev != last {
