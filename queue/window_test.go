@@ -566,7 +566,7 @@ func TestWindow_ForceReleaseLikeSkip(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-force-skip"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
 		a := join(t, ctx, q, room)
@@ -600,7 +600,7 @@ func TestQuorum_DefaultMaxLag(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "quorum-default-maxlag"
 		const w = 8
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: w, Quorum: 1})
@@ -637,7 +637,7 @@ func TestWindow_DeadlineIsTheOldestsOwn(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{})
+		q := setup(t, b, queue.Options{}).q
 		const room = "win-deadline-own"
 		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
 		a := join(t, ctx, q, room)
