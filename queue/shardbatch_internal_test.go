@@ -19,7 +19,7 @@ import (
 // pipeCounter records, for each pipeline a client sends, how many calls
 // of one script (ack.lua unless script is set) it carries.
 type pipeCounter struct {
-	script *redis.Script
+	script *lua.Script
 	mu     sync.Mutex
 	sizes  []int
 }
@@ -28,13 +28,13 @@ func (h *pipeCounter) DialHook(next redis.DialHook) redis.DialHook          { re
 func (h *pipeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (h *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		want := lua.Ack.Hash()
+		want := lua.Ack
 		if h.script != nil {
-			want = h.script.Hash()
+			want = h.script
 		}
 		n := 0
 		for _, c := range cmds {
-			if args := c.Args(); c.Name() == "evalsha" && len(args) > 1 && fmt.Sprint(args[1]) == want {
+			if lua.Called(c) == want {
 				n++
 			}
 		}

@@ -375,8 +375,8 @@ func (h *wkAckCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 func (h *wkAckCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
-		if len(args) > 3 && (cmd.Name() == "evalsha" && args[1] == lua.AckBatch.Hash() || cmd.Name() == "eval" && args[1] == lua.Source("ack_batch.lua")) {
-			// evalsha sha numkeys keys... room maxlen maxage acktimeout hold epoch seq clients...
+		if len(args) > 3 && lua.Called(cmd) == lua.AckBatch {
+			// evalsha sha (or fcall function) numkeys keys... room maxlen maxage acktimeout hold epoch seq clients...
 			nkeys, _ := args[2].(int)
 			h.mu.Lock()
 			first := !h.held

@@ -42,7 +42,7 @@ func analysis(r *Report) string {
 	}
 	perMsg, perScript, perSys := med(s1.Cost.CPU), med(s1.Cost.Script), med(s1.Cost.Sys)
 
-	p("**Where the time goes.** Every state change is one Lua script call (`EVALSHA`), and every")
+	p("**Where the time goes.** Every state change is one Lua script call (`FCALL`), and every")
 	p("call is a socket round trip. In this run Redis spent %s of CPU on a PING round trip", us(pingCPU))
 	p("(reading the request, writing the reply: on this virtual machine the sockets are the")
 	p("expensive part), %s on a send that only enqueues (%s of it running the script, W4), and",
@@ -137,14 +137,12 @@ func analysis(r *Report) string {
 		p("  so the S+1 round trips per message, and Redis's cost for each, bound it.")
 	}
 	p("")
-	p("**A Function library instead of EVALSHA** (measured while writing this report, on a")
-	p("loaded machine: 3 x 20,000 calls each on one connection, commandstats µs per call): an")
-	p("empty EVALSHA with a room's 20 KEYS 4.0 µs, an empty FCALL 3.3 µs; the prelude's Redis calls")
-	p("alone (TIME, HMGET of the meta hash) 6.8 µs as a script, 5.7 µs as a function; the whole")
-	p("prelude (`room.lua`: its closures and tables too) 20.8 µs; a stale `ack.lua` 26 µs. So two")
-	p("thirds of the prelude is Lua set-up that a library loaded once would not repeat, about 14 µs")
-	p("of script time per call; FCALL's dispatch itself saves next to nothing. Not done: the")
-	p("scripts would become functions of one library taking KEYS and ARGV as parameters.")
+	p("**The scripts run as a Redis Function library** (`FCALL`, `Options.ScriptMode`): what")
+	p("`room.lua` cost on every `EVALSHA` was mostly creating its local functions, not its Redis")
+	p("calls (the prelude alone 14-16 µs of script time as an `EVALSHA`, of which `TIME` and the")
+	p("meta `HMGET` ~4 µs and an empty script ~2 µs). A library runs that once, at `FUNCTION LOAD`;")
+	p("a `reap` with nothing to do costs 10-11 µs as a function against 18-19 µs as an `EVALSHA` of the")
+	p("same code (docs/bench/default-policy-cost.md has the per-message figures, before and after).")
 	p("")
 	if r.W4 != nil && r.W4.QueuedDelta.OK() {
 		p("- **W4, %s.** Pending messages are LIST entries, one list per priority level: the payload", verdict("W4 memory per queued 100-byte message"))
