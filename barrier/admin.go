@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/syncfanout/syncfanout/internal/lua"
 	"github.com/syncfanout/syncfanout/internal/sferr"
 )
@@ -25,7 +23,7 @@ type AdminResult struct {
 	Members  int      // delete: members the room had
 }
 
-func (b *Barrier) admin(ctx context.Context, s *redis.Script, what, room string, extra ...any) ([]any, error) {
+func (b *Barrier) admin(ctx context.Context, s *lua.Script, what, room string, extra ...any) ([]any, error) {
 	v, err := b.run(ctx, s, room, extra...)
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: %s: %w", what, err)

@@ -27,8 +27,8 @@ func New(rdb redis.UniversalClient, layout *keys.Layout, cfg lua.RoomConfig, cli
 	return &Barrier{rdb: rdb, layout: layout, cfg: cfg, clientTimeout: clientTimeout}
 }
 
-func (b *Barrier) run(ctx context.Context, s *redis.Script, room string, extra ...any) ([]any, error) {
-	v, err := lua.Run(ctx, b.rdb, s, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
+func (b *Barrier) run(ctx context.Context, s *lua.Script, room string, extra ...any) ([]any, error) {
+	v, err := b.cfg.Engine.Run(ctx, b.rdb, s, b.layout.RoomKeys(room), b.cfg.Args(room, extra...)...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: room %q: %w", room, err)
 	}
@@ -377,7 +377,7 @@ func (b *Barrier) Reap(ctx context.Context, room string) (evicted, released int,
 
 // Due returns up to limit rooms of a shard whose earliest deadline passed.
 func (b *Barrier) Due(ctx context.Context, shard, limit int) ([]string, error) {
-	v, err := lua.Run(ctx, b.rdb, lua.Due, []string{b.layout.ShardDue(shard)}, limit).Slice()
+	v, err := b.cfg.Engine.Run(ctx, b.rdb, lua.Due, []string{b.layout.ShardDue(shard)}, limit).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: shard %d: %w", shard, err)
 	}

@@ -74,7 +74,7 @@ func ParseEntry(entry string) (Pending, error) {
 // Entries the release step will set aside are listed where they are, with
 // Err set, so that offsets and positions stay those of the lists.
 func (b *Barrier) Peek(ctx context.Context, room string, offset, limit int) ([]Pending, error) {
-	v, err := lua.Run(ctx, b.rdb, lua.Peek, b.layout.RoomKeys(room), offset, limit).Slice()
+	v, err := b.cfg.Engine.Run(ctx, b.rdb, lua.Peek, b.layout.RoomKeys(room), offset, limit).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("syncfanout: peek room %q: %w", room, err)
 	}
@@ -143,7 +143,7 @@ type State struct {
 
 // State reads a room's state in one atomic step.
 func (b *Barrier) State(ctx context.Context, room string) (State, error) {
-	v, err := lua.Run(ctx, b.rdb, lua.State, b.layout.RoomKeys(room)).Slice()
+	v, err := b.cfg.Engine.Run(ctx, b.rdb, lua.State, b.layout.RoomKeys(room)).Slice()
 	if err != nil {
 		return State{}, fmt.Errorf("syncfanout: state of room %q: %w", room, err)
 	}

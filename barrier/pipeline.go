@@ -65,13 +65,13 @@ func (b *Barrier) Pipelined(ctx context.Context, acks []AckArgs, sends []SendArg
 	pipe := b.rdb.Pipeline()
 	ackCmds := make([]*redis.Cmd, len(acks))
 	for i, a := range acks {
-		// EVALSHA only: a pipeline has no EVAL fallback, so a NOSCRIPT
+		// A pipeline has no fallback: a NOSCRIPT or a function not loaded
 		// comes back as an error and goes to retry.
-		ackCmds[i] = lua.Ack.EvalSha(ctx, pipe, b.layout.RoomKeys(a.Room), b.cfg.Args(a.Room, a.Client, a.Seq, a.Epoch, a.Incarnation)...)
+		ackCmds[i] = b.cfg.Engine.Pipe(ctx, pipe, lua.Ack, b.layout.RoomKeys(a.Room), b.cfg.Args(a.Room, a.Client, a.Seq, a.Epoch, a.Incarnation)...)
 	}
 	sendCmds := make([]*redis.Cmd, len(sends))
 	for i, s := range sends {
-		sendCmds[i] = lua.Send.EvalSha(ctx, pipe, b.layout.RoomKeys(s.Room), b.cfg.Args(s.Room, enqueueArgs(s.Priority, s.Producer, s.AckTimeout, s.Payloads)...)...)
+		sendCmds[i] = b.cfg.Engine.Pipe(ctx, pipe, lua.Send, b.layout.RoomKeys(s.Room), b.cfg.Args(s.Room, enqueueArgs(s.Priority, s.Producer, s.AckTimeout, s.Payloads)...)...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	for i, a := range acks {

@@ -36,7 +36,7 @@ type Sent struct {
 
 // Send appends payload (already encoded) to room's stream in one step.
 func (b *Broadcaster) Send(ctx context.Context, room, producer string, payload []byte) (Sent, error) {
-	v, err := lua.Run(ctx, b.rdb, lua.OOB, b.layout.RoomKeys(room), b.cfg.Args(room, producer, payload)...).Slice()
+	v, err := b.cfg.Engine.Run(ctx, b.rdb, lua.OOB, b.layout.RoomKeys(room), b.cfg.Args(room, producer, payload)...).Slice()
 	if err != nil {
 		return Sent{}, fmt.Errorf("syncfanout: out-of-band to room %q: %w", room, err)
 	}

@@ -255,9 +255,10 @@ func TestIdleRooms_ChurnMemoryReturns(t *testing.T) {
 	q0, err := queue.New(ctx, probe, opts)
 	require.NoError(t, err)
 	require.NoError(t, q0.Close())
-	for _, s := range []*redis.Script{lua.Send, lua.OOB, lua.Join, lua.Leave, lua.Ack, lua.Heartbeat, lua.Reap, lua.Due, lua.Peek, lua.State, lua.AckBatch} {
-		require.NoError(t, s.Load(ctx, probe).Err())
+	for _, s := range []*lua.Script{lua.Send, lua.OOB, lua.Join, lua.Leave, lua.Ack, lua.Heartbeat, lua.Reap, lua.Due, lua.Peek, lua.State, lua.AckBatch} {
+		require.NoError(t, s.Eval().Load(ctx, probe).Err())
 	}
+	require.NoError(t, lua.Load(ctx, probe))
 	baseKeys, err := prefixKeys(ctx, masters, prefix)
 	require.NoError(t, err)
 	base := usedMemory()

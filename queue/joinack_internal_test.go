@@ -20,18 +20,14 @@ import (
 // scriptCounter counts the script calls of a client by script, and the
 // clients of each ack_batch call.
 type scriptCounter struct {
-	mu     sync.Mutex
-	calls  map[string]int
-	sizes  []int
-	byHash map[string]string
+	mu       sync.Mutex
+	calls    map[string]int
+	sizes    []int
+	byScript map[*lua.Script]string
 }
 
 func newScriptCounter() *scriptCounter {
-	h := &scriptCounter{calls: map[string]int{}, byHash: map[string]string{}}
-	for name, s := range map[string]*redis.Script{"ack": lua.Ack, "ack_batch": lua.AckBatch, "send": lua.Send} {
-		h.byHash[s.Hash()] = name
-	}
-	return h
+	return &scriptCounter{calls: map[string]int{}, byScript: map[*lua.Script]string{lua.Ack: "ack", lua.AckBatch: "ack_batch", lua.Send: "send"}}
 }
 
 func (h *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -42,10 +38,11 @@ func (h *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 func (h *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
-		if cmd.Name() != "evalsha" || len(args) < 3 {
+		s := lua.Called(cmd)
+		if s == nil || len(args) < 3 {
 			return next(ctx, cmd)
 		}
-		name := h.byHash[fmt.Sprint(args[1])]
+		name := h.byScript[s]
 		if name == "" {
 			name = "other"
 		}

@@ -102,7 +102,28 @@ type Options struct {
 	// delivers (see Tracer; contrib/otelsyncfanout for OpenTelemetry).
 	// Default nil: no tracing, and no cost.
 	Tracer Tracer
+	// ScriptMode says how the room scripts run (default ScriptsAuto: as
+	// a Redis Function library, or EVALSHA where Redis refuses functions).
+	ScriptMode ScriptMode
 }
+
+// ScriptMode is Options.ScriptMode.
+type ScriptMode int
+
+const (
+	// ScriptsAuto runs the scripts as functions of one Redis Function
+	// library (FCALL), loaded on each master at first use and again after
+	// a master lost it; when Redis has no functions (before 7.0) or the
+	// ACL user may not run FCALL or FUNCTION LOAD, it logs once and runs
+	// them with EVALSHA from then on.
+	ScriptsAuto ScriptMode = iota
+	// ScriptsFunctions runs the functions and never falls back: a refusal
+	// is the call's error.
+	ScriptsFunctions
+	// ScriptsEval runs every script with EVALSHA (EVAL when not cached),
+	// as before functions; it needs no FUNCTION permission.
+	ScriptsEval
+)
 
 const defaultMaxLen = 10000
 
@@ -185,6 +206,8 @@ func (o Options) validate() error {
 		return bad("WaitReplicas=%d, want 0 (off) or positive", o.WaitReplicas)
 	case o.WaitTimeout < 0 || (o.WaitReplicas > 0 && o.WaitTimeout < time.Millisecond):
 		return bad("WaitTimeout=%v, want at least 1ms", o.WaitTimeout)
+	case o.ScriptMode < ScriptsAuto || o.ScriptMode > ScriptsEval:
+		return bad("ScriptMode=%d, want ScriptsAuto, ScriptsFunctions or ScriptsEval", o.ScriptMode)
 	}
 	if err := o.DefaultPolicy.validate(o.MaxPayloadBytes); err != nil {
 		return fmt.Errorf("DefaultPolicy: %w", err)

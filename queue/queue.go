@@ -22,6 +22,7 @@ type Queue struct {
 	layout  *keys.Layout
 	barrier *barrier.Barrier
 	oob     *oob.Broadcaster
+	engine  *lua.Engine // runs the scripts: functions or EVALSHA
 
 	stats counters
 
@@ -73,7 +74,13 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 	if maxLen < 0 {
 		maxLen = 0
 	}
+	logger := opts.Logger
+	engine := lua.NewEngine(unwrapClient(rdb), lua.Mode(opts.ScriptMode), func(err error) {
+		logger.Warn("syncfanout: Redis refused the script library (no FUNCTION before Redis 7, or the ACL user lacks FCALL or FUNCTION LOAD): running the scripts with EVALSHA",
+			"library", lua.LibraryName, "err", err)
+	})
 	cfg := lua.RoomConfig{
+		Engine:       engine,
 		MaxLen:       maxLen,
 		MaxAgeMillis: opts.StreamMaxAge.Milliseconds(),
 		AckTimeoutMs: opts.AckTimeout.Milliseconds(),
@@ -86,6 +93,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Queue, 
 		rdb:     rdb,
 		opts:    opts,
 		layout:  layout,
+		engine:  engine,
 		barrier: barrier.New(rdb, layout, cfg, opts.ClientTimeout),
 		oob:     oob.New(rdb, layout, cfg),
 	}

@@ -29,7 +29,7 @@ type waitClient struct {
 	redis.UniversalClient
 	replicas int
 	timeout  time.Duration
-	readOnly map[string]bool // SHA1s of the scripts that never write
+	readOnly map[string]bool // SHA1s and function names of the scripts that never write
 }
 
 func newWaitClient(rdb redis.UniversalClient, replicas int, timeout time.Duration) (*waitClient, error) {
@@ -51,8 +51,9 @@ func newWaitClient(rdb redis.UniversalClient, replicas int, timeout time.Duratio
 		return nil, fmt.Errorf("%w: WaitTimeout=%v must be below the client's ReadTimeout %v", sferr.ErrInvalidOption, timeout, readTimeout)
 	}
 	w := &waitClient{UniversalClient: rdb, replicas: replicas, timeout: timeout, readOnly: map[string]bool{}}
-	for _, s := range []*redis.Script{lua.Due, lua.Peek, lua.State} {
+	for _, s := range []*lua.Script{lua.Due, lua.Peek, lua.State} {
 		w.readOnly[s.Hash()] = true
+		w.readOnly[s.Function()] = true
 	}
 	return w, nil
 }
@@ -130,6 +131,20 @@ func (w *waitClient) EvalSha(ctx context.Context, sha string, keys []string, arg
 	var cmd *redis.Cmd
 	err := w.withWait(ctx, firstKey(keys), func(p redis.Pipeliner) redis.Cmder {
 		cmd = p.EvalSha(ctx, sha, keys, args...)
+		return cmd
+	})
+	return withErr(ctx, cmd, err)
+}
+
+// FCall runs a function of the script library with WAIT unless it is
+// read-only.
+func (w *waitClient) FCall(ctx context.Context, function string, keys []string, args ...any) *redis.Cmd {
+	if w.readOnly[function] {
+		return w.UniversalClient.FCall(ctx, function, keys, args...)
+	}
+	var cmd *redis.Cmd
+	err := w.withWait(ctx, firstKey(keys), func(p redis.Pipeliner) redis.Cmder {
+		cmd = p.FCall(ctx, function, keys, args...)
 		return cmd
 	})
 	return withErr(ctx, cmd, err)

@@ -151,7 +151,7 @@ func checkShards(ctx context.Context, rdb redis.UniversalClient, layout *keys.La
 // is the caller's to log.
 func (q *Queue) checkConfig(ctx context.Context) error {
 	n := q.layout.NumShards()
-	res, err := lua.Run(ctx, unwrapClient(q.rdb), lua.Config, []string{q.layout.Config()},
+	res, err := q.engine.Run(ctx, unwrapClient(q.rdb), lua.Config, []string{q.layout.Config()},
 		n, liveFor(q.opts.HousekeepingInterval).Milliseconds()).Slice()
 	if err != nil {
 		return err

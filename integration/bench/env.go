@@ -255,8 +255,8 @@ var handshake = map[string]bool{"hello": true, "client": true, "auth": true, "se
 type Cost struct {
 	CPUMicros float64
 	SysMicros float64
-	// ScriptMicros is the time Redis spent running scripts (EVALSHA and
-	// EVAL, with the commands they call): the rest of CPUMicros is the
+	// ScriptMicros is the time Redis spent running scripts (FCALL,
+	// EVALSHA and EVAL, with the commands they call): the rest of CPUMicros is the
 	// event loop, the protocol and the kernel's sockets.
 	ScriptMicros float64
 	TopLevel     int64            // commands sent by clients
@@ -267,7 +267,7 @@ type Cost struct {
 
 func costBetween(a, b Snapshot) Cost {
 	c := Cost{CPUMicros: b.CPUMicros - a.CPUMicros, SysMicros: b.SysMicros - a.SysMicros, RoundTrips: b.Writes - a.Writes, ByCommand: map[string]int64{}}
-	for _, name := range []string{"evalsha", "eval"} {
+	for _, name := range []string{"fcall", "evalsha", "eval"} {
 		c.ScriptMicros += float64(b.Usec[name] - a.Usec[name])
 	}
 	var sent int64

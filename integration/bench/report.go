@@ -414,10 +414,10 @@ func (r *Report) markdown(b *bytes.Buffer) {
 	p("messages acked by every subscriber (W3: received by every subscriber). Top-level commands")
 	p("are the ones clients send (nothing is pipelined, so they are round trips); inner ones run")
 	p("inside the scripts. Redis CPU splits into the time spent running scripts (commandstats")
-	p("`usec` of EVALSHA), the kernel's part (`used_cpu_sys`: sockets) and the rest (event loop,")
+	p("`usec` of FCALL and EVALSHA), the kernel's part (`used_cpu_sys`: sockets) and the rest (event loop,")
 	p("protocol).")
 	p("")
-	p("| workload | top-level commands | round trips | of which EVALSHA | of which XREAD | inner commands | Redis CPU | of which scripts | of which kernel |")
+	p("| workload | top-level commands | round trips | of which script calls | of which XREAD | inner commands | Redis CPU | of which scripts | of which kernel |")
 	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	costRow := func(name string, c CostFigures) {
 		if !c.CPU.OK() {

@@ -23,7 +23,7 @@ type CostFigures struct {
 	Cmds   Figure // top-level commands per message
 	RTs    Figure // round trips (socket writes) per message
 	Inner  Figure // commands run inside scripts per message
-	Evals  Figure // script calls (EVALSHA) per message
+	Evals  Figure // script calls (FCALL, EVALSHA, EVAL) per message
 	Reads  Figure // XREADs per message
 }
 
@@ -35,7 +35,7 @@ func (c *CostFigures) add(cost Cost, msgs int) {
 	c.Cmds.Add(float64(cost.TopLevel) / n)
 	c.RTs.Add(float64(cost.RoundTrips) / n)
 	c.Inner.Add(float64(cost.Inner) / n)
-	c.Evals.Add(float64(cost.ByCommand["evalsha"]+cost.ByCommand["eval"]) / n)
+	c.Evals.Add(float64(cost.ByCommand["fcall"]+cost.ByCommand["evalsha"]+cost.ByCommand["eval"]) / n)
 	c.Reads.Add(float64(cost.ByCommand["xread"]) / n)
 }
 

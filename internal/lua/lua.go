@@ -20,14 +20,16 @@ var files embed.FS
 
 const includeRoom = "-- include: room.lua"
 
-// Source returns the full text of a script as Redis receives it.
+// Source returns the full text of a script as EVAL receives it: room.lua
+// after the first line, and a call of its begin (the state of the call)
+// before the script's own code.
 func Source(name string) string {
 	body := mustRead(name)
 	if !strings.Contains(body, includeRoom) {
 		return body
 	}
 	first, rest, _ := strings.Cut(body, "\n")
-	return first + "\n" + mustRead("room.lua") + rest
+	return first + "\n" + mustRead("room.lua") + "\nbegin()\n" + rest
 }
 
 func mustRead(name string) string {
@@ -39,39 +41,50 @@ func mustRead(name string) string {
 	return string(b)
 }
 
-// The scripts, loaded once per process; go-redis sends EVALSHA and falls
-// back to EVAL on NOSCRIPT.
+// The scripts. Each runs as a function of the library (Library) or, where
+// Redis has no functions or refuses them, with EVALSHA (see Engine).
 var (
-	Send      = redis.NewScript(Source("send.lua"))
-	OOB       = redis.NewScript(Source("oob.lua"))
-	Join      = redis.NewScript(Source("join.lua"))
-	Leave     = redis.NewScript(Source("leave.lua"))
-	Ack       = redis.NewScript(Source("ack.lua"))
-	Heartbeat = redis.NewScript(Source("heartbeat.lua"))
-	Reap      = redis.NewScript(Source("reap.lua"))
-	Due       = redis.NewScript(Source("due.lua"))
-	Peek      = redis.NewScript(Source("peek.lua"))
-	State     = redis.NewScript(Source("state.lua"))
-	AckBatch  = redis.NewScript(Source("ack_batch.lua"))
-	SetPolicy = redis.NewScript(Source("policy.lua"))
+	Send      = newScript("send")
+	OOB       = newScript("oob")
+	Join      = newScript("join")
+	Leave     = newScript("leave")
+	Ack       = newScript("ack")
+	Heartbeat = newScript("heartbeat")
+	Reap      = newScript("reap")
+	Due       = newScript("due")
+	Peek      = newScript("peek")
+	State     = newScript("state")
+	AckBatch  = newScript("ack_batch")
+	SetPolicy = newScript("policy")
 )
 
 // The operators' transitions (queue.Admin), one script each.
 var (
-	AdminPause   = redis.NewScript(Source("admin_pause.lua"))
-	AdminResume  = redis.NewScript(Source("admin_resume.lua"))
-	AdminPurge   = redis.NewScript(Source("admin_purge.lua"))
-	AdminRelease = redis.NewScript(Source("admin_release.lua"))
-	AdminKick    = redis.NewScript(Source("admin_kick.lua"))
-	AdminDelete  = redis.NewScript(Source("admin_delete.lua"))
+	AdminPause   = newScript("admin_pause")
+	AdminResume  = newScript("admin_resume")
+	AdminPurge   = newScript("admin_purge")
+	AdminRelease = newScript("admin_release")
+	AdminKick    = newScript("admin_kick")
+	AdminDelete  = newScript("admin_delete")
 )
 
 // Config is housekeeping's check of the deployment-wide settings.
-var Config = redis.NewScript(Source("config.lua"))
+var Config = newScript("config")
+
+// all lists every script, in the order the library registers them.
+var all = []*Script{Send, OOB, Join, Leave, Ack, Heartbeat, Reap, Due, Peek, State, AckBatch, SetPolicy,
+	AdminPause, AdminResume, AdminPurge, AdminRelease, AdminKick, AdminDelete, Config}
+
+// Library is the text of the Redis Function library that holds every
+// script, LibraryName its name and Version the hash both carry (see
+// buildLibrary).
+var Library, LibraryName, Version = buildLibrary()
 
 // RoomConfig is the common ARGV part (1-5) of every script that includes
 // room.lua.
 type RoomConfig struct {
+	// Engine runs the scripts (nil: EVALSHA); it is no part of ARGV.
+	Engine       *Engine
 	MaxLen       int64 // stream MAXLEN ~, 0 for none
 	MaxAgeMillis int64 // stream MINID ~ now-age, 0 for none
 	AckTimeoutMs int64 // 0 for none
@@ -111,17 +124,18 @@ func (c RoomConfig) Args(room string, extra ...any) []any {
 // TRYAGAIN), so this must cover a whole migration, not a blip.
 const tryAgainFor = 30 * time.Second
 
-// Run runs s like s.Run, but retries, with a backoff of 2ms doubling to
+// Run runs s, with the library's function or EVALSHA (see Engine), and retries, with a backoff of 2ms doubling to
 // 100ms, while Redis Cluster refuses it because its slot is moving:
 // TRYAGAIN, and the ASK, MOVED and CLUSTERDOWN replies that go-redis
 // returns once its MaxRedirects quick attempts are spent. Each of them
 // means the script did not run, so running it again is safe. It stops at
 // ctx's end or after tryAgainFor.
-func Run(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+// A nil Engine runs every script with EVALSHA.
+func (e *Engine) Run(ctx context.Context, c Client, s *Script, keys []string, args ...any) *redis.Cmd {
 	backoff := 2 * time.Millisecond
 	var deadline time.Time
 	for {
-		cmd := s.Run(ctx, c, keys, args...)
+		cmd := e.run(ctx, c, s, keys, args)
 		if !slotMoving(cmd.Err()) {
 			return cmd
 		}
@@ -143,14 +157,15 @@ func Run(ctx context.Context, c redis.Scripter, s *redis.Script, keys []string, 
 }
 
 // NotRun reports whether err is a reply that refused a script call
-// without running it: the script is not loaded (NOSCRIPT, which a pipeline
-// cannot fall back from), or its slot is moving. Such a call can be sent
-// again as it was.
+// without running it: the script or function is not loaded (NOSCRIPT, or
+// no such function: a pipeline cannot fall back from either), functions
+// are refused (Engine.Run falls back), or its slot is moving. Such a call
+// can be sent again as it was.
 func NotRun(err error) bool {
 	if err == nil {
 		return false
 	}
-	return redis.HasErrorPrefix(err, "NOSCRIPT") || slotMoving(err)
+	return redis.HasErrorPrefix(err, "NOSCRIPT") || isNoFunction(err) || isRefused(err) || slotMoving(err)
 }
 
 // slotMoving reports the cluster replies that refuse a command, without

@@ -60,24 +60,24 @@ local LEVELS = 10
 -- call never blocks Redis for long; housekeeping picks up the rest.
 local DRAIN_BATCH = 1000
 
-local ROOM = ARGV[1]
-local MAXLEN = tonumber(ARGV[2])
-local MAXAGE = tonumber(ARGV[3])
-local ACKTIMEOUT = tonumber(ARGV[4])
-local HOLD = string.sub(ARGV[5], 1, 1)
+-- The state of one call (below, up to begin) is declared here and set by
+-- begin at the start of every call: as a Redis Function library the
+-- definitions run once, at FUNCTION LOAD, and each FCALL only runs begin.
+local ROOM, MAXLEN, MAXAGE, ACKTIMEOUT, HOLD
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local NOW = now_ms()
+local NOW
 
 -- META holds the room's meta hash, read once per call: every script needs
 -- some of it and a Redis call costs more from Lua than its reply's size.
 -- Changes go through mset and are written by flush_meta in at most two
 -- calls (HSET and HDEL) at the end of the script.
-local META = {}
-do
+local META
+local function read_meta()
+  META = {}
   -- pz (paused) rides along: one more field of a read every call makes,
   -- so the release step's paused check costs no call. p:set and rn are
   -- markers only: the policy's fields (policy()) and the rest of the
@@ -89,7 +89,7 @@ do
     if mv[i] then META[k] = mv[i] end
   end
 end
-local META_DIRTY = {}
+local META_DIRTY
 -- mset changes a meta field (v false: delete it) in META and for flush_meta.
 local function mset(k, v)
   if v == false then META[k] = nil else META[k] = v end
@@ -115,13 +115,13 @@ end
 -- are not their zero value (Policy.String in package queue).
 local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
   'overflow', 'maxpayload', 'straggler'}
-local POLICY = nil
+local POLICY
 -- POLICY_ZERO says the room follows the zero policy (no stored policy, no
 -- Queue default in ARGV[5]): the default path then skips the policy's
--- limit checks without building policy() (load_policy sets it).
-local POLICY_ZERO = false
+-- limit checks without building policy() (load_policy sets it each call).
+local POLICY_ZERO
 -- PFIELDS says META holds the stored policy's fields (load_pfields).
-local PFIELDS = false
+local PFIELDS
 -- load_pfields reads the p: fields into META, in one call, for a room
 -- with a stored policy; fields this call already changed (policy.lua)
 -- keep their new value.
@@ -168,13 +168,13 @@ end
 -- DEADLINES says this call changed a heartbeat deadline or the ack
 -- deadline, so update_index must recompute the room's earliest deadline;
 -- otherwise the one in the due index (DUE, read by reap) still holds.
-local DEADLINES = false
-local DUE = nil
+local DEADLINES
+local DUE
 -- MEMBERS says this call added or removed a member or observer; with PEND0
 -- (the backlog before the call) it tells update_index whether the room's
 -- entry in the shard's room index can have changed.
-local MEMBERS = false
-local PEND0 = tonumber(META.pend or '0')
+local MEMBERS
+local PEND0
 
 local function epoch()
   local ep = META.ep
@@ -190,21 +190,21 @@ end
 -- stream's last ID before it (PREV), so the caller's process can hand the
 -- entries to its local subscribers without waiting for its XREAD: a
 -- subscriber whose position is PREV misses nothing by taking them.
-local TRACK = false
-local PREV = nil
-local APPENDED = {}
+local TRACK
+local PREV
+local APPENDED
 -- COMPLETED says whether this call's release step completed the in-flight
 -- message (its last missing ack arrived, or the last missing member left).
-local COMPLETED = false
+local COMPLETED
 -- ACKED_ALL, set by a script that counted every member's ack itself, lets
 -- release complete the in-flight message without reading the ack record.
-local ACKED_ALL = false
+local ACKED_ALL
 
 -- LAST is the stream's newest ID before the next append of this call.
-local LAST = nil
+local LAST
 -- APPENDS counts this call's appends: new history, which an idle room's
 -- expiry is measured from.
-local APPENDS = 0
+local APPENDS
 
 -- append adds an event to the room's stream and publishes it, with the ID
 -- it follows, on the shard channel named like the stream key (same hash
@@ -263,7 +263,7 @@ local function drop(c, ev, reason, actor)
 end
 
 -- SKIPPED counts the stragglers this call skipped (policy straggler=skip).
-local SKIPPED = 0
+local SKIPPED
 -- stragglers handles the members that did not ack the in-flight message
 -- by its ack deadline, by the room's straggler policy: evict them (reason
 -- ack-timeout), or skip them: the message completes without them and they
@@ -361,8 +361,7 @@ end
 
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
 -- finding the next message is one call whatever the priorities in use.
-local QIDX = {}
-for p = 0, LEVELS - 1 do QIDX[KEYS[K_Q0 + p]] = p end
+local QIDX
 local function pop(count)
   local args = {'LMPOP', LEVELS}
   for p = 0, LEVELS - 1 do args[#args + 1] = KEYS[K_Q0 + p] end
@@ -388,7 +387,10 @@ end
 -- and an int64), and cost a pattern match and a byte read per release.
 -- Returns nil for such an entry: never an error halfway through a script,
 -- since Redis does not roll back a script's earlier writes.
-local KIND_RAW, KIND_MSGPACK = string.byte('r'), string.byte('m')
+-- string.byte('r'), string.byte('m'): a library's top level runs at FUNCTION
+-- LOAD, where Redis offers no global but redis's loading API (no string,
+-- math, tonumber...); only code inside functions may use them.
+local KIND_RAW, KIND_MSGPACK = 114, 109
 -- A payload with headers starts "h<block length>:", then the block of
 -- "<key length>:<key><value length>:<value>" pairs, then a payload of kind
 -- r or m. header_block checks one at position i the way
@@ -597,17 +599,15 @@ load_policy = function()
   POLICY_WINDOWED = PWINDOW > 1 or PQUORUM > 0 or PQFRAC > 0 or PMAXLAG > 0
   WINDOWED = POLICY_WINDOWED or META.rn ~= nil
 end
-load_policy()
 
 -- WS is the windowed state (wload). The functions are built by win() on
 -- first use, so lock-step calls do not pay for creating them.
-local WS = nil
-local WIN = nil
+local WS
+local WIN
 win = function()
   if WIN then return WIN end
   -- IMPLICIT_MAXLAG bounds a windowed room's lag when its policy sets no
-  -- MaxLag (queue.DefaultMaxLag; rule 20). Here, not at the top: every
-  -- top-level local costs each call of every room script a little.
+  -- MaxLag (queue.DefaultMaxLag; rule 20); only windowed rooms use it.
   local IMPLICIT_MAXLAG = 1000
   local function wpos(v)
     return tonumber(string.match(v or '', '^(%d+)') or '0')
@@ -969,7 +969,7 @@ end
 -- (IDLETTL negative); other idle rooms score -(expiry ms), far below it.
 local IDLE_FOREVER = -1
 -- EXPIRED says this call deleted the room: it had been idle for IDLETTL.
-local EXPIRED = false
+local EXPIRED
 
 local function id_ms(id)
   return tonumber(string.match(id, '^(%d+)'))
@@ -1124,4 +1124,29 @@ local function settle()
   update_index(st)
   flush_meta()
   return n, last
+end
+
+-- begin sets the state of one call, from KEYS and ARGV; every script that
+-- includes room.lua runs it before its own code. Every top-level local
+-- above that a call changes is set here (TestRoomStateReset checks it).
+local function begin()
+  ROOM = ARGV[1]
+  MAXLEN = tonumber(ARGV[2])
+  MAXAGE = tonumber(ARGV[3])
+  ACKTIMEOUT = tonumber(ARGV[4])
+  HOLD = string.sub(ARGV[5], 1, 1)
+  NOW = now_ms()
+  read_meta()
+  META_DIRTY = {}
+  POLICY, PFIELDS = nil, false
+  DEADLINES, DUE, MEMBERS = false, nil, false
+  PEND0 = tonumber(META.pend or '0')
+  TRACK, PREV, APPENDED = false, nil, {}
+  COMPLETED, ACKED_ALL = false, false
+  LAST, APPENDS, SKIPPED = nil, 0, 0
+  QIDX = {}
+  for p = 0, LEVELS - 1 do QIDX[KEYS[K_Q0 + p]] = p end
+  WS, WIN = nil, nil
+  EXPIRED = false
+  load_policy()
 end

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/syncfanout/syncfanout/internal/lua"
 )
 
 // Main is for TestMain: it runs the tests, stops every process the harness
@@ -15,7 +17,17 @@ import (
 // result.
 //
 //	func TestMain(m *testing.M) { redistest.Main(m) }
+//
+// SYNCFANOUT_SCRIPTS=eval (or functions) runs every Queue whose
+// Options.ScriptMode is the default on that path only, so that the rules,
+// model, fault and defect suites can be run on both.
 func Main(m *testing.M) {
+	switch os.Getenv("SYNCFANOUT_SCRIPTS") {
+	case "eval":
+		lua.AutoIs = lua.ModeEval
+	case "functions":
+		lua.AutoIs = lua.ModeFunctions
+	}
 	startContainerEarly()
 	code := m.Run()
 	if err := stopAll(); err != nil {
