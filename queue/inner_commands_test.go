@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
@@ -85,4 +86,44 @@ func TestDefaultPathInnerCommands(t *testing.T) {
 	require.Len(t, v, 2+2502)
 	require.Equal(t, []any{int64(1), int64(1)}, v[2+2500:])
 	require.Equal(t, int64(0), v[2+1700])
+}
+
+// TestAppendFollowsForeignEntries: the ID an append says it follows (the
+// reply's and the notification's "previous ID") is the stream's newest
+// even when something other than these scripts appended last, such as an
+// older version's scripts during an upgrade, which do not keep meta li:
+// a subscriber at the previous ID would otherwise skip that entry.
+func TestAppendFollowsForeignEntries(t *testing.T) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		rdb := b.Client
+		e := lua.NewEngine(rdb, lua.ModeAuto, nil)
+		l, err := keys.New(b.Prefix, 1)
+		require.NoError(t, err)
+		room := "r"
+		k := l.RoomKeys(room)
+		cfg := lua.RoomConfig{MaxLen: 1000}
+		run := func(s *lua.Script, extra ...any) []any {
+			t.Helper()
+			v, err := e.Run(ctx, rdb, s, k, cfg.Args(room, extra...)...).Slice()
+			require.NoError(t, err)
+			return v
+		}
+		j := run(lua.Join, "a", "m", 60000)
+		inc, epoch := j[6].(string), j[2].(string)
+		v := run(lua.Send, "5", "p", "rone")
+		own := v[7].([]any)[0].([]any)[0].(string) // message 1's entry
+		run(lua.Send, "5", "p", "rtwo")
+		foreign, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.Stream(room), Values: []any{"t", "l", "c", "z", "r", "left", "o", "m"}}).Result()
+		require.NoError(t, err)
+		require.Greater(t, foreign, own)
+		v = run(lua.Ack, "a", 1, epoch, inc)
+		require.Equal(t, foreign, v[5], "the release of message 2 follows the foreign entry")
+		// And with nothing foreign, the stored ID is the previous one.
+		next := v[6].([]any)[0].([]any)[0].(string)
+		run(lua.Send, "5", "p", "rthree")
+		v = run(lua.Ack, "a", 2, epoch, inc)
+		require.Equal(t, next, v[5])
+	})
 }
