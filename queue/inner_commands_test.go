@@ -90,9 +90,11 @@ func TestDefaultPathInnerCommands(t *testing.T) {
 
 // TestAppendFollowsForeignEntries: the ID an append says it follows (the
 // reply's and the notification's "previous ID") is the stream's newest
-// even when something other than these scripts appended last, such as an
-// older version's scripts during an upgrade, which do not keep meta li:
-// a subscriber at the previous ID would otherwise skip that entry.
+// even when something other than this version's scripts appended last,
+// such as an older version's during an upgrade: a subscriber at the
+// previous ID would otherwise skip that entry. (A cache of the last
+// appended ID in meta, trusted as is, fails here; see
+// docs/bench/inner-commands.md.)
 func TestAppendFollowsForeignEntries(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

@@ -7,8 +7,7 @@
 --                    rt (its release time), ad (ack deadline), lc (last completion),
 --                    pz (paused since, ms; absent when not paused), pb (paused
 --                    by: the actor), pr (the pause's reason); see admin_*.lua;
---                    rn, cn, wl: the windowed barrier's state (below);
---                    li: the stream ID of the room's last append (append)
+--                    rn, cn, wl: the windowed barrier's state (below)
 --   2 mem     ZSET   voting member -> heartbeat deadline (server ms)
 --   3 seen    HASH   member or observer -> last heartbeat (server ms)
 --   4 ack     HASH   member -> ack time of the in-flight message (0: joined after release);
@@ -84,7 +83,7 @@ local function read_meta()
   -- markers only: the policy's fields (policy()) and the rest of the
   -- windowed state (wload) are read when they are there, so the default
   -- policy in lock-step pays for two names, not twelve.
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn', 'li'}
+  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn'}
   local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] then META[k] = mv[i] end
@@ -229,17 +228,8 @@ local APPENDS
 -- when a notification does not follow what they read last.
 local function append(fields)
   if not LAST then
-    -- Meta li is the ID of the room's last append by these scripts. Other
-    -- writers (an older version's scripts during an upgrade) do not keep
-    -- it, so it stands only while nothing in the stream is newer: an empty
-    -- exclusive XRANGE, cheaper than reading the last entry.
-    local li = META.li
-    if li and #redis.call('XRANGE', KEYS[K_STREAM], '(' .. li, '+', 'COUNT', 1) == 0 then
-      LAST = li
-    else
-      local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
-      LAST = last[1] and last[1][1] or '0-0'
-    end
+    local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
+    LAST = last[1] and last[1][1] or '0-0'
   end
   if TRACK and not PREV then PREV = LAST end
   local args = {'XADD', KEYS[K_STREAM]}
@@ -253,7 +243,6 @@ local function append(fields)
   local id = redis.call(unpack(args))
   redis.call('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
   LAST = id
-  mset('li', id)
   APPENDS = APPENDS + 1
   if TRACK then APPENDED[#APPENDED + 1] = {id, fields} end
   if MAXAGE > 0 then
