@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -36,6 +37,11 @@ type Worker struct {
 	mu     sync.Mutex
 	closed bool
 	rooms  map[string]*workerRoom
+	// isClosed reads this copy of closed: every Ack asks, and w.mu is the
+	// lock of Subscribe and room setup.
+	closedFlag atomic.Bool
+
+	issued *issuedTokens // tokens handed to hosted clients (Worker.Ack)
 
 	acks *ackBatches
 
@@ -59,6 +65,7 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 	w := &Worker{
 		q: q, opts: opts, log: opts.Logger,
 		rooms:   map[string]*workerRoom{},
+		issued:  newIssuedTokens(),
 		latency: newLatencyRing(opts.LatencyWindow),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -94,9 +101,7 @@ func (w *Worker) spawn(fn func()) bool {
 }
 
 func (w *Worker) isClosed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.closed
+	return w.closedFlag.Load()
 }
 
 // Subscribe makes clientID a member of room (as Queue.Subscribe) and
@@ -249,6 +254,7 @@ func (w *Worker) forget(clientID, room string) bool {
 		delete(r.clients, clientID)
 		c.gone = true
 		c.queue = nil
+		w.issued.forget(c.lastToken)
 	}
 	r.mu.Unlock()
 	if ok {
@@ -266,6 +272,13 @@ func (w *Worker) forget(clientID, room string) bool {
 func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	if w.isClosed() {
 		return sferr.ErrClosed
+	}
+	if t, ok := w.issued.lookup(ackToken); ok && t.client == clientID {
+		// Issued here: it is the token, so only the Queue is checked.
+		if err := w.q.check(ctx); err != nil {
+			return err
+		}
+		return w.ackToken(ctx, t)
 	}
 	t, err := w.q.verifyAck(ctx, clientID, ackToken)
 	if err != nil {
@@ -311,6 +324,7 @@ func (w *Worker) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.closedFlag.Store(true)
 	rooms := make([]*workerRoom, 0, len(w.rooms))
 	for _, r := range w.rooms {
 		rooms = append(rooms, r)
@@ -331,6 +345,7 @@ func (w *Worker) Close() error {
 			}
 			c.gone = true
 			c.queue = nil
+			w.issued.forget(c.lastToken)
 		}
 		r.clients = map[string]*workerClient{}
 		r.mu.Unlock()

@@ -42,6 +42,9 @@ type workerClient struct {
 	// ended, with a leave or an eviction entry between ended and the new
 	// join, and resubscribe made a new one (an eviction is still reported).
 	ended string
+	// lastToken is the token of the newest message handed to it, as
+	// remembered in w.issued; guarded by room.mu.
+	lastToken string
 
 	// mailbox, guarded by room.mu
 	queue   []delivery
@@ -290,6 +293,8 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
+		w.issued.issue(c.lastToken, m.AckToken, t)
+		c.lastToken = m.AckToken
 		w.acks.expectAck(r.name, c.epoch, ev.MessageID)
 	}
 	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
@@ -301,6 +306,8 @@ func (r *workerRoom) drop(c *workerClient) {
 		return
 	}
 	delete(r.clients, c.id)
+	r.w.issued.forget(c.lastToken)
+	c.lastToken = ""
 	if !r.w.opts.FollowAll {
 		// The reference is dropped on another goroutine: releaseRoom takes
 		// w.mu, which must not be taken under r.mu.
