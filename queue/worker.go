@@ -41,7 +41,7 @@ type Worker struct {
 	// lock of Subscribe and room setup.
 	closedFlag atomic.Bool
 
-	issued *issuedTokens // tokens handed to hosted clients (Worker.Ack)
+	issued hostedTokens // tokens handed to hosted clients (Worker.Ack)
 
 	acks *ackBatches
 
@@ -65,7 +65,6 @@ func (q *Queue) NewWorker(opts WorkerOptions) (*Worker, error) {
 	w := &Worker{
 		q: q, opts: opts, log: opts.Logger,
 		rooms:   map[string]*workerRoom{},
-		issued:  newIssuedTokens(),
 		latency: newLatencyRing(opts.LatencyWindow),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -162,6 +161,7 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		return err
 	}
 	c.epoch, c.inc = j.Epoch, j.Incarnation
+	w.issued.host(c)
 	early := c.pos.start(j.From)
 	for _, ev := range owedEvents(w.q, room, j.Owed) {
 		r.deliverMessage(c, ev) // it precedes the client's start
@@ -254,7 +254,7 @@ func (w *Worker) forget(clientID, room string) bool {
 		delete(r.clients, clientID)
 		c.gone = true
 		c.queue = nil
-		w.issued.forget(c.lastToken)
+		w.issued.unhost(c)
 	}
 	r.mu.Unlock()
 	if ok {
@@ -273,7 +273,7 @@ func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	if w.isClosed() {
 		return sferr.ErrClosed
 	}
-	if t, ok := w.issued.lookup(ackToken); ok && t.client == clientID {
+	if t, ok := w.issued.lookup(clientID, ackToken); ok && t.client == clientID {
 		// Issued here: it is the token, so only the Queue is checked.
 		if err := w.q.check(ctx); err != nil {
 			return err
@@ -303,6 +303,14 @@ func (w *Worker) ackToken(ctx context.Context, t token) error {
 	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
 	if !w.acks.enqueue(t.room, req) {
 		return sferr.ErrClosed
+	}
+	if ctx == w.ctx {
+		// A handler's own context (no tracer): every ack enqueued gets its
+		// outcome before Close returns (the batchers' calls run on w.ctx,
+		// and Close fails what is left), so the wait needs no select on a
+		// Done channel that every waiting handler of the worker shares and
+		// locks.
+		return <-req.done
 	}
 	select {
 	case err := <-req.done:
@@ -345,7 +353,7 @@ func (w *Worker) Close() error {
 			}
 			c.gone = true
 			c.queue = nil
-			w.issued.forget(c.lastToken)
+			w.issued.unhost(c)
 		}
 		r.clients = map[string]*workerClient{}
 		r.mu.Unlock()

@@ -125,22 +125,12 @@ func TestHeartbeatReportsSuccess(t *testing.T) {
 	})
 }
 
-func (it *issuedTokens) len() int {
-	n := 0
-	for i := range it.shards {
-		sh := &it.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
 // TestWorkerIssuedTokens: Worker.Ack takes a token it issued without
 // decoding it again, but only from the client it was issued to (another
 // client sending it back is refused as the full check refuses it), and the
-// worker remembers one token per hosted client: the newest replaces the
-// previous, and a client that leaves, or the worker's Close, drops it.
+// worker remembers one token per hosted client and room: the newest
+// replaces the previous, and a client that leaves, or the worker's Close,
+// drops it.
 func TestWorkerIssuedTokens(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -186,7 +176,7 @@ func TestWorkerIssuedTokens(t *testing.T) {
 		_, err = q.Send(ctx, room, []byte("one"))
 		require.NoError(t, err)
 		a1, b1 := recv(a), recv(bb)
-		require.Equal(t, 2, w.issued.len())
+		require.Equal(t, 2, w.issued.count())
 		require.ErrorIs(t, w.Ack(ctx, bb, a1.AckToken), ErrInvalidToken, "a token issued to another client")
 		require.ErrorIs(t, w.Ack(ctx, a, a1.AckToken+"x"), ErrInvalidToken)
 		require.NoError(t, w.Ack(ctx, a, a1.AckToken))
@@ -196,16 +186,17 @@ func TestWorkerIssuedTokens(t *testing.T) {
 		require.NoError(t, err)
 		a2 := recv(a)
 		recv(bb)
-		require.Equal(t, 2, w.issued.len(), "the newest token replaces the previous")
-		_, ok := w.issued.lookup(a1.AckToken)
-		require.False(t, ok)
-		_, ok = w.issued.lookup(a2.AckToken)
+		require.Equal(t, 2, w.issued.count())
+		_, ok := w.issued.lookup(a, a1.AckToken)
+		require.False(t, ok, "the newest token replaces the previous")
+		_, ok = w.issued.lookup(a, a2.AckToken)
 		require.True(t, ok)
 
 		require.NoError(t, w.Unsubscribe(ctx, a, room))
-		require.Equal(t, 1, w.issued.len(), "a client that left")
+		require.Equal(t, 1, w.issued.count(), "a client that left")
 		require.NoError(t, w.Close())
 		closed = true
-		require.Zero(t, w.issued.len(), "Close")
+		require.Zero(t, w.issued.count(), "Close")
+		require.ErrorIs(t, w.Ack(ctx, bb, b1.AckToken), ErrClosed)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -42,9 +43,9 @@ type workerClient struct {
 	// ended, with a leave or an eviction entry between ended and the new
 	// join, and resubscribe made a new one (an eviction is still reported).
 	ended string
-	// lastToken is the token of the newest message handed to it, as
-	// remembered in w.issued; guarded by room.mu.
-	lastToken string
+	// token is the token of the newest message handed to it (Worker.Ack,
+	// hostedTokens); set under room.mu, read by Ack without it.
+	token atomic.Pointer[issuedToken]
 
 	// mailbox, guarded by room.mu
 	queue   []delivery
@@ -293,8 +294,7 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
-		w.issued.issue(c.lastToken, m.AckToken, t)
-		c.lastToken = m.AckToken
+		c.token.Store(&issuedToken{s: m.AckToken, t: t})
 		w.acks.expectAck(r.name, c.epoch, ev.MessageID)
 	}
 	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
@@ -306,8 +306,7 @@ func (r *workerRoom) drop(c *workerClient) {
 		return
 	}
 	delete(r.clients, c.id)
-	r.w.issued.forget(c.lastToken)
-	c.lastToken = ""
+	r.w.issued.unhost(c)
 	if !r.w.opts.FollowAll {
 		// The reference is dropped on another goroutine: releaseRoom takes
 		// w.mu, which must not be taken under r.mu.
