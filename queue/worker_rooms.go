@@ -318,15 +318,22 @@ func (r *workerRoom) drop(c *workerClient) {
 // none runs; r.mu must be held. The delivery goroutine ends when the
 // mailbox is empty, so idle clients cost no goroutine.
 func (r *workerRoom) enqueue(c *workerClient, d delivery) {
-	c.queue = append(c.queue, d)
 	if c.running {
+		c.queue = append(c.queue, d)
 		return
 	}
-	c.running = r.w.spawn(func() { r.w.drain(c) })
+	// The mailbox is empty (drain stops only then): the goroutine is handed
+	// d itself, so it starts the handler without taking r.mu, which a
+	// fanout holds while it starts the room's other members.
+	c.running = r.w.spawn(func() { r.w.drain(c, d) })
 }
 
-func (w *Worker) drain(c *workerClient) {
+// drain delivers first, then the client's mailbox until it is empty.
+func (w *Worker) drain(c *workerClient, first delivery) {
 	r := c.room
+	if w.ctx.Err() == nil {
+		w.deliver(c.id, r.name, first)
+	}
 	for {
 		r.mu.Lock()
 		if len(c.queue) == 0 || w.ctx.Err() != nil {
