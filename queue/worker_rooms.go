@@ -27,7 +27,24 @@ type workerRoom struct {
 	mu      sync.Mutex
 	pos     cursor // started at the stream's tail when the room is followed
 	clients map[string]*workerClient
-	epoch   string // follow-all: the room's epoch when it was found
+	epoch   string       // follow-all: the room's epoch when it was found
+	fan     *fanoutBatch // set during fanout, guarded by mu
+}
+
+// fanoutBatch collects what a fanout hands the room's clients: the acks
+// it expects are told the batcher once, and the delivery goroutines start
+// after that, so no member's ack comes before the batcher knows how many
+// to wait for (a batch sent short of them costs a round trip).
+type fanoutBatch struct {
+	epoch  string
+	seq    uint64
+	n      int
+	starts []fanoutStart
+}
+
+type fanoutStart struct {
+	c *workerClient
+	d delivery
 }
 
 type workerClient struct {
@@ -230,8 +247,17 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 
 // fanout queues a message for every client; r.mu must be held.
 func (r *workerRoom) fanout(ev streams.Event) {
+	b := &fanoutBatch{}
+	r.fan = b
 	for _, c := range r.clients {
 		r.takeFor(c, ev)
+	}
+	r.fan = nil
+	if b.n > 0 {
+		r.w.acks.expectAcks(r.name, b.epoch, b.seq, b.n)
+	}
+	for _, st := range b.starts {
+		r.start(st.c, st.d)
 	}
 }
 
@@ -295,7 +321,12 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
 		c.token.Store(&issuedToken{s: m.AckToken, t: t})
-		w.acks.expectAck(r.name, c.epoch, ev.MessageID)
+		if b := r.fan; b != nil && (b.n == 0 || b.epoch == c.epoch && b.seq == ev.MessageID) {
+			b.epoch, b.seq = c.epoch, ev.MessageID
+			b.n++
+		} else {
+			w.acks.expectAcks(r.name, c.epoch, ev.MessageID, 1)
+		}
 	}
 	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
 }
@@ -322,9 +353,19 @@ func (r *workerRoom) enqueue(c *workerClient, d delivery) {
 		c.queue = append(c.queue, d)
 		return
 	}
-	// The mailbox is empty (drain stops only then): the goroutine is handed
-	// d itself, so it starts the handler without taking r.mu, which a
-	// fanout holds while it starts the room's other members.
+	if r.fan != nil {
+		c.running = true // started at the end of the fanout
+		r.fan.starts = append(r.fan.starts, fanoutStart{c, d})
+		return
+	}
+	r.start(c, d)
+}
+
+// start starts c's delivery goroutine with d; r.mu must be held. The
+// mailbox is empty (drain stops only then): the goroutine is handed d
+// itself, so it starts the handler without taking r.mu, which a fanout
+// holds while it starts the room's other members.
+func (r *workerRoom) start(c *workerClient, d delivery) {
 	c.running = r.w.spawn(func() { r.w.drain(c, d) })
 }
 
