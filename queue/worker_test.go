@@ -518,6 +518,16 @@ func TestWorkerAckCoalescing(t *testing.T) {
 		q := setupOn(t, rdb, b.Prefix, queue.Options{})
 		const straggler = "client-000"
 		release := make(chan struct{})
+		// The handlers of a message ack once all of them run: on a loaded
+		// machine, starting a hundred goroutines alone can take longer than
+		// AckCoalesce (79 of 100 made one call once at load 16), and the
+		// test is about the acks waiting for each other, not about the
+		// scheduler.
+		var arrived [4]atomic.Int32
+		var allIn [4]chan struct{}
+		for i := range allIn {
+			allIn[i] = make(chan struct{})
+		}
 		w, err := q.NewWorker(queue.WorkerOptions{
 			AutoHeartbeat: true,
 			AckCoalesce:   100 * time.Millisecond,
@@ -528,6 +538,19 @@ func TestWorkerAckCoalescing(t *testing.T) {
 					case <-ctx.Done():
 						return ctx.Err()
 					}
+					return m.Ack(ctx)
+				}
+				want := int32(n)
+				if m.ID == 2 {
+					want = n - 1
+				}
+				if arrived[m.ID].Add(1) == want {
+					close(allIn[m.ID])
+				}
+				select {
+				case <-allIn[m.ID]:
+				case <-ctx.Done():
+					return ctx.Err()
 				}
 				return m.Ack(ctx)
 			},
