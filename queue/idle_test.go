@@ -222,6 +222,9 @@ func TestIdleRooms_ChurnLeavesNothing(t *testing.T) {
 		require.Zero(t, m.Members)
 		require.Zero(t, m.Observers)
 		require.EqualValues(t, idleRooms, m.ExpiredRooms)
+		// The process's own count follows the last room's deletion a
+		// moment later (after its script answers).
+		require.Eventually(t, func() bool { return q.Stats().ExpiredRooms >= idleRooms }, 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, idleRooms, q.Stats().ExpiredRooms)
 	})
 }
@@ -336,6 +339,13 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 			require.Equal(t, ids, messageIDs(history(t, ctx, q, room)), room)
 		}
 		require.Len(t, roomState(t, ctx, q, "b-joined").Members, 1)
+		// Housekeeping counts an expiry once the room's script has
+		// answered, a moment after the room is gone: wait for the count,
+		// then require it exact.
+		expiredAtLeast := func(n uint64) func() bool {
+			return func() bool { return hk.Stats().ExpiredRooms >= n }
+		}
+		require.Eventually(t, expiredAtLeast(1), 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, 1, hk.Stats().ExpiredRooms)
 
 		// Both go IdleRoomTTL after their last event.
@@ -343,6 +353,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return roomIs(ctx, q, "a-sent", gone) && roomIs(ctx, q, "b-joined", gone)
 		}, 10*time.Second, 20*time.Millisecond)
+		require.Eventually(t, expiredAtLeast(3), 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, 3, hk.Stats().ExpiredRooms)
 
 		// Sends racing housekeeping around the deadline: each second send
