@@ -34,8 +34,11 @@ const (
 // options allow.
 func idleOptions() queue.Options {
 	return queue.Options{
-		NumShards:            idleShards,
-		ClientTimeout:        time.Second,
+		NumShards: idleShards,
+		// Members that die go 2s after their last beat; live ones beat
+		// every 100ms, so that a loaded machine's stalls evict none.
+		ClientTimeout:        2 * time.Second,
+		HeartbeatInterval:    100 * time.Millisecond,
 		HousekeepingInterval: 50 * time.Millisecond,
 		IdleRoomTTL:          idleTTL,
 		StreamMaxAge:         time.Second,
@@ -325,7 +328,9 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		// A TTL long enough that housekeeping starts well within it after
 		// the send below, even on a loaded machine.
 		const ttl = 2 * time.Second
-		opts := queue.Options{NumShards: 1, ClientTimeout: time.Second, IdleRoomTTL: ttl, DisableHousekeeping: true}
+		// b-joined's member beats every 100ms against a 2s deadline while
+		// hk's housekeeping runs: a stall of the machine does not evict it.
+		opts := queue.Options{NumShards: 1, ClientTimeout: 2 * time.Second, HeartbeatInterval: 100 * time.Millisecond, IdleRoomTTL: ttl, DisableHousekeeping: true}
 		q := setup(t, b, opts).q
 		send(t, ctx, q, "a-sent", "before")
 		s := join(t, ctx, q, "b-joined")
