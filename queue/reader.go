@@ -9,8 +9,8 @@ import (
 	"github.com/syncfanout/syncfanout/internal/streamreader"
 )
 
-// readerLocked returns the reader of index shard (readerOf), starting it
-// on first use; r.mu must be held.
+// readerLocked returns the shard's reader, starting it on first use; r.mu
+// must be held.
 func (r *router) readerLocked(shard int) (*streamreader.Reader, error) {
 	if r.closed {
 		return nil, sferr.ErrClosed
@@ -38,7 +38,7 @@ func (r *router) readerLocked(shard int) (*streamreader.Reader, error) {
 // returns an error: the reader then picks the room up at its next read.
 func (r *router) follow(ctx context.Context, room string, s roomSink, from string) error {
 	r.mu.Lock()
-	rd, err := r.readerLocked(r.readerOf(room))
+	rd, err := r.readerLocked(r.q.layout.ShardOf(room))
 	following, registered := r.following[s]
 	if err != nil || !registered || following {
 		r.mu.Unlock()
@@ -66,20 +66,4 @@ func dedicatedClient(rdb redis.UniversalClient, size int) (redis.UniversalClient
 		return redis.NewClusterClient(&o), true
 	}
 	return rdb, false
-}
-
-// readerOf returns the index of the reader that follows room: its shard
-// on a cluster, where each shard's channels live on the node of its slot;
-// 0 for every room on a single server. There, one pub/sub connection can
-// subscribe to the channels of every shard, and the notifications that one
-// event loop iteration of Redis publishes for this process (the releases
-// of a batch of acks, say) then leave in one socket write instead of one
-// per shard: on W2 (100 rooms x 2, q.Join) the kernel part of Redis's CPU
-// per message halves (11-14 -> 6-7 µs) and the process runs one reader
-// goroutine instead of NumShards.
-func (r *router) readerOf(room string) int {
-	if r.oneReader {
-		return 0
-	}
-	return r.q.layout.ShardOf(room)
 }

@@ -42,7 +42,7 @@ func (r *router) readerFailed(shard int, err error) {
 	var wake []*Subscription
 	if f.n >= readFailAfter {
 		f.seq++
-		onShard := func(room string) bool { return r.readerOf(room) == shard }
+		onShard := func(room string) bool { return r.q.layout.ShardOf(room) == shard }
 		for _, list := range r.subscriptionsLocked(onShard) {
 			wake = append(wake, list...)
 		}
@@ -92,7 +92,7 @@ func (r *router) failLocked(shard int) *shardFail {
 func (r *router) failSeq(room string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.failLocked(r.readerOf(room)).seq
+	return r.failLocked(r.q.layout.ShardOf(room)).seq
 }
 
 // newFailure returns the latest failure of the reader of s's room if s has
@@ -107,7 +107,7 @@ func (r *router) newFailure(s *Subscription) error {
 		return nil
 	}
 	r.mu.Lock()
-	f := r.failLocked(r.readerOf(s.room))
+	f := r.failLocked(r.q.layout.ShardOf(s.room))
 	seq, err, failing := f.seq, f.err, f.n >= readFailAfter
 	r.mu.Unlock()
 	s.mu.Lock()

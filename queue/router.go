@@ -16,8 +16,7 @@ import (
 // router hands the entries of followed room streams to this process's
 // consumers of them (roomSink): subscriptions and workers' rooms, in one
 // registry. It keeps at most one reader (one blocked connection) per
-// shard on a cluster, one in all on a single server, whatever the number
-// of rooms and consumers (reader.go).
+// shard, whatever the number of rooms and consumers (reader.go).
 type router struct {
 	q *Queue
 
@@ -25,21 +24,19 @@ type router struct {
 	closed       bool
 	readerClient redis.UniversalClient
 	ownsClient   bool
-	readers      map[int]*streamreader.Reader // by readerOf
-	oneReader    bool                         // not a cluster: one reader follows every shard
+	readers      map[int]*streamreader.Reader
 	warnBeat     warnLimiter
 	warnRead     warnLimiter
 	sinks        map[string][]roomSink // by room
 	following    map[roomSink]bool     // every registered sink: whether it had the reader follow its room
 	workers      map[*Worker]struct{}  // closed with the Queue
-	fails        map[int]*shardFail    // by readerOf: readers' failures (readfail.go)
-	failing      atomic.Int64          // readers that have failed readFailAfter times in a row (readfail.go)
+	fails        map[int]*shardFail    // by shard: readers' failures (readfail.go)
+	failing      atomic.Int64          // shards whose reader has failed readFailAfter times in a row (readfail.go)
 }
 
 func newRouter(q *Queue) *router {
-	_, cluster := unwrapClient(q.rdb).(*redis.ClusterClient)
 	return &router{
-		q: q, readers: map[int]*streamreader.Reader{}, oneReader: !cluster, sinks: map[string][]roomSink{},
+		q: q, readers: map[int]*streamreader.Reader{}, sinks: map[string][]roomSink{},
 		following: map[roomSink]bool{}, workers: map[*Worker]struct{}{},
 	}
 }
@@ -95,7 +92,7 @@ func (r *router) remove(room string, s roomSink) {
 	} else {
 		r.sinks[room] = list
 	}
-	rd := r.readers[r.readerOf(room)]
+	rd := r.readers[r.q.layout.ShardOf(room)]
 	r.mu.Unlock()
 	if rd != nil && following {
 		rd.Unfollow(r.q.layout.Stream(room))

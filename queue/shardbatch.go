@@ -75,7 +75,7 @@ func (s *shardAcks) lane(room string) *ackLane {
 	return &s.lanes[s.q.layout.ShardOf(room)%len(s.lanes)]
 }
 
-// maxLaneBatch bounds the acks of one round trip, so one reply stays small.
+// maxLaneBatch bounds the calls of one round trip, so one reply stays small.
 const maxLaneBatch = 256
 
 // ack acks t, alone or in its shard's next batch.
@@ -99,19 +99,19 @@ func (s *shardAcks) alone(a *laneAck) error {
 	return s.q.sendAlone(a.ctx, a.s)
 }
 
-func (s *shardAcks) room(a *laneAck) string {
+// laneOf returns the lane of a's kind (ack or send) for its room's shard.
+func (s *shardAcks) laneOf(a *laneAck) *ackLane {
 	if a.s != nil {
-		return a.s.args.Room
+		return &s.sends[s.q.layout.ShardOf(a.s.args.Room)%len(s.sends)]
 	}
-	return a.t.room
+	return s.lane(a.t.room)
 }
 
+// call runs a, alone when its lane is idle, otherwise in the lane's next
+// batch.
 func (s *shardAcks) call(a *laneAck) error {
 	ctx := a.ctx
-	l := s.lane(s.room(a))
-	if a.s != nil {
-		l = &s.sends[s.q.layout.ShardOf(a.s.args.Room)%len(s.sends)]
-	}
+	l := s.laneOf(a)
 	l.mu.Lock()
 	if !l.busy {
 		l.busy = true
@@ -153,7 +153,7 @@ func (s *shardAcks) call(a *laneAck) error {
 	return a.err
 }
 
-// pass hands the lane, whose call just returned, to the acks that waited
+// pass hands the lane, whose call just returned, to the calls that waited
 // for it: the first of them sends them all. With none, the lane is idle.
 func (s *shardAcks) pass(l *ackLane) {
 	l.mu.Lock()

@@ -11,24 +11,30 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/syncfanout/syncfanout/barrier"
 	"github.com/syncfanout/syncfanout/internal/lua"
 	"github.com/syncfanout/syncfanout/internal/redistest"
 )
 
-// pipeCounter records, for each pipeline a client sends, how many ack.lua
-// calls it carries.
+// pipeCounter records, for each pipeline a client sends, how many calls
+// of one script (ack.lua unless script is set) it carries.
 type pipeCounter struct {
-	mu    sync.Mutex
-	sizes []int
+	script *lua.Script
+	mu     sync.Mutex
+	sizes  []int
 }
 
 func (h *pipeCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
 func (h *pipeCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (h *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		want := lua.Ack
+		if h.script != nil {
+			want = h.script
+		}
 		n := 0
 		for _, c := range cmds {
-			if lua.Called(c) == lua.Ack {
+			if lua.Called(c) == want {
 				n++
 			}
 		}
@@ -131,6 +137,80 @@ func TestShardAckBatch(t *testing.T) {
 			require.Equal(t, uint64(2), m.ID, "room %s released its next message", rooms[i])
 		}
 		require.Equal(t, uint64(N), q.Stats().Acked)
+		require.False(t, l.busy, "the lane is idle once the batch returned")
+	})
+}
+
+// TestShardSendBatch: the sends of rooms of one shard that arrive while
+// another send of the shard is in flight go out together, in one round
+// trip, when it returns; each gets its own outcome (its ID, or its room's
+// refusal), and each released message reaches its room's subscriber. The
+// ack lane stays free meanwhile: an ack never waits behind a send.
+func TestShardSendBatch(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h := &pipeCounter{script: lua.Send}
+		rdb := b.NewClient(t)
+		rdb.AddHook(h)
+		q, err := New(ctx, rdb, Options{Prefix: b.Prefix})
+		require.NoError(t, err)
+		defer q.Close()
+		const N = 4
+		rooms := roomsOfOneShard(q, N+1)
+		subs := make([]*Subscription, N)
+		for i := range N {
+			s, err := q.Join(ctx, rooms[i])
+			require.NoError(t, err)
+			defer s.Close(context.Background())
+			subs[i] = s
+		}
+		// A room whose backlog is full: one message in flight, one queued.
+		full := rooms[N]
+		require.NoError(t, q.SetPolicy(ctx, full, Policy{MaxPending: 1}))
+		fs, err := q.Join(ctx, full)
+		require.NoError(t, err)
+		defer fs.Close(context.Background())
+		for _, m := range []string{"in flight", "queued"} {
+			_, err = q.Send(ctx, full, m)
+			require.NoError(t, err)
+		}
+
+		l := q.shardAcks.laneOf(&laneAck{s: &laneSend{args: barrier.SendArgs{Room: rooms[0]}}})
+		require.NotSame(t, l, q.shardAcks.lane(rooms[0]), "sends and acks have lanes of their own")
+		holdLane(l)
+		type res struct {
+			id  uint64
+			err error
+		}
+		got := make([]chan res, N)
+		for i := range N {
+			got[i] = make(chan res, 1)
+			go func() {
+				id, err := q.Send(ctx, rooms[i], i)
+				got[i] <- res{id, err}
+			}()
+		}
+		refused := make(chan error, 1)
+		go func() { _, err := q.Send(ctx, full, "refused"); refused <- err }()
+		require.Eventually(t, func() bool { return laneWaiting(l) == N+1 }, 10*time.Second, time.Millisecond)
+		require.Empty(t, h.snapshot(), "nothing is sent while the lane is busy")
+
+		q.shardAcks.pass(l)
+		for i := range N {
+			r := <-got[i]
+			require.NoError(t, r.err)
+			require.Equal(t, uint64(1), r.id, "room %s", rooms[i])
+		}
+		require.ErrorIs(t, <-refused, ErrRoomFull)
+		require.Equal(t, []int{N + 1}, h.snapshot(), "one round trip for the waiting sends")
+		for i, s := range subs {
+			m, err := s.Next(ctx)
+			require.NoError(t, err)
+			require.Equal(t, uint64(1), m.ID, "room %s", rooms[i])
+			require.NoError(t, m.Ack(ctx))
+		}
 		require.False(t, l.busy, "the lane is idle once the batch returned")
 	})
 }

@@ -39,16 +39,6 @@ func wkNamedClient(t *testing.T, b *redistest.Backend, name string) redis.Univer
 	return c
 }
 
-// wkReaders is the number of readers (blocked connections) a Queue keeps
-// for rooms spread over shards shards: one per shard on a cluster, one in
-// all on a single server.
-func wkReaders(b *redistest.Backend, shards int) int {
-	if b.Name == redistest.NameCluster {
-		return shards
-	}
-	return 1
-}
-
 // wkBlockedReads counts, over every master, the connections named name
 // that wait for deliveries: blocked (flags b) in XREAD, or in pub/sub mode
 // (flags P), should a reader wait for notifications instead.
@@ -222,7 +212,7 @@ func wkLockStepRoom(ctx context.Context, q *queue.Queue, w *queue.Worker, room s
 // TestWorkerManyClientsLockStep is the acceptance test of the worker: one
 // worker hosting 1,000 clients in 200 rooms delivers every message to
 // every client exactly once, in lock-step, through one blocked connection
-// per shard (one in all on a single server).
+// per shard.
 func TestWorkerManyClientsLockStep(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -273,15 +263,14 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 		for _, r := range rooms {
 			used[layout.ShardOf(r)] = true
 		}
-		// Every reader ends up blocked, and there is never more than one
-		// per shard.
-		readers := wkReaders(b, len(used))
+		// Every shard's reader ends up blocked, and there is never more
+		// than one per shard.
 		require.NoError(t, wkWaitFor(ctx, "one blocked reader per shard", func() (bool, error) {
 			n, err := wkBlockedReads(ctx, b, b.Prefix)
-			if n > readers {
+			if n > len(used) {
 				return false, fmt.Errorf("%d connections blocked in XREAD for %d shards", n, len(used))
 			}
-			return n == readers, err
+			return n == len(used), err
 		}))
 
 		for _, r := range rooms {
@@ -299,7 +288,7 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 		}
 		n, err := wkBlockedReads(ctx, b, b.Prefix)
 		require.NoError(t, err)
-		require.LessOrEqual(t, n, readers, "blocked XREAD connections after the run")
+		require.LessOrEqual(t, n, len(used), "blocked XREAD connections after the run")
 
 		m := w.Stats()
 		require.Equal(t, uint64(numRooms*(msgs+1)), m.Received)
@@ -315,8 +304,7 @@ func TestWorkerManyClientsLockStep(t *testing.T) {
 }
 
 // TestWorkerReaderConnectionsPerShard: 10,000 local subscriptions over 16
-// shards hold at most 16 blocked connections on a cluster, one on a single
-// server (CLIENT LIST on every master).
+// shards hold at most 16 blocked connections (CLIENT LIST on every master).
 func TestWorkerReaderConnectionsPerShard(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -360,10 +348,10 @@ func TestWorkerReaderConnectionsPerShard(t *testing.T) {
 		require.NoError(t, wkWaitFor(ctx, "the readers to block", func() (bool, error) {
 			var err error
 			n, err = wkBlockedReads(ctx, b, b.Prefix)
-			if n > wkReaders(b, shards) {
+			if n > shards {
 				return false, fmt.Errorf("%d connections blocked in XREAD for %d clients over %d shards", n, numClients, shards)
 			}
-			return n == wkReaders(b, shards), err
+			return n == shards, err
 		}))
 		t.Logf("%s: %d clients in %d rooms: %d blocked XREAD connections", b.Name, numClients, numRooms, n)
 	})

@@ -75,6 +75,10 @@ type Reader struct {
 	opsReady chan struct{}
 	changed  chan struct{} // a room was followed, or the connection must be replaced
 	broken   bool          // a subscription failed: replace the connection
+	// maybeDue: a room may be both pending and subscribed, so prepare must
+	// look for the rooms to read. Without it prepare would scan every
+	// followed room on each notification, O(rooms) per delivery.
+	maybeDue bool
 	cancel   context.CancelFunc
 	done     chan struct{}
 	closed   bool
@@ -153,6 +157,7 @@ func (r *Reader) Follow(ctx context.Context, room, streamKey, from string) error
 	if streams.CompareIDs(from, f.last) < 0 {
 		f.last, f.pending = from, true
 		f.rewinds++
+		r.maybeDue = true
 		live = r.live
 	}
 	r.mu.Unlock()
@@ -416,6 +421,7 @@ func (r *Reader) loop(ctx context.Context) {
 			f, followed := r.rooms[m.Channel]
 			if followed && m.Kind == "ssubscribe" {
 				f.subscribed = true
+				r.maybeDue = r.maybeDue || f.pending
 			}
 			r.mu.Unlock()
 			if followed && m.Kind == "sunsubscribe" {
@@ -460,9 +466,12 @@ func (r *Reader) prepare(ctx context.Context) (*redis.PubSub, []string, bool) {
 	}
 	ps := r.ps
 	var due []string
-	for key, f := range r.rooms {
-		if f.pending && f.subscribed {
-			due = append(due, key)
+	if r.maybeDue {
+		r.maybeDue = false
+		for key, f := range r.rooms {
+			if f.pending && f.subscribed {
+				due = append(due, key)
+			}
 		}
 	}
 	live := r.live == ps
@@ -495,6 +504,7 @@ func (r *Reader) prepare(ctx context.Context) (*redis.PubSub, []string, bool) {
 func (r *Reader) sweep() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.maybeDue = true
 	for key, f := range r.rooms {
 		f.pending = true
 		if f.subscribed {
@@ -579,8 +589,12 @@ func (r *Reader) catchUp(ctx context.Context, keys []string) error {
 				}
 			}
 			r.mu.Lock()
-			if f, ok := r.rooms[it.key]; ok && f.subscribed && f.rewinds == it.rewinds {
-				f.pending = false
+			if f, ok := r.rooms[it.key]; ok && f.subscribed {
+				if f.rewinds == it.rewinds {
+					f.pending = false
+				} else {
+					r.maybeDue = true // moved back meanwhile: read again
+				}
 			}
 			r.mu.Unlock()
 		}
