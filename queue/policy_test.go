@@ -392,7 +392,9 @@ func TestStragglerSkip(t *testing.T) {
 			opts queue.Options
 			send []queue.SendOption
 		}{
-			{"AckDeadline", queue.Options{}, []queue.SendOption{queue.AckDeadline(300 * time.Millisecond)}},
+			// Long enough for a to ack the first message in time on a
+			// loaded machine (with 300ms it could be skipped too).
+			{"AckDeadline", queue.Options{}, []queue.SendOption{queue.AckDeadline(2 * time.Second)}},
 			// Long enough for the members to ack the next message in time.
 			{"AckTimeout", queue.Options{AckTimeout: 2 * time.Second}, nil},
 		} {
