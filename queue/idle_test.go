@@ -455,7 +455,7 @@ func TestIdleRooms_KeepForever(t *testing.T) {
 			_, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, IdleRoomTTL: bad})
 			require.ErrorIs(t, err, queue.ErrInvalidOption, "IdleRoomTTL=%v", bad)
 		}
-		opts := queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, IdleRoomTTL: queue.KeepIdleRooms}
+		opts := queue.Options{ClientTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 20 * time.Millisecond, IdleRoomTTL: queue.KeepIdleRooms}
 		q := setup(t, b, opts).q
 		send(t, ctx, q, "kept", "one")
 		s := join(t, ctx, q, "kept")
@@ -488,7 +488,7 @@ func TestIdleRooms_StreamMaxAgeHolds(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second}).q
+		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second}).q
 		s := join(t, ctx, q, "emptied")
 		for i := range 3 {
 			send(t, ctx, q, "emptied", i)
