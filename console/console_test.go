@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -660,5 +661,67 @@ func TestConsoleHeaders(t *testing.T) {
 		body, err := io.ReadAll(res.Body)
 		require.NoError(t, err)
 		require.Contains(t, string(body), `<dl class="headers"><dt>tenant</dt><dd>acme</dd></dl>`)
+	})
+}
+
+// TestConsolePolicyEvents (issue 16): the live feed and the history show
+// the fields of policy events (the new policy), drop events (the dropped
+// message's ID, priority, producer, size, send time and the overflow
+// policy) and skip events (the message and the straggler), on the page as
+// in the JSON.
+func TestConsolePolicyEvents(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		f := newFixture(t, b, console.Options{})
+		const room = "limits"
+		blocker, err := f.q.Join(ctx, room) // never acks
+		require.NoError(t, err)
+		var v console.RoomView
+		require.Equal(t, http.StatusOK, f.get(t, "api/room?r="+room, &v))
+		fctx, closeFeed := context.WithCancel(ctx)
+		defer closeFeed()
+		feed := openFeed(t, fctx, f, "r="+room+"&from="+v.FeedFrom, "")
+
+		p := queue.Policy{MaxPending: 1, Overflow: queue.DropOldest, Straggler: queue.Skip}
+		require.NoError(t, f.q.SetPolicy(ctx, room, p))
+		first, err := f.q.Send(ctx, room, []byte("a"), queue.AckDeadline(10*time.Millisecond))
+		require.NoError(t, err)
+		dropped, err := f.q.Send(ctx, room, []byte("bb"), queue.Producer("svc"), queue.Priority(3))
+		require.NoError(t, err)
+		_, err = f.q.Send(ctx, room, []byte("ccc"))
+		require.NoError(t, err)
+
+		got := map[string]console.EventView{}
+		for len(got) < 3 {
+			ev := next(t, feed)
+			switch ev.data.Type {
+			case "policy", "drop", "skip":
+				got[ev.data.Type] = ev.data
+			}
+		}
+		require.NotNil(t, got["policy"].Policy)
+		require.Equal(t, p.String(), *got["policy"].Policy)
+		d := got["drop"]
+		require.Equal(t, dropped, d.MessageID)
+		require.Equal(t, "svc", d.Producer)
+		require.Equal(t, 3, *d.Priority)
+		require.Equal(t, "drop-oldest", d.Reason)
+		require.Positive(t, d.Size)
+		require.NotNil(t, d.Enqueued)
+		s := got["skip"]
+		require.Equal(t, first, s.MessageID)
+		require.Equal(t, blocker.ClientID(), s.Client)
+		require.Equal(t, "ack-deadline", s.Reason)
+
+		res, err := f.client.Get(f.base + "history?r=" + room)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		page := string(body)
+		require.Contains(t, page, `set to</span> <code class="policy">maxpending=1,overflow=drop-oldest,straggler=skip</code>`)
+		require.Regexp(t, `(?s)t-drop">drop</span>.*?<b>#`+strconv.FormatUint(dropped, 10)+`</b> <span class="muted">priority 3</span> <span class="muted">from svc</span>  <span class="muted">reason: drop-oldest</span> <span class="muted">\d+ B</span> <span class="muted">sent \d{4}-`, page)
+		require.Regexp(t, `(?s)t-skip">skip</span>.*?<b>#`+strconv.FormatUint(first, 10)+`</b> <span class="chip">`+blocker.ClientID()+`</span> <span class="muted">reason: ack-deadline</span>`, page)
 	})
 }

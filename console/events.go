@@ -25,7 +25,9 @@ type EventView struct {
 	Observer  bool      `json:"observer,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Size      int       `json:"size,omitempty"` // malformed entries; dropped messages' payloads
-	Payload   *Payload  `json:"payload,omitempty"`
+	// Enqueued: when a dropped message had been sent.
+	Enqueued *time.Time `json:"enqueued,omitempty"`
+	Payload  *Payload   `json:"payload,omitempty"`
 	// Headers of a message or out-of-band message (queue.Header).
 	Headers map[string]string `json:"headers,omitempty"`
 	// Admin events: who did it, how many messages a purge dropped, whom
@@ -73,6 +75,10 @@ func (h *Handler) eventView(ev streams.Event, err error) EventView {
 	case streams.Dropped:
 		p := ev.Priority
 		v.MessageID, v.Priority, v.Producer, v.Reason, v.Size = ev.MessageID, &p, ev.Producer, ev.Reason, ev.Size
+		if !ev.Enqueued.IsZero() {
+			at := ev.Enqueued.UTC()
+			v.Enqueued = &at
+		}
 	case streams.Skipped:
 		v.MessageID, v.Client, v.Reason = ev.MessageID, ev.ClientID, ev.Reason
 	default:

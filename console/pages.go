@@ -22,6 +22,10 @@ type page struct {
 	Data  any
 }
 
+// policyZero stands for the zero policy, whose text form is empty
+// (console.js says the same).
+const policyZero = "the zero policy (lock-step)"
+
 var templateFuncs = template.FuncMap{
 	"secs": func(s float64) string { return human(time.Duration(s * float64(time.Second))) },
 	"ago":  func(now, t time.Time) string { return human(now.Sub(t)) },
@@ -35,7 +39,14 @@ var templateFuncs = template.FuncMap{
 		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
 	},
 	"first": func(n int, s []string) []string { return s[:min(n, len(s))] },
-	"more":  func(n int, s []string) int { return max(len(s)-n, 0) },
+	// policy is a policy event's text form; the zero policy's is empty.
+	"policy": func(p *string) string {
+		if *p == "" {
+			return policyZero
+		}
+		return *p
+	},
+	"more": func(n int, s []string) int { return max(len(s)-n, 0) },
 	"sortLink": func(rq roomQuery, by string) string {
 		v := url.Values{}
 		if rq.Name != "" {

@@ -203,9 +203,13 @@ func (a *Admin) Purge(ctx context.Context, room string, f PurgeFilter, reason st
 
 // Release completes room's in-flight message without waiting for the
 // members that have not acked it, and returns them (sorted; empty when
-// nobody was missing). They stay members, their ack tokens for it become
-// stale (ErrStaleAck), and the next message is released in the same step
-// unless the room is paused. ErrNoInFlight when no message is in flight.
+// nobody was missing). They stay members, excused from it as the
+// straggler policy Skip excuses: their ack tokens for it become stale
+// (ErrStaleAck; in a windowed room, accepted and changing nothing while a
+// quorum left another member behind it), and the next message is
+// released in the same step unless the room is paused. In a windowed room
+// the in-flight message is the oldest of the window. ErrNoInFlight when no
+// message is in flight.
 func (a *Admin) Release(ctx context.Context, room, reason string) ([]string, error) {
 	if err := a.check(ctx, room, reason); err != nil {
 		return nil, err

@@ -17,10 +17,26 @@ package queue_test
 // model predicts on its own.
 //
 // Policy steps set window and quorum policies and, now and then, a
-// backlog limit (MaxPending with each Overflow) and a per-room payload
-// limit on top; the model refuses and drops as the rules say and compares
-// the drop events and Stats.Dropped. Ack deadlines and the straggler
-// policy are time-based and left to TestAckDeadline and TestStragglerSkip.
+// backlog limit (MaxPending with each Overflow), a per-room payload limit
+// and the straggler policy Skip on top; the model refuses and drops as the
+// rules say and compares the drop events and Stats.Dropped.
+//
+// Ack deadlines (rules 26 and 27) without wall-clock assertions: sends
+// carry, now and then, an AckDeadline of an hour, which never passes
+// during a run but must show as RoomState.InFlight.AckDeadline exactly
+// while its message is the oldest in flight. A "deadline" step takes a
+// room with members and nothing pending or in flight, sends a message
+// without a deadline and one with the shortest (10ms), and has its
+// members ack at random: some the second (cumulatively both), some the
+// first, some nothing, until the model says an ack made the second the
+// oldest in flight, which arms its deadline (or completed it). Nothing
+// touches the room after that ack until the server clock is past its
+// reply time plus 10ms; then a ping of a member runs the room's due
+// processing (or housekeeping already did: the outcome is the same), and
+// the model predicts the stragglers' eviction or skip from the acks it
+// took. No step leaves a short deadline behind, so whatever else runs
+// later cannot see one pass. A "release" step is an operator's force
+// release, which the model treats as the same skip (rule 27).
 
 import (
 	"context"
@@ -98,6 +114,8 @@ type mdlEvent struct {
 	observer bool   // Join
 	policy   string // Policy: its text form
 	size     int    // Dropped: payload bytes (msg: seq, prio, producer; reason: the overflow policy)
+	actor    string // ForceRelease (msg: seq; reason: the operator's)
+	missing  string // ForceRelease: the members excused, sorted, "\n"-joined
 }
 
 func (e mdlEvent) String() string {
@@ -126,20 +144,23 @@ type mdlRoom struct {
 	// base the last number no longer tracked. Lock-step is window 1 with
 	// every member's ack.
 	pol queue.Policy
-	// dropped counts the messages the overflow policy dropped (rule 24).
-	dropped uint64
-	rel     []uint64
-	pos     map[string]int
-	cn      int
-	base    int
-	stream  []mdlEvent
+	// dropped counts the messages the overflow policy dropped (rule 24),
+	// skipped the stragglers skipped (rule 27).
+	dropped, skipped uint64
+	// deadline holds the messages sent with an AckDeadline (rule 26).
+	deadline map[uint64]bool
+	rel      []uint64
+	pos      map[string]int
+	cn       int
+	base     int
+	stream   []mdlEvent
 	// inbox holds, per client, what its subscription has yet to yield:
 	// deliveries, then possibly the leave or evict that ends it.
 	inbox map[string][]mdlEvent
 }
 
 func newMdlRoom(name string) *mdlRoom {
-	return &mdlRoom{name: name, members: map[string]bool{}, gen: map[string]int{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}, pos: map[string]int{}}
+	return &mdlRoom{name: name, members: map[string]bool{}, gen: map[string]int{}, observers: map[string]bool{}, inbox: map[string][]mdlEvent{}, pos: map[string]int{}, deadline: map[uint64]bool{}}
 }
 
 func (r *mdlRoom) add(ev mdlEvent) {
@@ -221,8 +242,12 @@ func (r *mdlRoom) settle() {
 			}
 		}
 		var lagging []string
+		limit := r.pol.MaxLag
+		if limit == 0 {
+			limit = max(r.pol.Window, queue.DefaultMaxLag)
+		}
 		for c, p := range r.pos {
-			if r.pol.MaxLag > 0 && len(r.rel)-p > r.pol.MaxLag {
+			if len(r.rel)-p > limit {
 				lagging = append(lagging, c)
 			}
 		}
@@ -281,11 +306,64 @@ func (r *mdlRoom) setPolicy(p queue.Policy) {
 	r.settle()
 }
 
+// late lists the members that have not acked the oldest message in
+// flight, sorted.
+func (r *mdlRoom) late() []string {
+	var out []string
+	for c := range r.members {
+		if r.pos[c] <= r.cn {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// deadlinePassed is the due processing once the oldest message's ack
+// deadline passed (rule 27): its stragglers are evicted (ack-timeout) or,
+// with Skip, named in skip events and excused from it.
+func (r *mdlRoom) deadlinePassed() {
+	late := r.late()
+	for _, c := range late {
+		if r.pol.Straggler == queue.Skip {
+			r.add(mdlEvent{typ: streams.Skipped, msg: mdlMsg{seq: r.inflight}, client: c, reason: "ack-deadline"})
+			r.pos[c] = r.cn + 1
+			r.skipped++
+		} else {
+			r.drop(c)
+			r.add(mdlEvent{typ: streams.Evict, client: c, reason: "ack-timeout"})
+		}
+	}
+	r.settle()
+}
+
+// forceRelease is an operator's Release: the skip of rule 27, made by hand.
+func (r *mdlRoom) forceRelease(actor, reason string) ([]string, error) {
+	if r.inflight == 0 {
+		return nil, queue.ErrNoInFlight
+	}
+	late := r.late()
+	r.add(mdlEvent{typ: streams.ForceRelease, msg: mdlMsg{seq: r.inflight}, actor: actor, reason: reason, missing: strings.Join(late, "\n")})
+	for _, c := range late {
+		r.pos[c] = r.cn + 1
+	}
+	r.settle()
+	if late == nil {
+		late = []string{}
+	}
+	return late, nil
+}
+
 // send enqueues a message within the room's policy: a payload above
 // MaxPayloadBytes, or one more message than MaxPending with Reject, is
 // refused with nothing changed; the dropping overflow policies drop until
 // the backlog fits (rules 23 to 25).
 func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
+	return r.sendDeadline(prio, producer, payload, false)
+}
+
+// sendDeadline is send of a message with its own ack deadline or not.
+func (r *mdlRoom) sendDeadline(prio int, producer, payload string, deadline bool) (uint64, error) {
 	p := r.pol
 	if p.MaxPayloadBytes > 0 && len(payload) > p.MaxPayloadBytes {
 		return 0, queue.ErrPayloadTooLarge
@@ -294,6 +372,9 @@ func (r *mdlRoom) send(prio int, producer, payload string) (uint64, error) {
 		return 0, queue.ErrRoomFull
 	}
 	r.seq++
+	if deadline {
+		r.deadline[r.seq] = true
+	}
 	r.pending[prio] = append(r.pending[prio], mdlMsg{seq: r.seq, prio: prio, producer: producer, payload: payload})
 	for p.MaxPending > 0 && r.pendingCount() > p.MaxPending {
 		var lvl, at int
@@ -497,7 +578,9 @@ type mdlHarness struct {
 	// What the policies exercised: checks that saw several messages in
 	// flight, acks of a message already complete (a quorum's late acks),
 	// evictions for lag.
-	policyCounts struct{ wide, late, maxLag int }
+	// Ack deadlines that passed, the stragglers they evicted, force
+	// releases.
+	policyCounts struct{ wide, late, maxLag, deadlines, ackTimeout, forced int }
 }
 
 // at prefixes a failure message with what is needed to reproduce it.
@@ -615,6 +698,13 @@ func (h *mdlHarness) run() {
 	}
 	require.Equal(h.t, dropped, st.Dropped, h.at("Stats.Dropped"))
 	h.t.Logf("backlog limits: %d messages dropped", dropped)
+	var skipped uint64
+	for _, r := range h.model.rooms {
+		skipped += r.skipped
+	}
+	mt, err := h.q.Metrics(h.ctx, 0)
+	require.NoError(h.t, err)
+	require.EqualValues(h.t, skipped, mt.Skipped, h.at("Metrics.Skipped"))
 	require.Equal(h.t, h.counts.oob, st.OutOfBand, h.at("Stats.OutOfBand"))
 	require.Equal(h.t, h.counts.acked, st.Acked, h.at("Stats.Acked"))
 	require.Equal(h.t, h.counts.stale, st.AckStale, h.at("Stats.AckStale"))
@@ -625,6 +715,8 @@ func (h *mdlHarness) run() {
 		mdlOps, h.advances, h.counts.sent, h.counts.oob, h.counts.acked, h.counts.delivered, h.maxGap.Round(time.Millisecond))
 	h.t.Logf("policies: %d checks with several messages in flight, %d late acks, %d evictions for lag",
 		h.policyCounts.wide, h.policyCounts.late, h.policyCounts.maxLag)
+	h.t.Logf("deadlines: %d passed, %d stragglers evicted, %d skipped; %d force releases",
+		h.policyCounts.deadlines, h.policyCounts.ackTimeout, skipped, h.policyCounts.forced)
 }
 
 // keepalive pings every member whose last ping is getting old.
@@ -707,6 +799,14 @@ func (h *mdlHarness) step() []string {
 			}
 		case x < 0.945:
 			return h.opPolicy()
+		case x < 0.975:
+			if rooms, ok := h.opDeadline(); ok {
+				return rooms
+			}
+		case x < 0.985:
+			if rooms, ok := h.opForceRelease(); ok {
+				return rooms
+			}
 		default:
 			c := h.pick(h.clients)
 			h.note("ping %s", c)
@@ -726,17 +826,31 @@ func (h *mdlHarness) opSend() []string {
 		prio = h.rng.IntN(queue.MaxPriority + 1)
 		opts = append(opts, queue.Priority(prio))
 	}
-	h.note("send %q p%d", room, prio)
+	// A deadline that never passes during a run (rule 26's bookkeeping);
+	// the deadline step sends the short ones.
+	long := h.rng.IntN(4) == 0
+	if long {
+		opts = append(opts, queue.AckDeadline(time.Hour))
+	}
+	h.note("send %q p%d deadline %v", room, prio, long)
+	h.sendAs(room, prio, producer, payload, long, opts...)
+	return []string{room}
+}
+
+// sendAs sends on Redis and in the model and compares the outcome; it
+// returns the message's ID, 0 if the policy refused it.
+func (h *mdlHarness) sendAs(room string, prio int, producer, payload string, deadline bool, opts ...queue.SendOption) uint64 {
 	id, err := h.q.Send(h.ctx, room, []byte(payload), opts...)
-	want, werr := h.model.rooms[room].send(prio, producer, payload)
+	r := h.model.rooms[room]
+	want, werr := r.sendDeadline(prio, producer, payload, deadline)
 	if werr != nil {
-		require.ErrorIs(h.t, err, werr, h.at("Send refused by the policy %v", h.model.rooms[room].pol))
-		return []string{room}
+		require.ErrorIs(h.t, err, werr, h.at("Send refused by the policy %v", r.pol))
+		return 0
 	}
 	require.NoError(h.t, err, h.at("Send"))
 	h.counts.sent++
 	require.Equal(h.t, want, id, h.at("Send ID"))
-	return []string{room}
+	return id
 }
 
 func (h *mdlHarness) opOOB() []string {
@@ -833,15 +947,123 @@ func (h *mdlHarness) opAck() ([]string, bool) {
 		return int(a.seq) - int(b.seq)
 	})
 	x := cands[h.rng.IntN(len(cands))]
-	h.note("ack %s %q %d", x.c, room, x.seq)
-	tok := h.tokens[mdlKey{room, x.c}][x.seq]
-	err := h.q.Ack(h.ctx, x.c, tok.tok)
-	require.NoError(h.t, err, h.at("Ack of the tracked message %d by %s", x.seq, x.c))
-	if n, _ := r.tracked(x.seq); n <= r.cn {
+	require.True(h.t, h.ackAs(room, x.c, x.seq))
+	return []string{room}, true
+}
+
+// ackAs acks message seq for member c, on Redis and in the model, if c
+// holds a token of its current membership for it and the message is
+// tracked (rule 18); it returns whether it acked.
+func (h *mdlHarness) ackAs(room, c string, seq uint64) bool {
+	r := h.model.rooms[room]
+	tok, ok := h.tokens[mdlKey{room, c}][seq]
+	if _, member := r.members[c]; !member || !ok || tok.gen != r.gen[c] {
+		return false
+	}
+	n, tracked := r.tracked(seq)
+	if !tracked {
+		return false
+	}
+	h.note("ack %s %q %d", c, room, seq)
+	err := h.q.Ack(h.ctx, c, tok.tok)
+	require.NoError(h.t, err, h.at("Ack of the tracked message %d by %s", seq, c))
+	if n <= r.cn {
 		h.policyCounts.late++
 	}
-	require.NoError(h.t, r.ack(x.c, x.seq, tok.gen))
+	require.NoError(h.t, r.ack(c, seq, tok.gen))
 	h.counts.acked++
+	return true
+}
+
+// opDeadline lets a message's ack deadline pass (rules 26 and 27; see the
+// top of this file): in a room with members and nothing pending or in
+// flight, a message without a deadline and one with 10ms, acks until the
+// model says the second is the oldest in flight (its deadline armed) or
+// complete, then the due processing once the server clock is past it.
+func (h *mdlHarness) opDeadline() ([]string, bool) {
+	var quiet []string
+	for _, room := range h.rooms {
+		r := h.model.rooms[room]
+		if len(r.members) > 0 && r.pendingCount() == 0 && r.inflight == 0 {
+			quiet = append(quiet, room)
+		}
+	}
+	if len(quiet) == 0 {
+		return nil, false
+	}
+	room := h.pick(quiet)
+	r := h.model.rooms[room]
+	h.note("deadline %q (policy %q)", room, r.pol)
+	first := h.sendAs(room, queue.DefaultPriority, "d", fmt.Sprintf("d%d", h.op), false, queue.Producer("d"))
+	if first == 0 {
+		return []string{room}, true // the room's limits refused it: nothing pending, nothing armed
+	}
+	second := h.sendAs(room, queue.DefaultPriority, "d", fmt.Sprintf("e%d", h.op), true, queue.Producer("d"), queue.AckDeadline(10*time.Millisecond))
+	require.NotZero(h.t, second, h.at("the limits took the first message, so the second"))
+	h.drain() // the members' tokens
+	// armedAt is the server time after the ack that armed the deadline: the
+	// deadline is at most 10ms after it.
+	var armedAt time.Time
+	ack := func(c string, seq uint64) {
+		if h.ackAs(room, c, seq) {
+			armedAt = serverTime(h.t, h.ctx, h.b.Client)
+		}
+	}
+	members := mdlKeys(r.members)
+	h.rng.Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
+	for _, c := range members {
+		if r.inflight != first {
+			break
+		}
+		// The second (cumulative: both), the first only, or nothing yet.
+		if seq := []uint64{second, first, 0}[h.rng.IntN(3)]; seq != 0 {
+			ack(c, seq)
+		}
+	}
+	// Whoever has not acked the first does now, until it completes.
+	for _, c := range mdlKeys(r.members) {
+		if r.inflight != first {
+			break
+		}
+		if r.pos[c] <= r.cn {
+			ack(c, first)
+		}
+	}
+	require.NotEqual(h.t, first, r.inflight, h.at("every member acked %d", first))
+	if r.inflight != second {
+		return []string{room}, true // its acks completed it in time
+	}
+	require.False(h.t, armedAt.IsZero())
+	h.checkRoom(room)
+	h.policyCounts.deadlines++
+	for !serverTime(h.t, h.ctx, h.b.Client).After(armedAt.Add(10 * time.Millisecond)) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	c := mdlKeys(r.members)[0]
+	h.note("deadline of %d passed in %q: late %v, ping %s", second, room, r.late(), c)
+	if r.pol.Straggler == queue.Evict {
+		h.policyCounts.ackTimeout += len(r.late())
+	}
+	r.deadlinePassed()
+	h.ping(c) // its heartbeat runs the due processing, if housekeeping did not
+	return []string{room}, true
+}
+
+// opForceRelease is an operator's Release of a room's (oldest) in-flight
+// message (rule 27).
+func (h *mdlHarness) opForceRelease() ([]string, bool) {
+	room := h.pick(h.rooms)
+	r := h.model.rooms[room]
+	h.note("force release %q", room)
+	missing, err := h.q.Admin("ops").Release(h.ctx, room, "model")
+	want, werr := r.forceRelease("ops", "model")
+	if werr != nil {
+		require.ErrorIs(h.t, err, werr, h.at("Release"))
+		return []string{room}, true
+	}
+	require.NoError(h.t, err, h.at("Release"))
+	require.Equal(h.t, want, append([]string{}, missing...), h.at("Release: the members excused"))
+	h.policyCounts.forced++
 	return []string{room}, true
 }
 
@@ -862,6 +1084,9 @@ func (h *mdlHarness) opPolicy() []string {
 	if h.rng.IntN(4) == 0 {
 		// The payloads are "<room>/<op>": this limit refuses some.
 		p.MaxPayloadBytes = len(room) + 3
+	}
+	if h.rng.IntN(2) == 0 {
+		p.Straggler = queue.Skip
 	}
 	h.note("policy %q %s", room, p)
 	require.NoError(h.t, h.q.SetPolicy(h.ctx, room, p), h.at("SetPolicy"))
@@ -1169,6 +1394,12 @@ func mdlFromStream(ev streams.Event) mdlEvent {
 	case streams.Dropped:
 		out.msg = mdlMsg{seq: ev.MessageID, prio: ev.Priority, producer: ev.Producer}
 		out.reason, out.size = ev.Reason, ev.Size
+	case streams.Skipped:
+		out.msg = mdlMsg{seq: ev.MessageID}
+		out.client, out.reason = ev.ClientID, ev.Reason
+	case streams.ForceRelease:
+		out.msg = mdlMsg{seq: ev.MessageID}
+		out.actor, out.reason, out.missing = ev.Actor, ev.Reason, strings.Join(ev.Missing, "\n")
 	default:
 		out.client, out.reason, out.observer = ev.ClientID, ev.Reason, ev.Observer
 	}
@@ -1198,13 +1429,15 @@ type mdlView struct {
 	Peek       []mdlMsg // in release order
 	Window     []uint64 // the messages in flight, oldest first
 	Lags       []int    // of Members, in order
+	// HasDeadline: the oldest message in flight has an ack deadline.
+	HasDeadline bool
 }
 
 func (r *mdlRoom) view() mdlView {
 	v := mdlView{
 		LastSeq: r.seq, Pending: r.pendingCount(), InFlight: r.inflight,
 		Members: mdlKeys(r.members), Missing: r.missing(), Observers: mdlKeys(r.observers),
-		Peek: r.order(), Window: []uint64{},
+		Peek: r.order(), Window: []uint64{}, HasDeadline: r.deadline[r.inflight],
 	}
 	if r.cn < len(r.rel) {
 		v.Window = slices.Clone(r.rel[r.cn:])
@@ -1226,7 +1459,7 @@ func (h *mdlHarness) checkRoom(room string) {
 	got := mdlView{
 		LastSeq: st.LastSeq, Pending: st.Pending, ByPriority: st.ByPriority, InFlight: dftInFlight(st),
 		Members: dftMemberIDs(st), Missing: dftSorted(st.Missing...), Observers: []string{},
-		Window: []uint64{},
+		Window: []uint64{}, HasDeadline: st.InFlight != nil && !st.InFlight.AckDeadline.IsZero(),
 	}
 	for _, f := range st.Window {
 		got.Window = append(got.Window, f.Seq)

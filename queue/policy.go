@@ -34,7 +34,10 @@ type Policy struct {
 	// QuorumFraction: the share of the current voting members whose acks
 	// complete a message, 0 < f <= 1 (0: unset).
 	QuorumFraction float64
-	// MaxLag: a member this many messages behind is evicted (0: off).
+	// MaxLag: a member more than this many messages behind is evicted
+	// (reason "max-lag"). 0: max(Window, DefaultMaxLag), so that a member
+	// that never acks while a quorum moves on cannot make the room track
+	// messages without bound; a lock-step room's members lag by 1 at most.
 	MaxLag int
 	// MaxPending: the most messages the room's backlog may hold; a send
 	// beyond it is handled by Overflow (0: unlimited).
@@ -99,6 +102,12 @@ func (s StragglerPolicy) String() string {
 	return "StragglerPolicy(" + strconv.Itoa(int(s)) + ")"
 }
 
+// DefaultMaxLag is the lag limit of a room whose Policy.MaxLag is 0 and
+// whose Window is not larger: a member more than this many messages
+// behind is evicted with the reason "max-lag". Only quorums, skips and
+// force releases let a member fall further behind than the window.
+const DefaultMaxLag = 1000
+
 // maxPolicyInt bounds the integer fields: far beyond any real room, and
 // exact in a Lua number.
 const maxPolicyInt = 1 << 30
@@ -121,7 +130,7 @@ func (p Policy) validate(maxPayload int) error {
 	case p.Quorum > 0 && f > 0:
 		return bad("Quorum=%d and QuorumFraction=%v both set, want at most one", p.Quorum, f)
 	case p.MaxLag < 0 || p.MaxLag > maxPolicyInt:
-		return bad("MaxLag=%d, want 0 (off) or 1..%d", p.MaxLag, maxPolicyInt)
+		return bad("MaxLag=%d, want 0 (max(Window, DefaultMaxLag)) or 1..%d", p.MaxLag, maxPolicyInt)
 	case p.MaxPending < 0 || p.MaxPending > maxPolicyInt:
 		return bad("MaxPending=%d, want 0 (unlimited) or 1..%d", p.MaxPending, maxPolicyInt)
 	case p.Overflow < 0 || int(p.Overflow) >= len(overflowNames):

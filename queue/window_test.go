@@ -481,8 +481,9 @@ func TestWindow_PolicyChangesMidFlight(t *testing.T) {
 
 // TestWindow_StragglerSkip: with Straggler Skip, the oldest message's ack
 // deadline completes it without the members that had not acked it: they
-// stay, lag, and are named in skip events; the window moves on, and the
-// next messages wait for them again.
+// stay, excused from it (it is not in their lag, and their late ack of it
+// is stale once nobody else is behind it), and are named in skip events;
+// the window moves on, and the next messages wait for them again.
 func TestWindow_StragglerSkip(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -503,8 +504,11 @@ func TestWindow_StragglerSkip(t *testing.T) {
 		st := roomState(t, ctx, q, room)
 		require.Len(t, st.Members, 2, "the straggler stays")
 		require.Equal(t, []uint64{m2, m3}, inFlightSeqs(st), "1 skipped, 3 released; 2 waits for the straggler (no deadline of its own)")
-		require.Equal(t, 3, lagOf(st, slow.ClientID()))
-		for _, id := range []uint64{m1, m2, m3} {
+		require.Equal(t, 2, lagOf(st, slow.ClientID()), "excused from the skipped message")
+		late := next(t, ctx, slow)
+		require.Equal(t, m1, late.ID, "the straggler still gets what it was sent")
+		require.ErrorIs(t, late.Ack(ctx), queue.ErrStaleAck, "as in lock-step (rule 27)")
+		for _, id := range []uint64{m2, m3} {
 			require.Equal(t, id, next(t, ctx, slow).ID)
 		}
 	})
@@ -512,8 +516,9 @@ func TestWindow_StragglerSkip(t *testing.T) {
 
 // TestWindow_PauseAndForceRelease: an operator's force release completes
 // the oldest message of the window without the members that had not
-// acked it (they stay, behind), and a pause lets acks complete messages
-// in flight while nothing new is released.
+// acked it, as a straggler skip does (they stay, excused from it), and a
+// pause lets acks complete messages in flight while nothing new is
+// released.
 func TestWindow_PauseAndForceRelease(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
@@ -535,7 +540,7 @@ func TestWindow_PauseAndForceRelease(t *testing.T) {
 		st := roomState(t, ctx, q, room)
 		require.Equal(t, ids[1:3], inFlightSeqs(st), "1 forced out, 3 released")
 		require.Len(t, st.Members, 2, "the member behind stays")
-		require.Equal(t, 3, lagOf(st, slow.ClientID()))
+		require.Equal(t, 2, lagOf(st, slow.ClientID()), "excused from the forced message")
 
 		require.NoError(t, q.Admin("ops").Pause(ctx, room, "maintenance"))
 		var m *queue.Message
@@ -550,5 +555,105 @@ func TestWindow_PauseAndForceRelease(t *testing.T) {
 		require.Equal(t, 1, st.Pending, "but a paused room releases nothing")
 		require.NoError(t, q.Admin("ops").Resume(ctx, room, "done"))
 		require.Equal(t, ids[3:4], inFlightSeqs(roomState(t, ctx, q, room)))
+	})
+}
+
+// TestWindow_ForceReleaseLikeSkip: an operator's force release of the
+// oldest message in flight treats the members that had not acked it as a
+// straggler skip does: they stay, excused from it, so it is not in their
+// lag and their ack of it is stale once no other member is behind it.
+func TestWindow_ForceReleaseLikeSkip(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{}).q
+		const room = "win-force-skip"
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 2})
+		a := join(t, ctx, q, room)
+		slow := join(t, ctx, q, room)
+		var ids []uint64
+		for i := range 3 {
+			ids = append(ids, send(t, ctx, q, room, i))
+		}
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		missing, err := q.Admin("ops").Release(ctx, room, "stuck")
+		require.NoError(t, err)
+		require.Equal(t, []string{slow.ClientID()}, missing)
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, ids[1:3], inFlightSeqs(st))
+		require.Equal(t, 2, lagOf(st, slow.ClientID()), "the forced message is not in its lag")
+		late := next(t, ctx, slow)
+		require.Equal(t, ids[0], late.ID)
+		require.ErrorIs(t, late.Ack(ctx), queue.ErrStaleAck, "as a skipped member's late ack")
+		m := next(t, ctx, slow)
+		require.NoError(t, m.Ack(ctx), "the next message waits for it as before")
+		require.Equal(t, 1, lagOf(roomState(t, ctx, q, room), slow.ClientID()))
+	})
+}
+
+// TestQuorum_DefaultMaxLag: a quorum room without a MaxLag still bounds
+// its members' lag, at max(Window, DefaultMaxLag): a member that never
+// acks, while the quorum moves on without it, is evicted for lag once it
+// is more than DefaultMaxLag messages behind, so the messages the room
+// tracks for it do not grow without bound.
+func TestQuorum_DefaultMaxLag(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{}).q
+		const room = "quorum-default-maxlag"
+		const w = 8
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: w, Quorum: 1})
+		fast := join(t, ctx, q, room)
+		// A member that heartbeats (ClientTimeout is far away) and never acks.
+		silent := subscribe(t, ctx, q, room)
+		batch := make([]any, w)
+		for i := range batch {
+			batch[i] = i
+		}
+		for sent := 0; sent < queue.DefaultMaxLag; sent += w {
+			_, err := q.SendBatch(ctx, room, batch)
+			require.NoError(t, err)
+			var m *queue.Message
+			for range w {
+				m = next(t, ctx, fast)
+			}
+			require.NoError(t, m.Ack(ctx), "acks the window at once")
+		}
+		st := roomState(t, ctx, q, room)
+		require.Len(t, st.Members, 2)
+		require.Equal(t, queue.DefaultMaxLag, lagOf(st, silent), "at the limit, still a member")
+		send(t, ctx, q, room, "one more")
+		ev := waitEvent(t, ctx, q, room, isClientEvent(streams.Evict, silent))
+		require.Equal(t, queue.EvictReasonMaxLag, ev.Reason)
+		require.Len(t, roomState(t, ctx, q, room).Members, 1)
+	})
+}
+
+// TestWindow_DeadlineIsTheOldestsOwn (rule 26): in a window, the ack
+// deadline shown and enforced is the oldest message's own: one without a
+// deadline does not inherit the one of the message before it.
+func TestWindow_DeadlineIsTheOldestsOwn(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx := testContext(t)
+		q := setup(t, b, queue.Options{}).q
+		const room = "win-deadline-own"
+		setWindowPolicy(t, ctx, b, room, queue.Policy{Window: 3})
+		a := join(t, ctx, q, room)
+		m1 := send(t, ctx, q, room, 1, queue.AckDeadline(time.Hour))
+		m2 := send(t, ctx, q, room, 2)
+		m3 := send(t, ctx, q, room, 3, queue.AckDeadline(2*time.Hour))
+		st := roomState(t, ctx, q, room)
+		require.Equal(t, []uint64{m1, m2, m3}, inFlightSeqs(st))
+		require.NotZero(t, st.InFlight.AckDeadline, "1's own")
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, m2, st.InFlight.Seq)
+		require.Zero(t, st.InFlight.AckDeadline, "2 has none of its own")
+		require.NoError(t, next(t, ctx, a).Ack(ctx))
+		st = roomState(t, ctx, q, room)
+		require.Equal(t, m3, st.InFlight.Seq)
+		require.WithinDuration(t, serverTime(t, ctx, b.Client).Add(2*time.Hour), st.InFlight.AckDeadline, time.Minute, "3's own, from when it became the oldest")
 	})
 }

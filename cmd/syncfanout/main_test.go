@@ -179,6 +179,53 @@ func TestCLI(t *testing.T) {
 	t.Run("idle-rooms", func(t *testing.T) { testIdleRoomsListed(t, bin) })
 	t.Run("headers", func(t *testing.T) { testHeaders(t, bin) })
 	t.Run("policy", func(t *testing.T) { testPolicy(t, bin) })
+	t.Run("windowed", func(t *testing.T) { testWindowed(t, bin) })
+}
+
+// testWindowed: policy and state of a room with a window and a quorum, set
+// with policy set: the messages in flight, each member's lag and who the
+// oldest message waits on.
+func testWindowed(t *testing.T, bin string) {
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := newCLI(bin, b)
+		ok := func(args ...string) string {
+			t.Helper()
+			r := c.run(ctx, t, args...)
+			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
+			require.Empty(t, r.stderr)
+			return r.stdout
+		}
+		golden(t, "policy_window.golden", ok("policy", "set", "fleet", "--window", "3", "--quorum", "2", "--max-lag", "5", "--straggler", "skip"))
+		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: time.Minute})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = q.Close() })
+		subs := map[string]*queue.Subscription{}
+		for _, id := range []string{"alice", "bob", "carol"} {
+			subs[id], err = q.Join(ctx, "fleet", queue.WithClientID(id))
+			require.NoError(t, err)
+		}
+		for i := range 4 {
+			_, err := q.Send(ctx, "fleet", i)
+			require.NoError(t, err)
+		}
+		// alice acks 3 (and so 1 and 2), bob 1: 1 is complete (2 of 3),
+		// 2 and 3 wait for a second ack, and 4 is released into the window.
+		for range 3 {
+			m, err := subs["alice"].Next(ctx)
+			require.NoError(t, err)
+			if m.ID == 3 {
+				require.NoError(t, m.Ack(ctx))
+			}
+		}
+		m, err := subs["bob"].Next(ctx)
+		require.NoError(t, err)
+		require.NoError(t, m.Ack(ctx))
+		golden(t, "state_window.golden", ok("state", "fleet"))
+		golden(t, "state_window_json.golden", ok("state", "fleet", "--format", "json"))
+		golden(t, "policy_window_show.golden", ok("policy", "fleet"))
+	})
 }
 
 // testPolicy: policy shows a room's policy, policy set changes only the
@@ -449,7 +496,10 @@ func testErrors(t *testing.T, bin string) {
 		// Redis unreachable: a friendly error within the timeout.
 		down := cli{bin: bin, prefix: b.Prefix, url: "redis://127.0.0.1:1"}
 		began := time.Now()
-		r = down.run(ctx, t, "--timeout", "1s", "rooms")
+		// A refused dial fails at once; the generous timeout keeps a loaded
+		// machine from turning the refusal into a deadline error, which would
+		// be a different message.
+		r = down.run(ctx, t, "--timeout", "10s", "rooms")
 		require.Equal(t, exitUnreachable, r.code, r.stderr)
 		require.Less(t, time.Since(began), 30*time.Second)
 		golden(t, "err_unreachable.golden", r.stderr)

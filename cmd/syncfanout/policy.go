@@ -63,7 +63,7 @@ func printPolicy(w io.Writer, room string, p queue.Policy, stored bool) error {
 		quorum = fmt.Sprintf("%g of the members", p.QuorumFraction)
 	}
 	fmt.Fprintf(tw, "quorum:\t%s\n", quorum)
-	fmt.Fprintf(tw, "max lag:\t%s\n", or(p.MaxLag, "off"))
+	fmt.Fprintf(tw, "max lag:\t%s\n", or(p.MaxLag, fmt.Sprintf("%d (default: max(window, %d))", max(p.Window, queue.DefaultMaxLag), queue.DefaultMaxLag)))
 	fmt.Fprintf(tw, "max pending:\t%s\n", or(p.MaxPending, "unlimited"))
 	fmt.Fprintf(tw, "overflow:\t%s\n", p.Overflow)
 	fmt.Fprintf(tw, "max payload:\t%s\n", or(p.MaxPayloadBytes, "the Queue's MaxPayloadBytes"))
@@ -90,7 +90,7 @@ func policyCmd() *command {
 			fs.IntVar(&window, "window", 0, "set: messages in flight at once (`N`; 0: default 1)")
 			fs.IntVar(&quorum, "quorum", 0, "set: acks that complete a message (`N`; 0: every member)")
 			fs.Float64Var(&fraction, "quorum-fraction", 0, "set: share of the members whose acks complete a message (`F`, 0 < F <= 1; 0: unset)")
-			fs.IntVar(&maxLag, "max-lag", 0, "set: evict a member `N` messages behind (0: off)")
+			fs.IntVar(&maxLag, "max-lag", 0, "set: evict a member more than `N` messages behind (0: max(window, 1000))")
 			fs.IntVar(&maxPending, "max-pending", 0, "set: backlog limit (`N`; 0: unlimited)")
 			fs.StringVar(&overflow, "overflow", "", "set: what a send beyond --max-pending does: `reject`, drop-oldest or drop-lowest-priority")
 			fs.IntVar(&maxPayload, "max-payload", 0, "set: payload limit in bytes (`N`; 0: the Queue's)")

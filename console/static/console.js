@@ -48,6 +48,8 @@
   // and sends the last event ID back: the server resumes right after it.
   const live = document.getElementById("live");
   const feed = document.getElementById("feed");
+  // The zero policy's text form is empty (console/pages.go says the same).
+  const policyZero = "the zero policy (lock-step)";
   function payloadNode(p) {
     const box = el("div");
     if (p.encoding === "msgpack") {
@@ -82,6 +84,9 @@
     if (ev.client) d.append(el("span", "chip", ev.client));
     if (ev.observer) d.append(" ", el("span", "muted", "(observer)"));
     if (ev.reason) d.append(" ", el("span", "muted", "reason: " + ev.reason));
+    if (ev.policy !== undefined && ev.policy !== null) d.append(" ", el("span", "muted", "set to"), " ", el("code", "policy", ev.policy || policyZero));
+    if (ev.size && !ev.payload) d.append(" ", el("span", "muted", ev.size < 1024 ? ev.size + " B" : (ev.size / 1024).toFixed(1) + " KiB"));
+    if (ev.enqueued) d.append(" ", el("span", "muted", "sent " + new Date(ev.enqueued).toISOString().replace("T", " ").replace("Z", "")));
     if (ev.count !== undefined && ev.count !== null) d.append(" ", el("span", "muted", "dropped " + ev.count));
     if (ev.missing && ev.missing.length) {
       d.append(" ", el("span", "muted", "without"));

@@ -3,8 +3,9 @@
 -- waiting for the members that have not acked it; they stay members, and
 -- their tokens for it become stale. The next message is released in the
 -- same step, unless the room is paused. In a windowed room (room.lua) it
--- completes the oldest message in flight; the members that had not acked
--- it stay behind it, and may still ack it while it is tracked.
+-- completes the oldest message in flight as a straggler skip does: the
+-- members that had not acked it are excused from it (their position moves
+-- to it), so its late ack is one they already cover.
 -- include: room.lua
 -- KEYS: the room keys (room.lua).
 -- ARGV: 1-5 common (room.lua); 6 actor; 7 reason.

@@ -116,6 +116,10 @@ end
 local POLICY_FIELDS = {'window', 'quorum', 'qfrac', 'maxlag', 'maxpending',
   'overflow', 'maxpayload', 'straggler'}
 local POLICY
+-- POLICY_ZERO says the room follows the zero policy (no stored policy, no
+-- Queue default in ARGV[5]): the default path then skips the policy's
+-- limit checks without building policy() (load_policy sets it each call).
+local POLICY_ZERO
 -- PFIELDS says META holds the stored policy's fields (load_pfields).
 local PFIELDS
 -- load_pfields reads the p: fields into META, in one call, for a room
@@ -267,7 +271,11 @@ local SKIPPED
 local function stragglers()
   local skip = policy().straggler == 'skip'
   local n = 0
-  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+  -- By name, as the windowed barrier does: one event order whatever the
+  -- members' heartbeat deadlines.
+  local mem = redis.call('ZRANGE', KEYS[K_MEM], 0, -1)
+  table.sort(mem)
+  for _, c in ipairs(mem) do
     if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
       if skip then
         append({'t', 's', 'id', META.f or '', 'c', c, 'r', 'ack-deadline'})
@@ -339,6 +347,7 @@ local function body_len(p, from)
   return #p - from
 end
 local function payload_refusal(from)
+  if POLICY_ZERO then return nil end
   local limit = policy().maxpayload
   if limit <= 0 then return nil end
   for i = from, #ARGV do
@@ -578,6 +587,7 @@ load_policy = function()
   else
     maybe = string.find(ARGV[5], ';', 1, true)
   end
+  POLICY_ZERO = not stored and not maybe
   PWINDOW, PQUORUM, PQFRAC, PMAXLAG = 1, 0, 0, 0
   if maybe then
     local p = policy()
@@ -596,6 +606,9 @@ local WS
 local WIN
 win = function()
   if WIN then return WIN end
+  -- IMPLICIT_MAXLAG bounds a windowed room's lag when its policy sets no
+  -- MaxLag (queue.DefaultMaxLag; rule 20); only windowed rooms use it.
+  local IMPLICIT_MAXLAG = 1000
   local function wpos(v)
     return tonumber(string.match(v or '', '^(%d+)') or '0')
   end
@@ -699,19 +712,46 @@ win = function()
     return out
   end
 
-  -- wreap evicts, at the oldest incomplete message's ack deadline, the
-  -- members that have not acked it.
+  -- wlate returns the members that have not acked the oldest incomplete
+  -- message, sorted (one event order whatever the hash's), with their
+  -- records.
+  local function wlate(w)
+    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local late, rec = {}, {}
+    for i = 1, #flat, 2 do
+      if wpos(flat[i + 1]) <= w.cn then
+        late[#late + 1] = flat[i]
+        rec[flat[i]] = flat[i + 1]
+      end
+    end
+    table.sort(late)
+    return late, rec
+  end
+
+  -- wexcuse completes the oldest incomplete message without the members
+  -- late on it (a skip, a force release): their position moves to it, as
+  -- if they had acked it, so it counts in nobody's lag and their ack of
+  -- it is one their position already covers (rule 18), exactly as in
+  -- lock-step, where it is stale. Leaving them behind instead would let
+  -- every skip add to their lag and to what the room tracks.
+  local function wexcuse(w, late, rec)
+    local k = w.cn + 1
+    local set = {'HSET', KEYS[K_ACK]}
+    for _, c in ipairs(late) do
+      set[#set + 1] = c
+      set[#set + 1] = wfmt(k, tonumber(string.match(rec[c], ':(%d+)$') or '0'))
+    end
+    if #set > 2 then redis.call(unpack(set)) end
+  end
+
+  -- wreap handles, at the oldest incomplete message's ack deadline, the
+  -- members that have not acked it, by the straggler policy.
   local function wreap()
     local w = wload()
     if w.cn >= w.rn then return 0 end
-    local flat = redis.call('HGETALL', KEYS[K_ACK])
-    local late = {}
-    for i = 1, #flat, 2 do
-      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
-    end
-    table.sort(late) -- one event order whatever the hash's
+    local late, rec = wlate(w)
     if policy().straggler == 'skip' then
-      -- The message completes without them; they stay, and lag.
+      -- The message completes without them; they stay members.
       local seq = w.list[w.cn + 1 - w.base][1]
       for _, c in ipairs(late) do
         append({'t', 's', 'id', seq, 'c', c, 'r', 'ack-deadline'})
@@ -719,7 +759,7 @@ win = function()
       end
       if #late > 0 then
         redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
-        w.skip = w.cn + 1
+        wexcuse(w, late, rec)
       end
       return 0
     end
@@ -781,8 +821,6 @@ win = function()
         -- Members without a record acked nothing: they rank last.
         local target = order[quorum(st.nmem)] or 0
         if target > w.cn then w.cn = math.min(target, w.rn) end
-        -- Stragglers skipped at the deadline (wreap) stay behind.
-        if w.skip and w.skip > w.cn then w.cn = math.min(w.skip, w.rn) end
       else
         w.cn = w.rn
       end
@@ -829,11 +867,16 @@ win = function()
         end
       end
       -- MaxLag: a member more than that many released messages behind is
-      -- evicted; completion may then move on, so go round again.
+      -- evicted; completion may then move on, so go round again. Without
+      -- one, the limit is max(window, IMPLICIT_MAXLAG): what this room
+      -- tracks (wl) spans the lowest position, so a member that never acks
+      -- while a quorum moves on must not stay for ever.
       local lagging = {}
-      if PMAXLAG > 0 and st.nmem > 0 then
+      if st.nmem > 0 then
+        local limit = PMAXLAG
+        if limit <= 0 then limit = math.max(PWINDOW, IMPLICIT_MAXLAG) end
         for c, p in pairs(pos) do
-          if w.rn - p > PMAXLAG then lagging[#lagging + 1] = c end
+          if w.rn - p > limit then lagging[#lagging + 1] = c end
         end
         table.sort(lagging)
       end
@@ -868,6 +911,11 @@ win = function()
         st.ad = NOW + timeout
         mset('ad', st.ad)
         DEADLINES = true
+      elseif fresh and st.ad > 0 and timeout == 0 then
+        -- The previous oldest's deadline is not this message's.
+        mset('ad', false)
+        st.ad = 0
+        DEADLINES = true
       end
     else
       if META.f then
@@ -898,18 +946,14 @@ win = function()
     return n, last, st
   end
   -- wforce completes the oldest message in flight without the members
-  -- that have not acked it (admin_release.lua): they stay, behind. It
-  -- returns them, sorted, or nil when nothing is in flight.
+  -- that have not acked it (admin_release.lua), as a skip does: they stay,
+  -- excused from it. It returns them, sorted, or nil when nothing is in
+  -- flight.
   local function wforce()
     local w = wload()
     if w.cn >= w.rn then return nil end
-    local flat = redis.call('HGETALL', KEYS[K_ACK])
-    local late = {}
-    for i = 1, #flat, 2 do
-      if wpos(flat[i + 1]) <= w.cn then late[#late + 1] = flat[i] end
-    end
-    table.sort(late)
-    w.skip = w.cn + 1
+    local late, rec = wlate(w)
+    wexcuse(w, late, rec)
     return late
   end
 

@@ -21,6 +21,7 @@
 -- anything is written. The limit counts the backlog with the new messages,
 -- before this call releases any.
 local function send_refusal(count)
+  if POLICY_ZERO then return nil end
   local r = payload_refusal(8)
   if r then return r end
   local p = policy()
@@ -76,6 +77,7 @@ end
 -- long: a backlog far above a lowered limit shrinks over the next sends.
 -- Returns how many it dropped.
 local function overflow(count)
+  if POLICY_ZERO then return 0 end
   local p = policy()
   local pend = tonumber(META.pend or '0')
   if p.maxpending <= 0 or pend <= p.maxpending or p.overflow == 'reject' then return 0 end
@@ -116,8 +118,12 @@ local refused = send_refusal(count)
 if refused then return refused end
 local ep = epoch()
 local first = tonumber(META.seq or '0') + 1
-local prio, own = string.match(ARGV[6], '^(%d+):?(%d*)$')
-prio = tonumber(prio)
+-- Most sends carry no deadline: the priority alone is a number.
+local prio, own = tonumber(ARGV[6]), ''
+if not prio then
+  prio, own = string.match(ARGV[6], '^(%d+):?(%d*)$')
+  prio = tonumber(prio)
+end
 local producer = ARGV[7]
 -- One RPUSH for the whole batch.
 local push = {'RPUSH', KEYS[K_Q0 + prio]}
