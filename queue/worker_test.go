@@ -718,7 +718,10 @@ func TestWorkerAckTimeout(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: 300 * time.Millisecond, HousekeepingInterval: 50 * time.Millisecond})
+		// "acks" must ack within AckTimeout of each delivery, through the
+		// worker, its handler and this goroutine: 2s leaves room for a
+		// loaded machine; "stuck" goes 2s after message 0.
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: 2 * time.Second, HousekeepingInterval: 50 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
@@ -765,7 +768,10 @@ func TestWorkerAutoHeartbeat(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		// Beats every 100ms against a 3s deadline: a loaded machine can
+		// stall the beating worker for a second or two without evicting
+		// "kept", while "dropped", which nobody beats for, goes after 3s.
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: 3 * time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 100 * time.Millisecond})
 		noop := func(context.Context, string, *queue.Message) error { return nil }
 		timeouts := make(chan string, 8)
 		onTimeout := func(_ context.Context, clientID, _ string) error { timeouts <- clientID; return nil }
