@@ -184,7 +184,9 @@ func TestCollectorEvictions(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, AckTimeout: 200 * time.Millisecond})
+		// Members beat every 100ms against 2s, so that no stall of a loaded
+		// machine adds a "timeout" eviction to the ones counted below.
+		q := newQueue(t, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, HeartbeatInterval: 100 * time.Millisecond, AckTimeout: 200 * time.Millisecond})
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(metrics.NewCollector(q, metrics.Options{Namespace: "app"}))
 
@@ -201,7 +203,7 @@ func TestCollectorEvictions(t *testing.T) {
 		// A member removed by another process's Unsubscribe.
 		gone, err := q.Join(ctx, "r2")
 		require.NoError(t, err)
-		other := newQueue(t, b.NewClient(t), queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, AckTimeout: 200 * time.Millisecond})
+		other := newQueue(t, b.NewClient(t), queue.Options{Prefix: b.Prefix, ClientTimeout: 2 * time.Second, HeartbeatInterval: 100 * time.Millisecond, AckTimeout: 200 * time.Millisecond})
 		require.NoError(t, other.Unsubscribe(ctx, gone.ClientID(), "r2"))
 		_, err = gone.Next(ctx)
 		require.ErrorIs(t, err, queue.ErrNotMember)

@@ -34,8 +34,11 @@ const (
 // options allow.
 func idleOptions() queue.Options {
 	return queue.Options{
-		NumShards:            idleShards,
-		ClientTimeout:        time.Second,
+		NumShards: idleShards,
+		// Members that die go 2s after their last beat; live ones beat
+		// every 100ms, so that a loaded machine's stalls evict none.
+		ClientTimeout:        2 * time.Second,
+		HeartbeatInterval:    100 * time.Millisecond,
 		HousekeepingInterval: 50 * time.Millisecond,
 		IdleRoomTTL:          idleTTL,
 		StreamMaxAge:         time.Second,
@@ -222,6 +225,9 @@ func TestIdleRooms_ChurnLeavesNothing(t *testing.T) {
 		require.Zero(t, m.Members)
 		require.Zero(t, m.Observers)
 		require.EqualValues(t, idleRooms, m.ExpiredRooms)
+		// The process's own count follows the last room's deletion a
+		// moment later (after its script answers).
+		require.Eventually(t, func() bool { return q.Stats().ExpiredRooms >= idleRooms }, 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, idleRooms, q.Stats().ExpiredRooms)
 	})
 }
@@ -233,10 +239,15 @@ func TestIdleRooms_ChurnMemoryReturns(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	// Redis 7 allocates a latency histogram (tens of KB) per command name
-	// on its first use: that is not what this test measures.
-	srv := redistest.NewServer(t, redistest.ServerOptions{Args: []string{"--latency-tracking", "no"}})
-	// One connection measures; the churn's own connections (whose
-	// buffers count in used_memory) are gone when it measures again.
+	// on its first use, and the slow log keeps the arguments of up to 128
+	// commands slower than 10ms (on a loaded machine, tens of KB): neither
+	// is what this test measures.
+	srv := redistest.NewServer(t, redistest.ServerOptions{Args: []string{"--latency-tracking", "no", "--slowlog-max-len", "0"}})
+	// One connection measures, and sends nothing bigger than SCAN and
+	// INFO: the scripts are loaded through another one, whose query
+	// buffer (the size of the scripts, freed by the server's cron a while
+	// later) would otherwise be in the baseline or not, depending on
+	// timing.
 	probe := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1})
 	t.Cleanup(func() { _ = probe.Close() })
 	masters := func(ctx context.Context, fn func(context.Context, *redis.Client) error) error { return fn(ctx, probe) }
@@ -247,18 +258,30 @@ func TestIdleRooms_ChurnMemoryReturns(t *testing.T) {
 		require.NoError(t, err)
 		return n
 	}
+	// The server frees a closed connection's buffers when it notices the
+	// close: measure only once the probe is the only client left.
+	probeAlone := func(within time.Duration) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			info, err := probe.InfoMap(ctx, "clients").Result()
+			return err == nil && info["Clients"]["connected_clients"] == "1"
+		}, within, 20*time.Millisecond, "connections other than the probe's stay open")
+	}
 	const prefix = "sfmem"
 	opts := idleOptions()
 	opts.Prefix = prefix
 	// The baseline holds what any deployment holds: its config and the
 	// scripts.
-	q0, err := queue.New(ctx, probe, opts)
+	loader := srv.Client(t)
+	q0, err := queue.New(ctx, loader, opts)
 	require.NoError(t, err)
 	require.NoError(t, q0.Close())
 	for _, s := range []*lua.Script{lua.Send, lua.OOB, lua.Join, lua.Leave, lua.Ack, lua.Heartbeat, lua.Reap, lua.Due, lua.Peek, lua.State, lua.AckBatch} {
-		require.NoError(t, s.Eval().Load(ctx, probe).Err())
+		require.NoError(t, s.Eval().Load(ctx, loader).Err())
 	}
-	require.NoError(t, lua.Load(ctx, probe))
+	require.NoError(t, lua.Load(ctx, loader))
+	require.NoError(t, loader.Close())
+	probeAlone(10 * time.Second)
 	baseKeys, err := prefixKeys(ctx, masters, prefix)
 	require.NoError(t, err)
 	base := usedMemory()
@@ -273,11 +296,14 @@ func TestIdleRooms_ChurnMemoryReturns(t *testing.T) {
 	end := waitKeys(t, ctx, masters, prefix, 15*time.Second)
 	require.NoError(t, q.Close())
 	require.NoError(t, rdb.Close())
+	probeAlone(10 * time.Second)
 
-	// Redis shrinks its key tables in its cron, a little later.
+	// Redis shrinks its key tables and the probe's reply buffer (grown
+	// by the SCANs) in its cron, a little later: a generous deadline, as
+	// the cron runs late on a loaded machine.
 	const slack = 16 << 10
 	var after int64
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		after = usedMemory()
 		if after-base <= slack || time.Now().After(deadline) {
 			break
@@ -302,7 +328,9 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		// A TTL long enough that housekeeping starts well within it after
 		// the send below, even on a loaded machine.
 		const ttl = 2 * time.Second
-		opts := queue.Options{NumShards: 1, ClientTimeout: time.Second, IdleRoomTTL: ttl, DisableHousekeeping: true}
+		// b-joined's member beats every 100ms against a 2s deadline while
+		// hk's housekeeping runs: a stall of the machine does not evict it.
+		opts := queue.Options{NumShards: 1, ClientTimeout: 2 * time.Second, HeartbeatInterval: 100 * time.Millisecond, IdleRoomTTL: ttl, DisableHousekeeping: true}
 		q := setup(t, b, opts).q
 		send(t, ctx, q, "a-sent", "before")
 		s := join(t, ctx, q, "b-joined")
@@ -336,6 +364,13 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 			require.Equal(t, ids, messageIDs(history(t, ctx, q, room)), room)
 		}
 		require.Len(t, roomState(t, ctx, q, "b-joined").Members, 1)
+		// Housekeeping counts an expiry once the room's script has
+		// answered, a moment after the room is gone: wait for the count,
+		// then require it exact.
+		expiredAtLeast := func(n uint64) func() bool {
+			return func() bool { return hk.Stats().ExpiredRooms >= n }
+		}
+		require.Eventually(t, expiredAtLeast(1), 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, 1, hk.Stats().ExpiredRooms)
 
 		// Both go IdleRoomTTL after their last event.
@@ -343,6 +378,7 @@ func TestIdleRooms_JoinOrSendFirstKeepsRoom(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return roomIs(ctx, q, "a-sent", gone) && roomIs(ctx, q, "b-joined", gone)
 		}, 10*time.Second, 20*time.Millisecond)
+		require.Eventually(t, expiredAtLeast(3), 10*time.Second, 10*time.Millisecond)
 		require.EqualValues(t, 3, hk.Stats().ExpiredRooms)
 
 		// Sends racing housekeeping around the deadline: each second send
@@ -419,7 +455,7 @@ func TestIdleRooms_KeepForever(t *testing.T) {
 			_, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, IdleRoomTTL: bad})
 			require.ErrorIs(t, err, queue.ErrInvalidOption, "IdleRoomTTL=%v", bad)
 		}
-		opts := queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, IdleRoomTTL: queue.KeepIdleRooms}
+		opts := queue.Options{ClientTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 20 * time.Millisecond, IdleRoomTTL: queue.KeepIdleRooms}
 		q := setup(t, b, opts).q
 		send(t, ctx, q, "kept", "one")
 		s := join(t, ctx, q, "kept")
@@ -452,7 +488,7 @@ func TestIdleRooms_StreamMaxAgeHolds(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second}).q
+		q := setup(t, b, queue.Options{ClientTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 20 * time.Millisecond, StreamMaxAge: time.Second}).q
 		s := join(t, ctx, q, "emptied")
 		for i := range 3 {
 			send(t, ctx, q, "emptied", i)

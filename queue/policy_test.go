@@ -361,7 +361,9 @@ func TestAckDeadline(t *testing.T) {
 		plain := send(t, ctx, q, room, "no deadline")
 		st := roomState(t, ctx, q, room)
 		require.True(t, st.InFlight.AckDeadline.IsZero(), "no AckTimeout, no AckDeadline: no deadline")
-		timed := send(t, ctx, q, room, "timed", queue.AckDeadline(300*time.Millisecond))
+		// a must get and ack it in time, also on a loaded machine.
+		const deadline = 2 * time.Second
+		timed := send(t, ctx, q, room, "timed", queue.AckDeadline(deadline))
 		for _, s := range []*queue.Subscription{a, slow} {
 			m := next(t, ctx, s)
 			require.Equal(t, plain, m.ID)
@@ -371,7 +373,7 @@ func TestAckDeadline(t *testing.T) {
 		require.Equal(t, timed, m.ID)
 		st = roomState(t, ctx, q, room)
 		require.Equal(t, timed, st.InFlight.Seq)
-		require.Equal(t, 300*time.Millisecond, st.InFlight.AckDeadline.Sub(st.InFlight.ReleasedAt))
+		require.Equal(t, deadline, st.InFlight.AckDeadline.Sub(st.InFlight.ReleasedAt))
 		require.NoError(t, m.Ack(ctx))
 		ev := waitEvent(t, ctx, q, room, isClientEvent(streams.Evict, slow.ClientID()))
 		require.Equal(t, "ack-timeout", ev.Reason)
@@ -392,7 +394,9 @@ func TestStragglerSkip(t *testing.T) {
 			opts queue.Options
 			send []queue.SendOption
 		}{
-			{"AckDeadline", queue.Options{}, []queue.SendOption{queue.AckDeadline(300 * time.Millisecond)}},
+			// Long enough for a to ack the first message in time on a
+			// loaded machine (with 300ms it could be skipped too).
+			{"AckDeadline", queue.Options{}, []queue.SendOption{queue.AckDeadline(2 * time.Second)}},
 			// Long enough for the members to ack the next message in time.
 			{"AckTimeout", queue.Options{AckTimeout: 2 * time.Second}, nil},
 		} {

@@ -442,7 +442,9 @@ func TestRule07_AckTimeout(t *testing.T) {
 	t.Parallel()
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
-		const ackTimeout = 300 * time.Millisecond
+		// Long enough for the member that acks to do so in time on a
+		// loaded machine.
+		const ackTimeout = 2 * time.Second
 		// ClientTimeout stays at its default: a heartbeat timeout cannot be
 		// what evicts the stuck member here.
 		q := setup(t, b, queue.Options{AckTimeout: ackTimeout, HousekeepingInterval: shortHousekeep}).q

@@ -193,9 +193,7 @@ func (s *Subscription) fail(err error) {
 		s.endKicked(kicked)
 		return
 	}
-	if s.end(err) {
-		s.q.stats.evicted(reason)
-	}
+	s.endCounted(err, func() { s.q.stats.evicted(reason) })
 }
 
 // endingQueued looks through the entries read but not consumed yet for
@@ -274,9 +272,7 @@ func (s *Subscription) kickedBy(ev streams.Event) *KickedError {
 }
 
 func (s *Subscription) endKicked(err *KickedError) {
-	if s.end(err) {
-		s.q.stats.Kicked.Add(1)
-	}
+	s.endCounted(err, func() { s.q.stats.Kicked.Add(1) })
 }
 
 func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message, error) {
@@ -292,9 +288,7 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 		return nil, err
 	case streams.Leave:
 		err := fmt.Errorf("%w: client %q was removed from room %q", sferr.ErrNotMember, s.clientID, s.room)
-		if s.end(err) {
-			s.q.stats.EvictedLeave.Add(1)
-		}
+		s.endCounted(err, func() { s.q.stats.EvictedLeave.Add(1) })
 		return nil, err
 	}
 	var m *Message
@@ -339,9 +333,19 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 // end records a terminal error (first one wins) and stops following; it
 // reports whether this call ended the subscription.
 func (s *Subscription) end(err error) bool {
+	return s.endCounted(err, nil)
+}
+
+// endCounted is end that runs count, when it is the first end, before the
+// error is visible: a caller whose Next returned the error (on another
+// goroutine than the heartbeat that ended s) then finds it in Stats.
+func (s *Subscription) endCounted(err error, count func()) bool {
 	s.mu.Lock()
 	first := s.err == nil
 	if first {
+		if count != nil {
+			count()
+		}
 		s.err = err
 	}
 	s.buf = nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/syncfanout/syncfanout/internal/keys"
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -36,6 +37,11 @@ type Worker struct {
 	mu     sync.Mutex
 	closed bool
 	rooms  map[string]*workerRoom
+	// isClosed reads this copy of closed: every Ack asks, and w.mu is the
+	// lock of Subscribe and room setup.
+	closedFlag atomic.Bool
+
+	issued hostedTokens // tokens handed to hosted clients (Worker.Ack)
 
 	acks *ackBatches
 
@@ -94,9 +100,7 @@ func (w *Worker) spawn(fn func()) bool {
 }
 
 func (w *Worker) isClosed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.closed
+	return w.closedFlag.Load()
 }
 
 // Subscribe makes clientID a member of room (as Queue.Subscribe) and
@@ -157,6 +161,7 @@ func (w *Worker) Subscribe(ctx context.Context, clientID, room string) error {
 		return err
 	}
 	c.epoch, c.inc = j.Epoch, j.Incarnation
+	w.issued.host(c)
 	early := c.pos.start(j.From)
 	for _, ev := range owedEvents(w.q, room, j.Owed) {
 		r.deliverMessage(c, ev) // it precedes the client's start
@@ -249,6 +254,7 @@ func (w *Worker) forget(clientID, room string) bool {
 		delete(r.clients, clientID)
 		c.gone = true
 		c.queue = nil
+		w.issued.unhost(c)
 	}
 	r.mu.Unlock()
 	if ok {
@@ -266,6 +272,13 @@ func (w *Worker) forget(clientID, room string) bool {
 func (w *Worker) Ack(ctx context.Context, clientID, ackToken string) error {
 	if w.isClosed() {
 		return sferr.ErrClosed
+	}
+	if t, ok := w.issued.lookup(clientID, ackToken); ok && t.client == clientID {
+		// Issued here: it is the token, so only the Queue is checked.
+		if err := w.q.check(ctx); err != nil {
+			return err
+		}
+		return w.ackToken(ctx, t)
 	}
 	t, err := w.q.verifyAck(ctx, clientID, ackToken)
 	if err != nil {
@@ -291,6 +304,14 @@ func (w *Worker) ackToken(ctx context.Context, t token) error {
 	if !w.acks.enqueue(t.room, req) {
 		return sferr.ErrClosed
 	}
+	if ctx == w.ctx {
+		// A handler's own context (no tracer): every ack enqueued gets its
+		// outcome before Close returns (the batchers' calls run on w.ctx,
+		// and Close fails what is left), so the wait needs no select on a
+		// Done channel that every waiting handler of the worker shares and
+		// locks.
+		return <-req.done
+	}
 	select {
 	case err := <-req.done:
 		return err
@@ -311,6 +332,7 @@ func (w *Worker) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.closedFlag.Store(true)
 	rooms := make([]*workerRoom, 0, len(w.rooms))
 	for _, r := range w.rooms {
 		rooms = append(rooms, r)
@@ -331,6 +353,7 @@ func (w *Worker) Close() error {
 			}
 			c.gone = true
 			c.queue = nil
+			w.issued.unhost(c)
 		}
 		r.clients = map[string]*workerClient{}
 		r.mu.Unlock()

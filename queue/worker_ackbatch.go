@@ -58,8 +58,8 @@ func newAckBatches(ctx context.Context, coalesce time.Duration, spawn func(func(
 	}
 }
 
-// expectAck records that a member was handed message seq of room.
-func (a *ackBatches) expectAck(room, epoch string, seq uint64) {
+// expectAcks records that n members were handed message seq of room.
+func (a *ackBatches) expectAcks(room, epoch string, seq uint64, n int) {
 	if a.coalesce < 0 {
 		return
 	}
@@ -70,7 +70,7 @@ func (a *ackBatches) expectAck(room, epoch string, seq uint64) {
 		e = &ackExpect{epoch: epoch, seq: seq}
 		a.expect[room] = e
 	}
-	e.handed++
+	e.handed += n
 }
 
 // forget drops what is expected of a room no longer followed.

@@ -101,7 +101,7 @@ func TestAckBatchesCoalesce(t *testing.T) {
 	t.Parallel()
 	h := newAckBatchesHarness(t, time.Hour, false) // longer than any test: only the acks end the wait
 	for range 3 {
-		h.expectAck("r", "e", 5)
+		h.expectAcks("r", "e", 5, 1)
 	}
 	h.ack(t, "r", "a", 5)
 	require.Eventually(t, func() bool { return h.waitingForCompany("r") }, 10*time.Second, time.Millisecond,
@@ -111,7 +111,7 @@ func TestAckBatchesCoalesce(t *testing.T) {
 	require.Equal(t, []string{"a", "b", "c"}, clientsOf(h.next(t)))
 
 	for range 2 {
-		h.expectAck("r", "e", 6)
+		h.expectAcks("r", "e", 6, 1)
 	}
 	h.ack(t, "r", "a", 6)
 	h.ack(t, "r", "late", 4) // not for the newest message: nothing to gain by waiting
@@ -121,8 +121,8 @@ func TestAckBatchesCoalesce(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"a", "late"}, got)
 
-	h.expectAck("q", "e", 1)
-	h.expectAck("q", "e", 1)
+	h.expectAcks("q", "e", 1, 1)
+	h.expectAcks("q", "e", 1, 1)
 	h.forget("q")
 	h.ack(t, "q", "a", 1)
 	require.Equal(t, []string{"a"}, clientsOf(h.next(t)))

@@ -124,3 +124,79 @@ func TestHeartbeatReportsSuccess(t *testing.T) {
 		require.False(t, q.router.heartbeat(done), "a round whose calls failed")
 	})
 }
+
+// TestWorkerIssuedTokens: Worker.Ack takes a token it issued without
+// decoding it again, but only from the client it was issued to (another
+// client sending it back is refused as the full check refuses it), and the
+// worker remembers one token per hosted client and room: the newest
+// replaces the previous, and a client that leaves, or the worker's Close,
+// drops it.
+func TestWorkerIssuedTokens(t *testing.T) {
+	t.Parallel()
+	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q, err := New(ctx, b.NewClient(t), Options{Prefix: b.Prefix, AckSecret: []byte("issued-tokens-secret")})
+		require.NoError(t, err)
+		defer func() { _ = q.Close() }()
+		const room = "issued"
+		got := map[string]chan *Message{}
+		var ids []string
+		for range 2 {
+			id, err := q.CreateClientID(ctx)
+			require.NoError(t, err)
+			ids = append(ids, id)
+			got[id] = make(chan *Message, 4)
+		}
+		w, err := q.NewWorker(WorkerOptions{HandleMessage: func(_ context.Context, id string, m *Message) error {
+			got[id] <- m
+			return nil
+		}})
+		require.NoError(t, err)
+		closed := false
+		defer func() {
+			if !closed {
+				_ = w.Close()
+			}
+		}()
+		for _, id := range ids {
+			require.NoError(t, w.Subscribe(ctx, id, room))
+		}
+		a, bb := ids[0], ids[1]
+		recv := func(id string) *Message {
+			select {
+			case m := <-got[id]:
+				return m
+			case <-ctx.Done():
+				t.Fatalf("no delivery to %s", id)
+				return nil
+			}
+		}
+
+		_, err = q.Send(ctx, room, []byte("one"))
+		require.NoError(t, err)
+		a1, b1 := recv(a), recv(bb)
+		require.Equal(t, 2, w.issued.count())
+		require.ErrorIs(t, w.Ack(ctx, bb, a1.AckToken), ErrInvalidToken, "a token issued to another client")
+		require.ErrorIs(t, w.Ack(ctx, a, a1.AckToken+"x"), ErrInvalidToken)
+		require.NoError(t, w.Ack(ctx, a, a1.AckToken))
+		require.NoError(t, w.Ack(ctx, bb, b1.AckToken))
+
+		_, err = q.Send(ctx, room, []byte("two"))
+		require.NoError(t, err)
+		a2 := recv(a)
+		recv(bb)
+		require.Equal(t, 2, w.issued.count())
+		_, ok := w.issued.lookup(a, a1.AckToken)
+		require.False(t, ok, "the newest token replaces the previous")
+		_, ok = w.issued.lookup(a, a2.AckToken)
+		require.True(t, ok)
+
+		require.NoError(t, w.Unsubscribe(ctx, a, room))
+		require.Equal(t, 1, w.issued.count(), "a client that left")
+		require.NoError(t, w.Close())
+		closed = true
+		require.Zero(t, w.issued.count(), "Close")
+		require.ErrorIs(t, w.Ack(ctx, bb, b1.AckToken), ErrClosed)
+	})
+}

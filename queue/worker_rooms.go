@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncfanout/syncfanout/internal/sferr"
@@ -26,7 +27,24 @@ type workerRoom struct {
 	mu      sync.Mutex
 	pos     cursor // started at the stream's tail when the room is followed
 	clients map[string]*workerClient
-	epoch   string // follow-all: the room's epoch when it was found
+	epoch   string       // follow-all: the room's epoch when it was found
+	fan     *fanoutBatch // set during fanout, guarded by mu
+}
+
+// fanoutBatch collects what a fanout hands the room's clients: the acks
+// it expects are told the batcher once, and the delivery goroutines start
+// after that, so no member's ack comes before the batcher knows how many
+// to wait for (a batch sent short of them costs a round trip).
+type fanoutBatch struct {
+	epoch  string
+	seq    uint64
+	n      int
+	starts []fanoutStart
+}
+
+type fanoutStart struct {
+	c *workerClient
+	d delivery
 }
 
 type workerClient struct {
@@ -42,6 +60,9 @@ type workerClient struct {
 	// ended, with a leave or an eviction entry between ended and the new
 	// join, and resubscribe made a new one (an eviction is still reported).
 	ended string
+	// token is the token of the newest message handed to it (Worker.Ack,
+	// hostedTokens); set under room.mu, read by Ack without it.
+	token atomic.Pointer[issuedToken]
 
 	// mailbox, guarded by room.mu
 	queue   []delivery
@@ -226,8 +247,17 @@ func (r *workerRoom) take(ev streams.Event, err error) {
 
 // fanout queues a message for every client; r.mu must be held.
 func (r *workerRoom) fanout(ev streams.Event) {
+	b := &fanoutBatch{}
+	r.fan = b
 	for _, c := range r.clients {
 		r.takeFor(c, ev)
+	}
+	r.fan = nil
+	if b.n > 0 {
+		r.w.acks.expectAcks(r.name, b.epoch, b.seq, b.n)
+	}
+	for _, st := range b.starts {
+		r.start(st.c, st.d)
 	}
 }
 
@@ -290,7 +320,13 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
 		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
-		w.acks.expectAck(r.name, c.epoch, ev.MessageID)
+		c.token.Store(&issuedToken{s: m.AckToken, t: t})
+		if b := r.fan; b != nil && (b.n == 0 || b.epoch == c.epoch && b.seq == ev.MessageID) {
+			b.epoch, b.seq = c.epoch, ev.MessageID
+			b.n++
+		} else {
+			w.acks.expectAcks(r.name, c.epoch, ev.MessageID, 1)
+		}
 	}
 	r.enqueue(c, delivery{msg: m, ackOnly: ev.Type == undecodable})
 }
@@ -301,6 +337,7 @@ func (r *workerRoom) drop(c *workerClient) {
 		return
 	}
 	delete(r.clients, c.id)
+	r.w.issued.unhost(c)
 	if !r.w.opts.FollowAll {
 		// The reference is dropped on another goroutine: releaseRoom takes
 		// w.mu, which must not be taken under r.mu.
@@ -312,15 +349,32 @@ func (r *workerRoom) drop(c *workerClient) {
 // none runs; r.mu must be held. The delivery goroutine ends when the
 // mailbox is empty, so idle clients cost no goroutine.
 func (r *workerRoom) enqueue(c *workerClient, d delivery) {
-	c.queue = append(c.queue, d)
 	if c.running {
+		c.queue = append(c.queue, d)
 		return
 	}
-	c.running = r.w.spawn(func() { r.w.drain(c) })
+	if r.fan != nil {
+		c.running = true // started at the end of the fanout
+		r.fan.starts = append(r.fan.starts, fanoutStart{c, d})
+		return
+	}
+	r.start(c, d)
 }
 
-func (w *Worker) drain(c *workerClient) {
+// start starts c's delivery goroutine with d; r.mu must be held. The
+// mailbox is empty (drain stops only then): the goroutine is handed d
+// itself, so it starts the handler without taking r.mu, which a fanout
+// holds while it starts the room's other members.
+func (r *workerRoom) start(c *workerClient, d delivery) {
+	c.running = r.w.spawn(func() { r.w.drain(c, d) })
+}
+
+// drain delivers first, then the client's mailbox until it is empty.
+func (w *Worker) drain(c *workerClient, first delivery) {
 	r := c.room
+	if w.ctx.Err() == nil {
+		w.deliver(c.id, r.name, first)
+	}
 	for {
 		r.mu.Lock()
 		if len(c.queue) == 0 || w.ctx.Err() != nil {

@@ -518,6 +518,16 @@ func TestWorkerAckCoalescing(t *testing.T) {
 		q := setupOn(t, rdb, b.Prefix, queue.Options{})
 		const straggler = "client-000"
 		release := make(chan struct{})
+		// The handlers of a message ack once all of them run: on a loaded
+		// machine, starting a hundred goroutines alone can take longer than
+		// AckCoalesce (79 of 100 made one call once at load 16), and the
+		// test is about the acks waiting for each other, not about the
+		// scheduler.
+		var arrived [4]atomic.Int32
+		var allIn [4]chan struct{}
+		for i := range allIn {
+			allIn[i] = make(chan struct{})
+		}
 		w, err := q.NewWorker(queue.WorkerOptions{
 			AutoHeartbeat: true,
 			AckCoalesce:   100 * time.Millisecond,
@@ -528,6 +538,19 @@ func TestWorkerAckCoalescing(t *testing.T) {
 					case <-ctx.Done():
 						return ctx.Err()
 					}
+					return m.Ack(ctx)
+				}
+				want := int32(n)
+				if m.ID == 2 {
+					want = n - 1
+				}
+				if arrived[m.ID].Add(1) == want {
+					close(allIn[m.ID])
+				}
+				select {
+				case <-allIn[m.ID]:
+				case <-ctx.Done():
+					return ctx.Err()
 				}
 				return m.Ack(ctx)
 			},
@@ -695,7 +718,10 @@ func TestWorkerAckTimeout(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: 300 * time.Millisecond, HousekeepingInterval: 50 * time.Millisecond})
+		// "acks" must ack within AckTimeout of each delivery, through the
+		// worker, its handler and this goroutine: 2s leaves room for a
+		// loaded machine; "stuck" goes 2s after message 0.
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{AckTimeout: 2 * time.Second, HousekeepingInterval: 50 * time.Millisecond})
 		in := wkInbox{"room": make(chan wkDelivery, 64)}
 		timeouts := make(chan [2]string, 8)
 		w, err := q.NewWorker(queue.WorkerOptions{
@@ -742,7 +768,10 @@ func TestWorkerAutoHeartbeat(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: time.Second, HousekeepingInterval: 100 * time.Millisecond})
+		// Beats every 100ms against a 3s deadline: a loaded machine can
+		// stall the beating worker for a second or two without evicting
+		// "kept", while "dropped", which nobody beats for, goes after 3s.
+		q := setupOn(t, b.Client, b.Prefix, queue.Options{ClientTimeout: 3 * time.Second, HeartbeatInterval: 100 * time.Millisecond, HousekeepingInterval: 100 * time.Millisecond})
 		noop := func(context.Context, string, *queue.Message) error { return nil }
 		timeouts := make(chan string, 8)
 		onTimeout := func(_ context.Context, clientID, _ string) error { timeouts <- clientID; return nil }

@@ -22,7 +22,10 @@ func TestHandleRoomClientTimeout(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		const room = "GO-ROOM-TEST"
-		c := newAPI(t, ctx, apiOptions(t, b, time.Second)) // the shortest timeout allowed
+		// Not the shortest timeout allowed (1s): the pinger's 200ms ticks
+		// must keep both members alive through a loaded machine's stalls
+		// until the worker knows them.
+		c := newAPI(t, ctx, apiOptions(t, b, 2*time.Second))
 
 		type timeout struct{ client, room string }
 		timeouts := make(chan timeout, 10)

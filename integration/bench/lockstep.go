@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/syncfanout/syncfanout/queue"
@@ -48,7 +49,11 @@ type lockstepResult struct {
 	Release Latencies // last ack of k (sent) -> k+1 delivered, one sample per subscriber and message
 	Cost    Cost      // Redis cost between the completion of the warm-up and of message N
 	Msgs    int       // messages in the cost window
-	Done    []int64   // [id] ns since the start that message id was complete
+	// ProcCPU is the CPU time (user+system) of this benchmark process over
+	// the cost window: the client side's cost when the subscribers live in
+	// this process (gateway, process modes).
+	ProcCPU time.Duration
+	Done    []int64 // [id] ns since the start that message id was complete
 
 	sink *sink
 }
@@ -285,8 +290,10 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	}
 
 	var s0, s1 Snapshot
+	var cpu0, cpu1 time.Duration
 	select {
 	case <-k.warmC:
+		cpu0 = processCPU()
 		if s0, err = env.snapshot(ctx); err != nil {
 			return res, err
 		}
@@ -296,6 +303,7 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	select {
 	case <-k.doneC:
 		stopProd()
+		cpu1 = processCPU()
 		if s1, err = env.snapshot(ctx); err != nil {
 			return res, err
 		}
@@ -313,6 +321,7 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	res.Msgs = spec.N - k.warm
 	res.Rate = float64(res.Msgs) / time.Duration(k.done[spec.N]-k.done[k.warm]).Seconds()
 	res.Cost = costBetween(s0, s1)
+	res.ProcCPU = cpu1 - cpu0
 	res.Done = k.done
 	res.sink = k
 	res.Release = res.releaseBetween(k.warm, spec.N)
@@ -407,4 +416,14 @@ func sendBatch(ctx context.Context, q *queue.Queue, room string, payload []byte,
 		return fmt.Errorf("SendBatch: %w", err)
 	}
 	return nil
+}
+
+// processCPU returns the user and system CPU time this process has used so
+// far (zero where getrusage fails, which only loses the figure).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

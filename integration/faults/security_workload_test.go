@@ -22,7 +22,10 @@ import (
 // runs it under a restricted Redis user.
 func libraryWorkload(ctx context.Context, t *testing.T, rdb redis.UniversalClient, prefix string, kill func()) {
 	t.Helper()
-	opts := queue.Options{Prefix: prefix, ClientTimeout: time.Second, HousekeepingInterval: 50 * time.Millisecond,
+	// Beats every 200ms against a 3s deadline, so that members outlive a
+	// loaded machine's stalls and the reconnect after kill; the silent
+	// client goes 3s after it joined.
+	opts := queue.Options{Prefix: prefix, ClientTimeout: 3 * time.Second, HousekeepingInterval: 50 * time.Millisecond,
 		HeartbeatInterval: 200 * time.Millisecond, AckSecret: []byte("workload-secret-0123456789"), Logger: discardLogger()}
 	q, err := queue.New(ctx, rdb, opts)
 	require.NoError(t, err)
