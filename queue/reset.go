@@ -134,9 +134,7 @@ func (s *Subscription) roomReset(c roomCheck, read string) {
 func (r *workerRoom) roomReset(c roomCheck, read string) {
 	behind := c.last == "" || streams.CompareIDs(c.last, read) < 0
 	if n := r.reset(c, behind); n > 0 {
-		q := r.w.q
-		q.stats.Reset.Add(uint64(n))
-		q.opts.Logger.Warn("syncfanout: room reset", "room", r.name, "worker clients", n,
+		r.w.q.opts.Logger.Warn("syncfanout: room reset", "room", r.name, "worker clients", n,
 			"epoch", c.epoch, "stream last", c.last, "read up to", read)
 	}
 }
@@ -158,6 +156,9 @@ func (r *workerRoom) reset(c roomCheck, behind bool) int {
 			continue
 		}
 		r.drop(cl)
+		// Counted before the handler can run, so whoever it tells sees
+		// the count already.
+		r.w.q.stats.Reset.Add(1)
 		r.enqueue(cl, delivery{timeout: true})
 		n++
 	}
@@ -169,8 +170,7 @@ func (r *workerRoom) reset(c roomCheck, behind bool) int {
 
 // reset ends s with a room reset; the subscription is not counted as evicted.
 func (s *Subscription) reset(err error) {
-	if s.end(err) {
-		s.q.stats.Reset.Add(1)
+	if s.endCounted(err, func() { s.q.stats.Reset.Add(1) }) {
 		s.q.opts.Logger.Warn("syncfanout: room reset", "room", s.room, "client", s.clientID, "err", err)
 	}
 }
