@@ -683,23 +683,34 @@ func TestConsolePolicyEvents(t *testing.T) {
 		defer closeFeed()
 		feed := openFeed(t, fctx, f, "r="+room+"&from="+v.FeedFrom, "")
 
+		got := map[string]console.EventView{}
+		await := func(types ...string) {
+			t.Helper()
+			for slices.ContainsFunc(types, func(ty string) bool { _, ok := got[ty]; return !ok }) {
+				ev := next(t, feed)
+				switch ev.data.Type {
+				case "policy", "drop", "skip":
+					got[ev.data.Type] = ev.data
+				}
+			}
+		}
 		p := queue.Policy{MaxPending: 1, Overflow: queue.DropOldest, Straggler: queue.Skip}
 		require.NoError(t, f.q.SetPolicy(ctx, room, p))
 		first, err := f.q.Send(ctx, room, []byte("a"), queue.AckDeadline(10*time.Millisecond))
+		require.NoError(t, err)
+		// Any later call on the room (a send too) skips the blocker once
+		// the 10ms are up, and housekeeping does within a second: wait for
+		// the skip, or the sends below would find the room free and
+		// release instead of dropping.
+		await("policy", "skip")
+		// In flight without a deadline, never acked: the room stays blocked.
+		_, err = f.q.Send(ctx, room, []byte("x"))
 		require.NoError(t, err)
 		dropped, err := f.q.Send(ctx, room, []byte("bb"), queue.Producer("svc"), queue.Priority(3))
 		require.NoError(t, err)
 		_, err = f.q.Send(ctx, room, []byte("ccc"))
 		require.NoError(t, err)
-
-		got := map[string]console.EventView{}
-		for len(got) < 3 {
-			ev := next(t, feed)
-			switch ev.data.Type {
-			case "policy", "drop", "skip":
-				got[ev.data.Type] = ev.data
-			}
-		}
+		await("drop")
 		require.NotNil(t, got["policy"].Policy)
 		require.Equal(t, p.String(), *got["policy"].Policy)
 		d := got["drop"]
