@@ -47,11 +47,13 @@ type joinAckRoom struct {
 }
 
 type joinAckBatch struct {
-	reqs     []*ackReq
-	deadline time.Time
-	kick     chan struct{} // closed when waiting longer is pointless
-	kicked   bool
-	taken    bool // a caller is sending it
+	reqs []*ackReq
+	// timer kicks the batch when its window ends: one per batch, not one
+	// per waiting member.
+	timer  *time.Timer
+	kick   chan struct{} // closed when waiting longer is pointless
+	kicked bool
+	taken  bool // a caller is sending it
 }
 
 func newJoinAcks(q *Queue) *joinAcks {
@@ -163,6 +165,9 @@ func (a *joinAcks) takeLocked(room string, e *joinAckRoom, b *joinAckBatch) bool
 		return false
 	}
 	b.taken = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
 	if e.batch == b {
 		e.batch = nil
 	}
@@ -209,8 +214,18 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
 	b := e.batch
 	if b == nil {
-		b = &joinAckBatch{deadline: time.Now().Add(a.window), kick: make(chan struct{})}
+		b = &joinAckBatch{kick: make(chan struct{})}
 		e.batch = b
+		if len(e.waiting) > 0 {
+			b.timer = time.AfterFunc(a.window, func() {
+				a.mu.Lock()
+				if !b.kicked {
+					b.kicked = true
+					close(b.kick)
+				}
+				a.mu.Unlock()
+			})
+		}
 	}
 	b.reqs = append(b.reqs, req)
 	if len(e.waiting) == 0 {
@@ -221,13 +236,10 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 	}
 	a.mu.Unlock()
 
-	timer := time.NewTimer(time.Until(b.deadline))
-	defer timer.Stop()
 	select {
 	case err := <-req.done:
 		return err
 	case <-b.kick:
-	case <-timer.C:
 	case <-ctx.Done():
 		a.mu.Lock()
 		if !b.taken {

@@ -236,7 +236,14 @@ func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient
 		}
 		if len(s.buf) > 0 {
 			ev := s.buf[0]
-			s.buf = s.buf[1:]
+			if len(s.buf) == 1 {
+				// Emptied: the next entry reuses the array instead of
+				// growing a new one (in lock-step there is one at a time).
+				s.buf[0] = streams.Event{}
+				s.buf = s.buf[:0]
+			} else {
+				s.buf = s.buf[1:]
+			}
 			s.mu.Unlock()
 			m, err := s.deliver(ctx, ev)
 			if err != nil {
@@ -308,7 +315,7 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 		s.mu.Unlock()
 		t := token{epoch: epoch, room: s.room, client: s.clientID, inc: inc, seq: ev.MessageID}
 		m.AckToken = t.encode(s.q.opts.AckSecret)
-		m.ack = ownTokenAck(t, m.AckToken, s.q.Ack, s.q.ackIssued)
+		m.acker, m.issued = s.q, issuedToken{s: m.AckToken, t: t}
 	}
 	if ev.Type == undecodable {
 		logUndecodableAck(s.q.opts.Logger, s.room, s.clientID, m, m.Ack(ctx))
