@@ -211,7 +211,7 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 		a.mu.Unlock()
 		return a.q.ackToken(ctx, t) // the only holder left: nothing to wait for
 	}
-	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
+	req := newAckReq(t)
 	b := e.batch
 	if b == nil {
 		b = &joinAckBatch{kick: make(chan struct{})}
@@ -232,13 +232,13 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 		a.takeLocked(t.room, e, b)
 		a.mu.Unlock()
 		a.send(t.room, t.epoch, t.seq, b.reqs)
-		return <-req.done
+		return req.outcome()
 	}
 	a.mu.Unlock()
 
 	select {
 	case err := <-req.done:
-		return err
+		return req.recycle(err)
 	case <-b.kick:
 	case <-ctx.Done():
 		a.mu.Lock()
@@ -265,7 +265,7 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 	}
 	select {
 	case err := <-req.done:
-		return err
+		return req.recycle(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
