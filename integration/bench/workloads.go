@@ -93,6 +93,9 @@ func runW1Row(ctx context.Context, env *Env, rep *Report, mode string, s, batch 
 			row.Label(), fInt(res.Rate), fMicros(micros(res.Release.Quantile(0.5))), fMicros(micros(res.Release.Quantile(0.99))),
 			fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs),
 			fMicros(micros(res.ProcCPU)/float64(res.Msgs)))
+		if st := res.Stages.String(); st != "" {
+			env.logf("W1 %s: %s", row.Label(), st)
+		}
 	}
 	return nil
 }
