@@ -61,6 +61,7 @@ type lockstepResult struct {
 	Mallocs uint64
 	Wakeups float64
 	Done    []int64 // [id] ns since the start that message id was complete
+	Stages  stages  // S=1 separate/process: the release latency's parts
 
 	sink *sink
 }
@@ -96,14 +97,20 @@ type sink struct {
 	t0    time.Time
 	deliv [][]int64 // [subscriber][id] ns since t0 that Next returned id
 	ack   [][]int64 // [subscriber][id] ns since t0 that Ack(id) was called
-	acks  []atomic.Int32
-	done  []int64 // [id] ns since t0 that the last ack of id returned
-	sem   chan struct{}
-	warm  int
-	warmC chan struct{}
-	doneC chan struct{}
-	errMu sync.Mutex
-	err   error
+	// S=1 in the separate and process modes only (stages.go): when Ack(id)
+	// returned, and the round trip of the ack's script call.
+	ackRet  []int64
+	ackRT   []int64
+	lastRT  atomic.Int64 // the last ack call's round trip (ackHook)
+	stagesC bool
+	acks    []atomic.Int32
+	done    []int64 // [id] ns since t0 that the last ack of id returned
+	sem     chan struct{}
+	warm    int
+	warmC   chan struct{}
+	doneC   chan struct{}
+	errMu   sync.Mutex
+	err     error
 }
 
 func newSink(spec lockstepSpec) *sink {
@@ -192,6 +199,7 @@ func (k *sink) subscriberLoop(ctx context.Context, i int, sub *queue.Subscriptio
 			}
 			return
 		}
+		k.ackReturned(m.ID)
 		k.acked(m.ID)
 		if m.ID >= uint64(k.spec.N) {
 			return
@@ -337,6 +345,7 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	res.Done = k.done
 	res.sink = k
 	res.Release = res.releaseBetween(k.warm, spec.N)
+	res.Stages = k.stagesBetween(k.warm, spec.N)
 	return res, nil
 }
 
@@ -348,7 +357,9 @@ func hostSubscribers(ctx, subCtx context.Context, env *Env, opts queue.Options, 
 	case ModeSeparate:
 		subsQ := make([]*queue.Queue, k.spec.S)
 		for i := range subsQ {
-			q, err := queue.New(ctx, env.client(4), opts)
+			c := env.client(4)
+			k.hookAcks(c)
+			q, err := queue.New(ctx, c, opts)
 			if err != nil {
 				return closers, err
 			}
@@ -364,7 +375,9 @@ func hostSubscribers(ctx, subCtx context.Context, env *Env, opts queue.Options, 
 			go func() { defer wg.Done(); k.loop(i)(subCtx, i, sub) }()
 		}
 	case ModeProcess:
-		q, err := queue.New(ctx, env.client(0), opts)
+		c := env.client(0)
+		k.hookAcks(c)
+		q, err := queue.New(ctx, c, opts)
 		if err != nil {
 			return closers, err
 		}

@@ -94,6 +94,9 @@ func runW1Row(ctx context.Context, env *Env, rep *Report, mode string, s, batch 
 			fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs),
 			fMicros(micros(res.ProcCPU)/float64(res.Msgs)), fMicros(micros(res.ProcCPU)/float64(res.Msgs*s)),
 			float64(res.Mallocs)/float64(res.Msgs*s), res.Wakeups/float64(res.Msgs*s))
+		if st := res.Stages.String(); st != "" {
+			env.logf("W1 %s: %s", row.Label(), st)
+		}
 	}
 	return nil
 }

@@ -1,19 +1,15 @@
 package streamreader
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/syncfanout/syncfanout/streams"
 )
@@ -673,60 +669,4 @@ func (r *Reader) notified(ctx context.Context, key, payload string) error {
 	}
 	r.deliver(key, room, m)
 	return nil
-}
-
-// decodeNotification reads what room.lua publishes: cmsgpack of the
-// previous entry's ID, the entry's ID and its flat field list.
-func decodeNotification(payload string) (prev string, m redis.XMessage, err error) {
-	dec := msgpack.NewDecoder(bytes.NewReader([]byte(payload)))
-	if prev, err = dec.DecodeString(); err != nil {
-		return "", m, err
-	}
-	if m.ID, err = dec.DecodeString(); err != nil {
-		return "", m, err
-	}
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return "", m, err
-	}
-	if n < 0 || n%2 != 0 {
-		return "", m, fmt.Errorf("odd field list of %d", n)
-	}
-	m.Values = make(map[string]any, n/2)
-	for i := 0; i < n; i += 2 {
-		k, err := scalar(dec)
-		if err != nil {
-			return "", m, err
-		}
-		v, err := scalar(dec)
-		if err != nil {
-			return "", m, err
-		}
-		m.Values[k] = v
-	}
-	return prev, m, nil
-}
-
-// scalar reads a string or a number as the text XADD stored for it.
-func scalar(dec *msgpack.Decoder) (string, error) {
-	v, err := dec.DecodeInterfaceLoose()
-	if err != nil {
-		return "", err
-	}
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case []byte:
-		return string(x), nil
-	case int64:
-		return strconv.FormatInt(x, 10), nil
-	case uint64:
-		return strconv.FormatUint(x, 10), nil
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return strconv.FormatInt(int64(x), 10), nil
-		}
-		return strconv.FormatFloat(x, 'g', 17, 64), nil
-	}
-	return "", fmt.Errorf("unexpected %T in a notification", v)
 }
