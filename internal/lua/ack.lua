@@ -88,7 +88,7 @@ local had = rcall('HLEN', KEYS[K_ACK])
 if had == 0 and NMEM <= 1 then
   ACKED_ALL, NACK = true, 0
 else
-  NACK = had + rcall('HSETNX', KEYS[K_ACK], c, NOW)
+  NACK = had + rcall('HSETNX', KEYS[K_ACK], c, nows())
 end
 local n, last = settle()
 return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}

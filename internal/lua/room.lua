@@ -82,6 +82,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local NOW
+-- NOWS is NOW as text, made on first use (nows): Redis formats a Lua
+-- number argument with printf's %.17g, which costs twice a %d here, and a
+-- release writes the time twice.
+local NOWS
+local function nows()
+  if not NOWS then NOWS = string.format('%d', NOW) end
+  return NOWS
+end
 
 -- META holds the room's meta hash, read once per call: every script needs
 -- some of it and a Redis call costs more from Lua than its reply's size.
@@ -109,6 +117,12 @@ local META_DIRTY
 local function mset(k, v)
   if v == false then META[k] = nil else META[k] = v end
   META_DIRTY[k] = v
+end
+-- msetn sets an integer field: META keeps the number for this call, the
+-- write gets its text (see NOWS).
+local function msetn(k, n)
+  META[k] = n
+  META_DIRTY[k] = string.format('%d', n)
 end
 local function flush_meta()
   local set, del = {'HSET', KEYS[K_META]}, {'HDEL', KEYS[K_META]}
@@ -251,7 +265,7 @@ local function append(fields)
   if MAXLEN > 0 then
     args[#args + 1] = 'MAXLEN'
     args[#args + 1] = '~'
-    args[#args + 1] = MAXLEN
+    args[#args + 1] = ARGV[2] -- MAXLEN as the caller wrote it: no printf
   end
   args[#args + 1] = '*'
   for i = 1, #fields do args[#args + 1] = fields[i] end
@@ -393,9 +407,10 @@ end
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
 -- finding the next message is one call whatever the priorities in use.
 local function pop(count)
-  local r = rcall('LMPOP', LEVELS, KEYS[K_Q0], KEYS[K_Q0 + 1], KEYS[K_Q0 + 2],
+  -- Text arguments: Redis formats a number argument with printf.
+  local r = rcall('LMPOP', '10', KEYS[K_Q0], KEYS[K_Q0 + 1], KEYS[K_Q0 + 2],
     KEYS[K_Q0 + 3], KEYS[K_Q0 + 4], KEYS[K_Q0 + 5], KEYS[K_Q0 + 6],
-    KEYS[K_Q0 + 7], KEYS[K_Q0 + 8], KEYS[K_Q0 + 9], 'LEFT', 'COUNT', count)
+    KEYS[K_Q0 + 7], KEYS[K_Q0 + 8], KEYS[K_Q0 + 9], 'LEFT', 'COUNT', count == 1 and '1' or count)
   if not r then return nil end
   -- The list it popped from, by name: only the call that pops pays.
   local key = r[1]
@@ -544,7 +559,7 @@ local function release()
     if NACK ~= 0 then rcall('DEL', KEYS[K_ACK]) end
     st.inflight, st.ad = false, 0
     COMPLETED = true
-    mset('lc', NOW)
+    mset('lc', nows())
   end
   local n, last = 0, nil
   if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
@@ -572,7 +587,7 @@ local function release()
           if st.nmem > 0 then
             mset('f', seq)
             mset('fs', id)
-            mset('rt', NOW)
+            mset('rt', nows())
             st.inflight = true
             if timeout > 0 then
               st.ad = NOW + timeout
@@ -585,7 +600,7 @@ local function release()
     end
     -- Foreign entries were never counted in pend: only released ones are.
     st.pend = math.max(st.pend - n, 0)
-    mset('pend', st.pend)
+    msetn('pend', st.pend)
     BACKLOG = BACKLOG - n
     if bad > 0 then rcall('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
   end
@@ -1108,7 +1123,7 @@ local function update_index(st)
     -- Unchanged since the call that last wrote it.
   elseif st.pend > 0 or st.nmem > 0 or st.inflight or st.paused then
     -- A paused room is never idle, so it never expires with its pause.
-    rcall('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
+    rcall('ZADD', KEYS[K_ROOMS], string.format('%d', st.pend), ROOM)
   else
     nobs = rcall('ZCARD', KEYS[K_OBS])
     if nobs > 0 then
@@ -1160,7 +1175,7 @@ local function settle()
   if st.pend == 0 and META.dn then clear_deadlines() end
   update_index(st)
   flush_meta()
-  if BACKLOG ~= 0 then rcall('HINCRBY', KEYS[K_STATS], 'backlog', BACKLOG) end
+  if BACKLOG ~= 0 then rcall('HINCRBY', KEYS[K_STATS], 'backlog', string.format('%d', BACKLOG)) end
   BACKLOG = 0
   return n, last
 end
@@ -1179,6 +1194,7 @@ local function begin()
   ACKTIMEOUT = ARGV[4] == '0' and 0 or tonumber(ARGV[4])
   HOLD = string.sub(ARGV[5], 1, 1)
   NOW = now_ms()
+  NOWS = nil
   read_meta()
   META_DIRTY = {}
   POLICY, PFIELDS = nil, false

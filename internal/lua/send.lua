@@ -136,8 +136,8 @@ if own ~= '' then
   for i = 1, count do mset('d:' .. string.format('%d', first + i - 1), own) end
   mset('dn', tonumber(META.dn or '0') + count)
 end
-mset('seq', first + count - 1)
-mset('pend', tonumber(META.pend or '0') + count)
+msetn('seq', first + count - 1)
+msetn('pend', tonumber(META.pend or '0') + count)
 BACKLOG = BACKLOG + count
 ACKLESS = true
 if META.hold ~= HOLD then mset('hold', HOLD) end
