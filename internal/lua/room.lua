@@ -104,13 +104,14 @@ local META
 -- table is built per call.
 local META_NAMES = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn'}
 local function read_meta()
-  local meta = {}
   local mv = rcall('HMGET', KEYS[K_META], unpack(META_NAMES))
-  for i = 1, #META_NAMES do
-    local v = mv[i]
-    if v then meta[META_NAMES[i]] = v end
-  end
-  META = meta
+  -- One constructor, so the table is made at its size at once (each
+  -- field added one by one would grow it three times); absent fields
+  -- (false) stay out of it, as nil.
+  META = {ep = mv[1] or nil, seq = mv[2] or nil, f = mv[3] or nil,
+    fs = mv[4] or nil, rt = mv[5] or nil, pend = mv[6] or nil,
+    hold = mv[7] or nil, ad = mv[8] or nil, pz = mv[9] or nil,
+    dn = mv[10] or nil, ['p:set'] = mv[11] or nil, rn = mv[12] or nil}
 end
 local META_DIRTY
 -- mset changes a meta field (v false: delete it) in META and for flush_meta.
@@ -261,15 +262,14 @@ local function append(fields)
     LAST = last[1] and last[1][1] or '0-0'
   end
   if TRACK and not PREV then PREV = LAST end
-  local args = {'XADD', KEYS[K_STREAM]}
+  -- No argument table: built one by one, it would grow four times.
+  local id
   if MAXLEN > 0 then
-    args[#args + 1] = 'MAXLEN'
-    args[#args + 1] = '~'
-    args[#args + 1] = ARGV[2] -- MAXLEN as the caller wrote it: no printf
+    -- MAXLEN as the caller wrote it: Redis formats a Lua number with printf.
+    id = rcall('XADD', KEYS[K_STREAM], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  else
+    id = rcall('XADD', KEYS[K_STREAM], '*', unpack(fields))
   end
-  args[#args + 1] = '*'
-  for i = 1, #fields do args[#args + 1] = fields[i] end
-  local id = rcall(unpack(args))
   rcall('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
   LAST = id
   APPENDS = APPENDS + 1
