@@ -19,16 +19,12 @@ func (q *Queue) Ack(ctx context.Context, clientID, ackToken string) error {
 	return q.ackToken(ctx, t)
 }
 
-// ownTokenAck returns a Message's ack function: its own token t, issued
-// by this process as issued, goes to trusted without verifying; another
-// one (the caller changed AckToken) goes through verify (Ack).
-func ownTokenAck(t token, issued string, verify func(ctx context.Context, clientID, tok string) error, trusted func(context.Context, token) error) func(context.Context, string) error {
-	return func(ctx context.Context, tok string) error {
-		if tok != issued {
-			return verify(ctx, t.client, tok)
-		}
-		return trusted(ctx, t)
-	}
+// acker acks a Message: its own token, issued by this process, goes to
+// ackIssued without verifying; another one (the caller changed AckToken)
+// goes through Ack, which verifies it. A Queue (Subscription) or a Worker.
+type acker interface {
+	Ack(ctx context.Context, clientID, ackToken string) error
+	ackIssued(ctx context.Context, t token) error
 }
 
 // ackIssued acks a token a subscription of this Queue issued, with the

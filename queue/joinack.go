@@ -47,11 +47,13 @@ type joinAckRoom struct {
 }
 
 type joinAckBatch struct {
-	reqs     []*ackReq
-	deadline time.Time
-	kick     chan struct{} // closed when waiting longer is pointless
-	kicked   bool
-	taken    bool // a caller is sending it
+	reqs []*ackReq
+	// timer kicks the batch when its window ends: one per batch, not one
+	// per waiting member.
+	timer  *time.Timer
+	kick   chan struct{} // closed when waiting longer is pointless
+	kicked bool
+	taken  bool // a caller is sending it
 }
 
 func newJoinAcks(q *Queue) *joinAcks {
@@ -163,6 +165,9 @@ func (a *joinAcks) takeLocked(room string, e *joinAckRoom, b *joinAckBatch) bool
 		return false
 	}
 	b.taken = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
 	if e.batch == b {
 		e.batch = nil
 	}
@@ -206,28 +211,35 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 		a.mu.Unlock()
 		return a.q.ackToken(ctx, t) // the only holder left: nothing to wait for
 	}
-	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
+	req := newAckReq(t)
 	b := e.batch
 	if b == nil {
-		b = &joinAckBatch{deadline: time.Now().Add(a.window), kick: make(chan struct{})}
+		b = &joinAckBatch{kick: make(chan struct{})}
 		e.batch = b
+		if len(e.waiting) > 0 {
+			b.timer = time.AfterFunc(a.window, func() {
+				a.mu.Lock()
+				if !b.kicked {
+					b.kicked = true
+					close(b.kick)
+				}
+				a.mu.Unlock()
+			})
+		}
 	}
 	b.reqs = append(b.reqs, req)
 	if len(e.waiting) == 0 {
 		a.takeLocked(t.room, e, b)
 		a.mu.Unlock()
 		a.send(t.room, t.epoch, t.seq, b.reqs)
-		return <-req.done
+		return req.outcome()
 	}
 	a.mu.Unlock()
 
-	timer := time.NewTimer(time.Until(b.deadline))
-	defer timer.Stop()
 	select {
 	case err := <-req.done:
-		return err
+		return req.recycle(err)
 	case <-b.kick:
-	case <-timer.C:
 	case <-ctx.Done():
 		a.mu.Lock()
 		if !b.taken {
@@ -253,7 +265,7 @@ func (a *joinAcks) ack(ctx context.Context, t token) error {
 	}
 	select {
 	case err := <-req.done:
-		return err
+		return req.recycle(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

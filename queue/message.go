@@ -111,7 +111,10 @@ type Message struct {
 	Headers map[string]string
 
 	payload []byte // kind byte + body
-	ack     func(context.Context, string) error
+	// acker acks the message; issued is the token it was delivered with,
+	// as sent and as made, so Ack skips decoding a token it issued.
+	acker  acker
+	issued issuedToken
 	// ctx and trace are set when Options.Tracer recorded the delivery.
 	ctx   context.Context
 	trace *traceDelivery
@@ -184,8 +187,12 @@ func (m *Message) Latency() time.Duration { return m.ReceivedAt.Sub(m.EnqueuedAt
 // out-of-band messages included (see Delivery).
 func (m *Message) Ack(ctx context.Context) error {
 	var err error
-	if m.AckToken != "" && m.ack != nil {
-		err = m.ack(ctx, m.AckToken)
+	if m.AckToken != "" && m.acker != nil {
+		if m.AckToken == m.issued.s {
+			err = m.acker.ackIssued(ctx, m.issued.t)
+		} else {
+			err = m.acker.Ack(ctx, m.issued.t.client, m.AckToken)
+		}
 		m.trace.ack(err)
 	}
 	if m.endOnAck {

@@ -123,9 +123,13 @@ func (s *Subscription) push(ev streams.Event, _ error) {
 		s.mu.Unlock()
 		return
 	}
-	s.take(ev)
+	took := s.take(ev)
 	s.mu.Unlock()
-	s.signal()
+	if took {
+		// Not for an entry the replies already brought: its Next may
+		// be waiting for the next one, and would only wake to wait again.
+		s.signal()
+	}
 }
 
 // handing returns the subscription's epoch and whether it will take the
@@ -152,34 +156,38 @@ func (s *Subscription) pushDirect(prev string, evs []streams.Event) {
 		s.mu.Unlock()
 		return
 	}
+	took := false
 	for _, ev := range evs {
-		s.take(ev)
+		took = s.take(ev) || took
 	}
 	s.mu.Unlock()
-	s.signal()
+	if took {
+		s.signal()
+	}
 }
 
 // take advances the position over ev and queues it if it concerns this
-// subscription. s.mu must be held.
-func (s *Subscription) take(ev streams.Event) {
+// subscription, reporting whether it did. s.mu must be held.
+func (s *Subscription) take(ev streams.Event) bool {
 	if !s.pos.advance(ev.ID) {
-		return
+		return false
 	}
 	switch ev.Type {
 	case streams.Message, streams.OutOfBand:
 	case undecodable:
 		if s.observer {
-			return // observers never ack
+			return false // observers never ack
 		}
 	case streams.Evict, streams.Leave, streams.Kick:
 		if ev.ClientID != s.clientID {
-			return
+			return false
 		}
 	case streams.RoomDeleted:
 	default:
-		return // others' joins, and malformed entries (counted by the router)
+		return false // others' joins, and malformed entries (counted by the router)
 	}
 	s.buf = append(s.buf, ev)
+	return true
 }
 
 // fail ends the subscription after a heartbeat found the client gone.
@@ -236,7 +244,14 @@ func (s *Subscription) next(ctx context.Context) (_ *Message, _ error, transient
 		}
 		if len(s.buf) > 0 {
 			ev := s.buf[0]
-			s.buf = s.buf[1:]
+			if len(s.buf) == 1 {
+				// Emptied: the next entry reuses the array instead of
+				// growing a new one (in lock-step there is one at a time).
+				s.buf[0] = streams.Event{}
+				s.buf = s.buf[:0]
+			} else {
+				s.buf = s.buf[1:]
+			}
 			s.mu.Unlock()
 			m, err := s.deliver(ctx, ev)
 			if err != nil {
@@ -308,7 +323,7 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 		s.mu.Unlock()
 		t := token{epoch: epoch, room: s.room, client: s.clientID, inc: inc, seq: ev.MessageID}
 		m.AckToken = t.encode(s.q.opts.AckSecret)
-		m.ack = ownTokenAck(t, m.AckToken, s.q.Ack, s.q.ackIssued)
+		m.acker, m.issued = s.q, issuedToken{s: m.AckToken, t: t}
 	}
 	if ev.Type == undecodable {
 		logUndecodableAck(s.q.opts.Logger, s.room, s.clientID, m, m.Ack(ctx))

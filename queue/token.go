@@ -44,7 +44,15 @@ const (
 )
 
 func (t token) encode(secret []byte) string {
-	b := make([]byte, 0, 32+len(t.epoch)+len(t.room)+len(t.client)+len(t.inc)+macLen)
+	// Every delivery issues one, so the bytes and their base64 are built
+	// on the stack when they fit: unsigned, the string is the only
+	// allocation.
+	var raw [192]byte
+	var text [(len(raw)*8 + 5) / 6]byte // base64 without padding
+	b := raw[:0]
+	if n := 2 + 5*binary.MaxVarintLen64 + len(t.epoch) + len(t.room) + len(t.client) + len(t.inc); n > len(raw)-macLen {
+		b = make([]byte, 0, n+macLen)
+	}
 	var flags byte
 	if secret != nil {
 		flags |= flagSigned
@@ -56,10 +64,32 @@ func (t token) encode(secret []byte) string {
 	}
 	b = binary.AppendUvarint(b, t.seq)
 	if secret != nil {
-		var mac [sha256.Size]byte
-		b = append(b, sign(&mac, secret, b)...)
+		b = appendMAC(b, secret)
+	}
+	if n := base64.RawURLEncoding.EncodedLen(len(b)); n <= len(text) {
+		base64.RawURLEncoding.Encode(text[:n], b)
+		return string(text[:n])
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// appendMAC appends the MAC of b under secret to b. The hash keeps what
+// it is given (an interface call), so it gets a copy: b itself stays on
+// its caller's stack.
+func appendMAC(b, secret []byte) []byte {
+	body := append(make([]byte, 0, len(b)+sha256.Size), b...)
+	var h hash.Hash
+	p := macPool(secret)
+	if p == nil {
+		h = hmac.New(sha256.New, secret)
+	} else {
+		h = p.Get().(hash.Hash)
+		h.Reset()
+		defer p.Put(h)
+	}
+	h.Write(body)
+	sum := h.Sum(body) // into body's spare capacity
+	return append(b, sum[len(body):len(body)+macLen]...)
 }
 
 // sign returns the MAC of b under secret, in mac. A gateway signs and checks

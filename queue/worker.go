@@ -300,9 +300,9 @@ func (w *Worker) ackIssued(ctx context.Context, t token) error {
 
 // ackToken batches the ack of a token already checked (or issued here).
 func (w *Worker) ackToken(ctx context.Context, t token) error {
-	req := &ackReq{client: t.client, inc: t.inc, seq: t.seq, epoch: t.epoch, done: make(chan error, 1)}
+	req := newAckReq(t)
 	if !w.acks.enqueue(t.room, req) {
-		return sferr.ErrClosed
+		return req.recycle(sferr.ErrClosed) // never handed to anyone
 	}
 	if ctx == w.ctx {
 		// A handler's own context (no tracer): every ack enqueued gets its
@@ -310,11 +310,11 @@ func (w *Worker) ackToken(ctx context.Context, t token) error {
 		// and Close fails what is left), so the wait needs no select on a
 		// Done channel that every waiting handler of the worker shares and
 		// locks.
-		return <-req.done
+		return req.outcome()
 	}
 	select {
 	case err := <-req.done:
-		return err
+		return req.recycle(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -17,6 +17,31 @@ type ackReq struct {
 	done   chan error // buffered: the batcher never waits for the caller
 }
 
+// ackReqs recycles the requests (and their channels) of the acks of
+// local members: one per delivery otherwise. A request goes back only
+// once its caller received its outcome, the last thing the batch does
+// with it.
+var ackReqs = sync.Pool{New: func() any { return &ackReq{done: make(chan error, 1)} }}
+
+func newAckReq(t token) *ackReq {
+	r := ackReqs.Get().(*ackReq)
+	r.client, r.inc, r.seq, r.epoch = t.client, t.inc, t.seq, t.epoch
+	return r
+}
+
+// outcome waits for the request's outcome and recycles it.
+func (r *ackReq) outcome() error {
+	return r.recycle(<-r.done)
+}
+
+// recycle returns err after putting the request, whose outcome err was
+// received, back in the pool.
+func (r *ackReq) recycle(err error) error {
+	r.client, r.inc, r.epoch = "", "", ""
+	ackReqs.Put(r)
+	return err
+}
+
 type ackBatcher struct {
 	pending []*ackReq
 	wake    chan struct{} // buffered: an ack arrived while the batcher waits

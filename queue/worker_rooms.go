@@ -319,8 +319,8 @@ func (r *workerRoom) deliverMessage(c *workerClient, ev streams.Event) {
 	if (ev.Type == streams.Message || ev.Type == undecodable) && !c.observer {
 		t := token{epoch: c.epoch, room: r.name, client: c.id, inc: c.inc, seq: ev.MessageID}
 		m.AckToken = t.encode(w.q.opts.AckSecret)
-		m.ack = ownTokenAck(t, m.AckToken, w.Ack, w.ackIssued)
-		c.token.Store(&issuedToken{s: m.AckToken, t: t})
+		m.acker, m.issued = w, issuedToken{s: m.AckToken, t: t}
+		c.token.Store(&m.issued) // part of the message: no allocation of its own
 		if b := r.fan; b != nil && (b.n == 0 || b.epoch == c.epoch && b.seq == ev.MessageID) {
 			b.epoch, b.seq = c.epoch, ev.MessageID
 			b.n++

@@ -16,6 +16,7 @@ type Config struct {
 	OutDir string   // BENCHMARKS.md goes here, plots under docs/bench/
 
 	CPUProfile string // when set, a CPU profile of the workloads (not the references) goes here
+	MemProfile string // when set, the process's allocation profile goes here at the end
 
 	PayloadBytes int // the body of every message
 

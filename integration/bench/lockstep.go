@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,12 @@ type lockstepResult struct {
 	// the cost window: the client side's cost when the subscribers live in
 	// this process (gateway, process modes).
 	ProcCPU time.Duration
+	// Mallocs is the heap allocations of this process over the cost
+	// window, Wakeups the goroutines it made runnable again (estimated from
+	// the scheduler's sampled latencies): per delivery, the client side's
+	// allocations and hand-offs in gateway and process modes.
+	Mallocs uint64
+	Wakeups float64
 	Done    []int64 // [id] ns since the start that message id was complete
 
 	sink *sink
@@ -291,9 +298,11 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 
 	var s0, s1 Snapshot
 	var cpu0, cpu1 time.Duration
+	var rt0, rt1 runtimeCounts
 	select {
 	case <-k.warmC:
 		cpu0 = processCPU()
+		rt0 = readRuntimeCounts()
 		if s0, err = env.snapshot(ctx); err != nil {
 			return res, err
 		}
@@ -304,6 +313,7 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	case <-k.doneC:
 		stopProd()
 		cpu1 = processCPU()
+		rt1 = readRuntimeCounts()
 		if s1, err = env.snapshot(ctx); err != nil {
 			return res, err
 		}
@@ -322,6 +332,8 @@ func runLockstep(ctx context.Context, env *Env, spec lockstepSpec) (res lockstep
 	res.Rate = float64(res.Msgs) / time.Duration(k.done[spec.N]-k.done[k.warm]).Seconds()
 	res.Cost = costBetween(s0, s1)
 	res.ProcCPU = cpu1 - cpu0
+	res.Mallocs = rt1.mallocs - rt0.mallocs
+	res.Wakeups = float64(rt1.schedSamples-rt0.schedSamples) * schedSamplePeriod
 	res.Done = k.done
 	res.sink = k
 	res.Release = res.releaseBetween(k.warm, spec.N)
@@ -426,4 +438,30 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runtimeCounts are cumulative counters of the Go runtime.
+type runtimeCounts struct {
+	mallocs      uint64 // heap objects allocated
+	schedSamples uint64 // samples of the time goroutines spent runnable
+}
+
+// schedSamplePeriod: the runtime records the scheduling latency of one in
+// this many transitions of a goroutine to running (gTrackingPeriod), so
+// samples times it estimates the goroutines woken.
+const schedSamplePeriod = 8
+
+func readRuntimeCounts() runtimeCounts {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	var c runtimeCounts
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		c.mallocs = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindFloat64Histogram {
+		for _, n := range s[1].Value.Float64Histogram().Counts {
+			c.schedSamples += n
+		}
+	}
+	return c
 }

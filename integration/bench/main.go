@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ func main() {
 	w2Rooms := flag.String("w2-rooms", "", "comma-separated W2 room counts (default 100,1000)")
 	w6Parts := flag.String("w6-parts", "", "comma-separated parts of W6 to run (clients,rooms,backlog; default all)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process during the workloads (not the references) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the benchmark process (every allocation since the start, references included) to this file at the end")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -80,6 +82,7 @@ func main() {
 		}
 	}
 	cfg.CPUProfile = *cpuProfile
+	cfg.MemProfile = *memProfile
 	if *w6Parts != "" {
 		cfg.W6Parts = strings.Split(*w6Parts, ",")
 	}
@@ -144,6 +147,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	if profiling {
 		pprof.StopCPUProfile()
 	}
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
+			return nil, err
+		}
+	}
 	rep.Elapsed = time.Since(started)
 	rep.evaluate()
 	if err := rep.write(cfg.OutDir); err != nil {
@@ -199,4 +207,19 @@ func runRound(ctx context.Context, cfg Config, log io.Writer, n int, rep *Report
 		env.logf("== %s done in %v", s.name, time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// writeHeapProfile writes the allocation profile (pprof's allocs: read it
+// with -sample_index=alloc_objects or alloc_space) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // so the profile is up to date
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -89,10 +89,11 @@ func runW1Row(ctx context.Context, env *Env, rep *Report, mode string, s, batch 
 		row.P99.Add(micros(res.Release.Quantile(0.99)))
 		row.Cost.add(res.Cost, res.Msgs)
 		row.Samples = append(row.Samples, res.Release...)
-		env.logf("W1 %s: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg (%.0f%% kernel), %.2f cmds/msg, %s bench-process CPU/msg",
+		env.logf("W1 %s: %s msgs/s, release p50 %s p99 %s, %s Redis CPU/msg (%.0f%% kernel), %.2f cmds/msg, %s bench-process CPU/msg (%s/delivery, %.1f allocs/delivery, %.2f wakeups/delivery)",
 			row.Label(), fInt(res.Rate), fMicros(micros(res.Release.Quantile(0.5))), fMicros(micros(res.Release.Quantile(0.99))),
 			fMicros(res.Cost.CPUMicros/float64(res.Msgs)), 100*res.Cost.SysMicros/res.Cost.CPUMicros, float64(res.Cost.TopLevel)/float64(res.Msgs),
-			fMicros(micros(res.ProcCPU)/float64(res.Msgs)))
+			fMicros(micros(res.ProcCPU)/float64(res.Msgs)), fMicros(micros(res.ProcCPU)/float64(res.Msgs*s)),
+			float64(res.Mallocs)/float64(res.Msgs*s), res.Wakeups/float64(res.Msgs*s))
 	}
 	return nil
 }
