@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -28,8 +29,9 @@ type RoomView struct {
 	Observers  []MemberView  `json:"observers"`
 	WaitingOn  []string      `json:"waiting_on"`
 	Head       []PendingView `json:"pending_head"`
-	// FeedFrom is the stream ID the live feed starts after: the server
-	// time of this snapshot, so that nothing appended after it is missed.
+	// FeedFrom is the stream ID the live feed starts after: the last one
+	// possible before the server time of this snapshot, so that nothing
+	// appended after it is missed.
 	FeedFrom string `json:"feed_from"`
 }
 
@@ -92,7 +94,7 @@ func (h *Handler) roomView(ctx context.Context, room string) (RoomView, error) {
 		ByPriority: st.ByPriority[:], StreamLen: st.StreamLen,
 		Members: []MemberView{}, Observers: []MemberView{}, WaitingOn: st.Missing,
 		Head:     []PendingView{},
-		FeedFrom: strconv.FormatInt(st.Now.UnixMilli(), 10) + "-0",
+		FeedFrom: feedFrom(st.Now),
 	}
 	v.Empty = st.LastSeq == 0 && st.Pending == 0 && st.InFlight == nil && len(st.Members) == 0 && len(st.Observers) == 0 && st.StreamLen == 0
 	pauseView(&v, st)
@@ -158,4 +160,13 @@ func (h *Handler) apiRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// feedFrom is the stream ID a live feed starts after to show everything
+// appended after a snapshot taken at now (server time): the last ID of the
+// millisecond before. An entry appended after it in the same millisecond
+// can be "<ms>-0", which a feed reading after "<ms>-0" would miss; what
+// the snapshot already showed from that millisecond may show again.
+func feedFrom(now time.Time) string {
+	return strconv.FormatInt(now.UnixMilli()-1, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
 }

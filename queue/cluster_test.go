@@ -227,8 +227,10 @@ func TestClusterNoCrossSlot(t *testing.T) {
 // MIGRATING on the source, MIGRATE ... KEYS in small batches, then
 // SETSLOT NODE on the target, the source and the other masters. It pauses
 // between batches, as a migration of a large slot takes time: the window
-// must outlast go-redis's own few retries.
-func wkMigrateSlot(ctx context.Context, c *redistest.ClusterServers, slot int, batches *int) (from, to string, err error) {
+// must outlast go-redis's own few retries. migrating, when not nil, runs
+// once the slot is MIGRATING, before any key moves; its error stops the
+// migration there.
+func wkMigrateSlot(ctx context.Context, c *redistest.ClusterServers, slot int, batches *int, migrating func() error) (from, to string, err error) {
 	src, err := c.MasterForSlot(ctx, slot)
 	if err != nil {
 		return "", "", err
@@ -267,6 +269,11 @@ func wkMigrateSlot(ctx context.Context, c *redistest.ClusterServers, slot int, b
 	}
 	if err := sc.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err(); err != nil {
 		return "", "", err
+	}
+	if migrating != nil {
+		if err := migrating(); err != nil {
+			return "", "", err
+		}
 	}
 	host, port, _ := strings.Cut(dst.Addr(), ":")
 	for {
@@ -365,9 +372,14 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 		require.NoError(t, w.Subscribe(ctx, r+"-reader", r))
 	}
 
-	// Producers send while the coordinators deliver and ack.
+	// Producers send while the coordinators deliver and ack. Once a third
+	// of the lock-step messages are acked, the rooms wait for the slot to
+	// be MIGRATING, and the migration waits for a room script refused
+	// beyond go-redis's retries before it moves a key: on a loaded machine
+	// the migration could otherwise start after the last ack, and the
+	// test would not test a migration under load.
 	var done atomic.Int64 // lock-step messages fully acked, all rooms
-	third := make(chan struct{})
+	third, migrating := make(chan struct{}), make(chan struct{})
 	var thirdOnce sync.Once
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*len(lockStep)+len(oobRooms)+1)
@@ -384,6 +396,14 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 			errs <- wkLockStepRoom(ctx, q, w, r, clients[r], in[r], msgs, func() {
 				if done.Add(1) >= int64(len(lockStep)*msgs/3) {
 					thirdOnce.Do(func() { close(third) })
+				}
+				select {
+				case <-third:
+					select {
+					case <-migrating:
+					case <-ctx.Done():
+					}
+				default:
 				}
 			})
 		})
@@ -421,7 +441,12 @@ func TestClusterSlotMigrationUnderLoad(t *testing.T) {
 			errs <- fmt.Errorf("the workload did not reach a third: %w", ctx.Err())
 			return
 		}
-		from, to, err := wkMigrateSlot(ctx, cluster, slot, &batches)
+		from, to, err := wkMigrateSlot(ctx, cluster, slot, &batches, func() error {
+			close(migrating)
+			return wkWaitFor(ctx, "a room script refused while the slot is MIGRATING", func() (bool, error) {
+				return hook.count("TRYAGAIN") > 0, nil
+			})
+		})
 		if err != nil {
 			errs <- fmt.Errorf("migrating slot %d: %w", slot, err)
 			return

@@ -298,8 +298,9 @@ func (s *Subscription) deliver(ctx context.Context, ev streams.Event) (*Message,
 	switch ev.Type {
 	case streams.Evict:
 		err := &EvictedError{ClientID: s.clientID, Rooms: []string{s.room}, Reason: ev.Reason}
-		s.q.stats.evicted(ev.Reason)
-		s.end(err)
+		// Counted only if this ends s: the heartbeat may have found the
+		// client gone, and counted it, since Next took ev off the buffer.
+		s.endCounted(err, func() { s.q.stats.evicted(ev.Reason) })
 		return nil, err
 	case streams.Leave:
 		err := fmt.Errorf("%w: client %q was removed from room %q", sferr.ErrNotMember, s.clientID, s.room)

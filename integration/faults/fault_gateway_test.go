@@ -66,6 +66,32 @@ func gatewayReady(ctx context.Context, t *testing.T, gw *child) []string {
 	}
 }
 
+// keepAlive pings clients now and every period until stop is called: the
+// heartbeats of clients whose process restarts, so that they do not time
+// out however long the restart takes on a loaded machine. F7 assumes the
+// restart comes before ClientTimeout (a restart after it is F1); how fast
+// a process starts is not what it tests.
+func keepAlive(q *queue.Queue, period time.Duration, clients ...string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			for _, c := range clients {
+				_ = q.Ping(ctx, c) // a client already gone fails the test later, on its own terms
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 func ids(v []uint64) []string {
 	out := make([]string, len(v))
 	for i, id := range v {
@@ -77,7 +103,7 @@ func ids(v []uint64) []string {
 // TestGatewayRestarted is F7: a gateway process hosting two clients (a
 // Worker beating for them) is killed -9 while both hold the in-flight
 // message, and started again with the same client IDs before they time
-// out. The restarted gateway subscribes them again and gets the message
+// out (the test pings for them meanwhile: keepAlive). The restarted gateway subscribes them again and gets the message
 // they had not acked, so the room goes on: the member that stayed receives
 // everything once, in order, and the gateway's clients receive, in the new
 // process, the held message and everything after it, once each.
@@ -114,9 +140,11 @@ func TestGatewayRestarted(t *testing.T) {
 			require.Equal(t, sent[i], m.next(ctx, t).ID)
 		}
 
+		stopPings := keepAlive(q, clientTimeout/5, clients...)
 		gw1.kill(t)
 		gw2 := startChild(t, b.Addrs, cluster, b.Prefix, room, clientTimeout, -1, env...)
 		early := gatewayReady(ctx, t, gw2)
+		stopPings() // the restarted gateway beats for them from now on
 		restarted := time.Now()
 		require.Equal(t, sent[4], m.next(ctx, t).ID)
 		resumed := time.Since(restarted)
@@ -147,7 +175,7 @@ func TestGatewayRestarted(t *testing.T) {
 
 // TestSubscriberRestarted is F7 for a plain subscriber process: killed -9
 // while it holds the in-flight message and started again with the same
-// client ID (Join with WithClientID) before it times out, it receives the
+// client ID (Join with WithClientID) before it times out (keepAlive), it receives the
 // message it had not acked, acks it, and the room goes on.
 func TestSubscriberRestarted(t *testing.T) {
 	t.Parallel()
@@ -178,10 +206,12 @@ func TestSubscriberRestarted(t *testing.T) {
 		for i := range 3 {
 			require.Equal(t, sent[i], m.next(ctx, t).ID)
 		}
+		stopPings := keepAlive(q, clientTimeout/5, id)
 		sub1.kill(t)
 
 		sub2 := startChild(t, b.Addrs, cluster, b.Prefix, room, clientTimeout, 100, childClients+"="+id)
 		require.Equal(t, id, sub2.expect(ctx, t, "joined"))
+		stopPings() // the restarted subscriber beats from now on
 		for _, want := range sent[2:] {
 			require.Equal(t, fmt.Sprint(want), sub2.expect(ctx, t, "acked"))
 		}
