@@ -21,25 +21,30 @@
 --           FORGED (seq never issued), STALE (not the in-flight message),
 --           REJOINED (the token is from an earlier membership of the client:
 --           it left or was evicted and joined again since).
-local mv = {META.ep, META.seq, META.f, META.rt}
-if mv[1] ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
+if META.ep ~= ARGV[8] then return {'EPOCH', 0, false, NOW, false} end
+-- As the call found them, before reap.
+local mseq, mf, rt = META.seq, META.f, META.rt
+-- The common ack names the message in flight, in the text meta holds:
+-- it is then neither forged (f is a released seq, never above seq) nor
+-- stale, and no number is parsed (tonumber costs a strtod).
+local current = not WINDOWED and mf ~= nil and ARGV[7] == mf
+local seq = not current and tonumber(ARGV[7])
 TRACK = true
 reap()
 local c = ARGV[6]
-local seq = tonumber(ARGV[7])
 -- The incarnation hash holds exactly the current members (join writes it,
 -- drop deletes it), so its HGET is the membership test too: one call where
 -- a ZSCORE of the member set and a second lookup would be two. Only a
 -- client without an entry is looked up in the member set, for a member
 -- whose entry was lost (refused below as REJOINED, as before).
-local inc = redis.call('HGET', KEYS[K_INC], c)
-if not inc and not redis.call('ZSCORE', KEYS[K_MEM], c) then
+local inc = rcall('HGET', KEYS[K_INC], c)
+if not inc and not rcall('ZSCORE', KEYS[K_MEM], c) then
   local status = 'NOT_MEMBER'
-  if redis.call('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
+  if rcall('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
   local n, last = settle()
   return {status, n, last or false, NOW, false}
 end
-if seq > tonumber(mv[2] or '0') then
+if not current and seq > tonumber(mseq or '0') then
   local n, last = settle() -- reap() above may have opened the barrier
   return {'FORGED', n, last or false, NOW, false}
 end
@@ -52,8 +57,8 @@ if WINDOWED then
     local n, last = settle()
     return {'STALE', n, last or false, NOW, false}
   end
-else
-  local inflight = tonumber(mv[3] or '-1')
+elseif not current then
+  local inflight = tonumber(mf or '-1')
   if inflight ~= seq then
     local n, last = settle()
     return {'STALE', n, last or false, NOW, false}
@@ -66,7 +71,6 @@ if inc ~= ARGV[9] then
   local n, last = settle()
   return {'REJOINED', n, last or false, NOW, false}
 end
-local rt = mv[4]
 if widx then
   rt = wrt
   win().ack(c, widx)
@@ -79,12 +83,12 @@ end
 -- ack completes the message: nothing is written that the release step
 -- would delete at once. Otherwise HSETNX: a repeated ack keeps the time of
 -- the first, and counts once.
-NMEM = redis.call('ZCARD', KEYS[K_MEM])
-local had = redis.call('HLEN', KEYS[K_ACK])
+NMEM = rcall('ZCARD', KEYS[K_MEM])
+local had = rcall('HLEN', KEYS[K_ACK])
 if had == 0 and NMEM <= 1 then
   ACKED_ALL, NACK = true, 0
 else
-  NACK = had + redis.call('HSETNX', KEYS[K_ACK], c, NOW)
+  NACK = had + rcall('HSETNX', KEYS[K_ACK], c, nows())
 end
 local n, last = settle()
 return {'OK', n, last or false, NOW, rt or false, PREV or false, APPENDED, COMPLETED and 1 or 0}

@@ -43,11 +43,11 @@ local nclients = math.floor((#ARGV - 7) / 2)
 -- set once (a ZMSCORE looks each client up in the set, linearly while the
 -- set is a small listpack, and formats every score as a double).
 local member = {}
-local nmem = redis.call('ZCARD', KEYS[K_MEM])
+local nmem = rcall('ZCARD', KEYS[K_MEM])
 if nclients * 4 >= nmem then
-  for _, m in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do member[m] = true end
+  for _, m in ipairs(rcall('ZRANGE', KEYS[K_MEM], 0, -1)) do member[m] = true end
 elseif nclients > 0 then
-  local scores = redis.call('ZMSCORE', KEYS[K_MEM], unpack(ARGV, 8, 7 + nclients))
+  local scores = rcall('ZMSCORE', KEYS[K_MEM], unpack(ARGV, 8, 7 + nclients))
   for i = 1, nclients do
     if scores[i] then member[ARGV[7 + i]] = true end
   end
@@ -69,14 +69,14 @@ end
 -- client's current membership (see ack.lua).
 local incs = {}
 if not batchStatus and nclients > 0 and next(member) ~= nil then
-  incs = redis.call('HMGET', KEYS[K_INC], unpack(ARGV, 8, 7 + nclients))
+  incs = rcall('HMGET', KEYS[K_INC], unpack(ARGV, 8, 7 + nclients))
 end
 for i = 1, nclients do
   local c = ARGV[7 + i]
   local m = member[c]
   if m == nil then
     local status = 'NOT_MEMBER'
-    if redis.call('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
+    if rcall('ZSCORE', KEYS[K_OBS], c) then status = 'OBSERVER' end
     refused[#refused + 1] = i
     refused[#refused + 1] = status
   elseif batchStatus then
@@ -93,7 +93,7 @@ end
 if widx then
   -- Cumulative: only positions below the acked message move.
   if #fresh > 0 then
-    local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
+    local had = rcall('HMGET', KEYS[K_ACK], unpack(fresh))
     local set = {'HSET', KEYS[K_ACK]}
     local v = win().fmt(widx, NOW)
     for i, c in ipairs(fresh) do
@@ -102,7 +102,7 @@ if widx then
         set[#set + 1] = v
       end
     end
-    if #set > 2 then redis.call(unpack(set)) end
+    if #set > 2 then rcall(unpack(set)) end
   end
   local cn0 = win().load().cn
   local n, last = settle()
@@ -113,10 +113,10 @@ end
 if #fresh > 0 then
   -- As HSETNX per client: a repeated ack keeps the time of the first. The
   -- common batch is the first acks of the message, into an empty record.
-  local nack = redis.call('HLEN', KEYS[K_ACK])
+  local nack = rcall('HLEN', KEYS[K_ACK])
   local new = fresh
   if nack > 0 then
-    local had = redis.call('HMGET', KEYS[K_ACK], unpack(fresh))
+    local had = rcall('HMGET', KEYS[K_ACK], unpack(fresh))
     new = {}
     for i, c in ipairs(fresh) do
       if not had[i] then new[#new + 1] = c end
@@ -139,7 +139,7 @@ if #fresh > 0 then
       set[#set + 1] = c
       set[#set + 1] = now
     end
-    redis.call(unpack(set))
+    rcall(unpack(set))
   end
 end
 local n, last = settle()

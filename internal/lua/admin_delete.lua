@@ -11,17 +11,17 @@
 --   status: OK, NO_ROOM (the room holds nothing; nothing changed).
 if not META.ep then return {'NO_ROOM', NOW, 0, 0, 0} end
 append({'t', 'D', 'a', ARGV[6], 'r', ARGV[7]})
-local nmem = redis.call('ZCARD', KEYS[K_MEM])
-local nobs = redis.call('ZCARD', KEYS[K_OBS])
+local nmem = rcall('ZCARD', KEYS[K_MEM])
+local nobs = rcall('ZCARD', KEYS[K_OBS])
 local pend = tonumber(META.pend or '0')
-if nmem > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'members', -nmem) end
-if nobs > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'observers', -nobs) end
-if pend > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -pend) end
+if nmem > 0 then rcall('HINCRBY', KEYS[K_STATS], 'members', -nmem) end
+if nobs > 0 then rcall('HINCRBY', KEYS[K_STATS], 'observers', -nobs) end
+if pend > 0 then rcall('HINCRBY', KEYS[K_STATS], 'backlog', -pend) end
 local del = {'DEL'}
 for i = K_META, K_STREAM do del[#del + 1] = KEYS[i] end
 for p = 0, LEVELS - 1 do del[#del + 1] = KEYS[K_Q0 + p] end
 del[#del + 1] = KEYS[K_INC]
-redis.call(unpack(del))
-redis.call('ZREM', KEYS[K_ROOMS], ROOM)
-redis.call('ZREM', KEYS[K_DUE], ROOM)
+rcall(unpack(del))
+rcall('ZREM', KEYS[K_ROOMS], ROOM)
+rcall('ZREM', KEYS[K_DUE], ROOM)
 return {'OK', NOW, nmem, nobs, pend}

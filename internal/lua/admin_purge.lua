@@ -23,9 +23,9 @@ local dropped = 0
 for p = from, to do
   local key = KEYS[K_Q0 + p]
   if upto == '' then
-    local len = redis.call('LLEN', key)
+    local len = rcall('LLEN', key)
     if len > 0 then
-      redis.call('DEL', key)
+      rcall('DEL', key)
       dropped = dropped + len
     end
   else
@@ -34,7 +34,7 @@ for p = from, to do
     -- readable ID (not written by send.lua) go with the prefix they sit in.
     local cut, done = 0, false
     while not done do
-      local chunk = redis.call('LRANGE', key, cut, cut + 999)
+      local chunk = rcall('LRANGE', key, cut, cut + 999)
       for _, m in ipairs(chunk) do
         local seq = string.match(m, '^([1-9]%d*):')
         if seq and not le(seq, upto) then
@@ -50,7 +50,7 @@ for p = from, to do
     local left = cut
     while left > 0 do
       local n = math.min(left, 1000)
-      redis.call('LMPOP', 1, key, 'LEFT', 'COUNT', n)
+      rcall('LMPOP', 1, key, 'LEFT', 'COUNT', n)
       left = left - n
     end
     dropped = dropped + cut
@@ -62,7 +62,7 @@ local pend = tonumber(META.pend or '0')
 local np = math.max(pend - dropped, 0)
 if np ~= pend then
   mset('pend', np)
-  redis.call('HINCRBY', KEYS[K_STATS], 'backlog', np - pend)
+  rcall('HINCRBY', KEYS[K_STATS], 'backlog', np - pend)
 end
 local ev = {'t', 'U', 'a', ARGV[6], 'r', ARGV[7], 'n', dropped}
 if prio >= 0 then

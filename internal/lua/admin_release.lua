@@ -21,8 +21,8 @@ if WINDOWED then
   missing = win().force() or {}
 else
   local acked = {}
-  for _, c in ipairs(redis.call('HKEYS', KEYS[K_ACK])) do acked[c] = true end
-  for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+  for _, c in ipairs(rcall('HKEYS', KEYS[K_ACK])) do acked[c] = true end
+  for _, c in ipairs(rcall('ZRANGE', KEYS[K_MEM], 0, -1)) do
     if not acked[c] then missing[#missing + 1] = c end
   end
   table.sort(missing)

@@ -81,8 +81,11 @@ func buildLibrary() (text, name, version string) {
 			fmt.Fprintf(&b, "redis.register_function{function_name = '%s', %scallback = function(keys, argv)\nKEYS, ARGV = keys, argv\nbegin()\n%s\nend}\n", s.fn, flags, body)
 		} else {
 			// Scripts without room.lua need no shared state: the
-			// arguments keep their EVAL names.
-			fmt.Fprintf(&b, "redis.register_function{function_name = '%s', %scallback = function(KEYS, ARGV)\n%s\nend}\n", s.fn, flags, body)
+			// arguments keep their EVAL names. They follow room.lua in
+			// the library, so its locals bound to Lua's libraries
+			// (tonumber, string...) hide the globals: bind them first,
+			// as begin does, in case no room script ran yet.
+			fmt.Fprintf(&b, "redis.register_function{function_name = '%s', %scallback = function(KEYS, ARGV)\nif not rcall then bind() end\n%s\nend}\n", s.fn, flags, body)
 		}
 	}
 	return b.String(), name, version
@@ -90,7 +93,7 @@ func buildLibrary() (text, name, version string) {
 
 // libraryFormat changes when buildLibrary's wrapping does, so that the
 // version follows it.
-const libraryFormat = "1"
+const libraryFormat = "2"
 
 // Client is what a script runs on: a go-redis client, or Queue's wrapper
 // of one (WaitReplicas).

@@ -18,7 +18,7 @@ local live = false
 for from = 7, #ARGV, CHUNK do
   local cs = {unpack(ARGV, from, math.min(from + CHUNK - 1, #ARGV))}
   local mem, obs, seen = {'ZADD', KEYS[K_MEM]}, {'ZADD', KEYS[K_OBS]}, {'HSET', KEYS[K_SEEN]}
-  local inmem = redis.call('ZMSCORE', KEYS[K_MEM], unpack(cs))
+  local inmem = rcall('ZMSCORE', KEYS[K_MEM], unpack(cs))
   local rest, names = {}, {}
   for i, c in ipairs(cs) do
     if inmem[i] then
@@ -32,7 +32,7 @@ for from = 7, #ARGV, CHUNK do
   local alive = {}
   for i in ipairs(cs) do alive[i] = inmem[i] and true or false end
   if #names > 0 then
-    local inobs = redis.call('ZMSCORE', KEYS[K_OBS], unpack(names))
+    local inobs = rcall('ZMSCORE', KEYS[K_OBS], unpack(names))
     for j, i in ipairs(rest) do
       if inobs[j] then
         alive[i] = true
@@ -50,10 +50,10 @@ for from = 7, #ARGV, CHUNK do
       res[#res + 1] = 0
     end
   end
-  if #mem > 2 then redis.call(unpack(mem)) end
-  if #obs > 2 then redis.call(unpack(obs)) end
+  if #mem > 2 then rcall(unpack(mem)) end
+  if #obs > 2 then rcall(unpack(obs)) end
   if #seen > 2 then
-    redis.call(unpack(seen))
+    rcall(unpack(seen))
     live = true
   end
 end

@@ -29,55 +29,55 @@ local owed = {}
 local inc = ''
 DEADLINES = true
 local was_member = false
-if redis.call('ZSCORE', KEYS[K_MEM], c) then
-  redis.call('ZADD', KEYS[K_MEM], deadline, c)
+if rcall('ZSCORE', KEYS[K_MEM], c) then
+  rcall('ZADD', KEYS[K_MEM], deadline, c)
   status = 'ALREADY'
   was_member = true
   local fs = META.fs
   if WINDOWED then
     owed = win().owed(c) -- every message it has not acked, oldest first
-  elseif fs and redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
-    owed = redis.call('XRANGE', KEYS[K_STREAM], fs, fs)
+  elseif fs and rcall('HEXISTS', KEYS[K_ACK], c) == 0 then
+    owed = rcall('XRANGE', KEYS[K_STREAM], fs, fs)
   end
-elseif redis.call('ZSCORE', KEYS[K_OBS], c) then
-  redis.call('ZADD', KEYS[K_OBS], deadline, c)
+elseif rcall('ZSCORE', KEYS[K_OBS], c) then
+  rcall('ZADD', KEYS[K_OBS], deadline, c)
   status = 'ALREADY'
 end
 if status then
-  local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
+  local last = rcall('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
   from = last[1] and last[1][1] or '0-0'
   if was_member then
-    inc = redis.call('HGET', KEYS[K_INC], c)
+    inc = rcall('HGET', KEYS[K_INC], c)
     if not inc then
       -- A member without one (its record was lost): no earlier membership
       -- of c can have the newest stream ID, since its end appended an event.
       inc = from
-      redis.call('HSET', KEYS[K_INC], c, inc)
+      rcall('HSET', KEYS[K_INC], c, inc)
     end
   end
 else
   status = 'OK'
   MEMBERS = true
   if role == 'o' then
-    redis.call('ZADD', KEYS[K_OBS], deadline, c)
-    redis.call('HINCRBY', KEYS[K_STATS], 'observers', 1)
+    rcall('ZADD', KEYS[K_OBS], deadline, c)
+    rcall('HINCRBY', KEYS[K_STATS], 'observers', 1)
   else
-    redis.call('ZADD', KEYS[K_MEM], deadline, c)
-    redis.call('HINCRBY', KEYS[K_STATS], 'members', 1)
+    rcall('ZADD', KEYS[K_MEM], deadline, c)
+    rcall('HINCRBY', KEYS[K_STATS], 'members', 1)
     -- Joining mid-flight: the newcomer never saw the in-flight message, so
     -- the barrier must not wait for it (0 marks "not required").
     if WINDOWED then
       win().join(c)
     elseif META.f then
-      redis.call('HSET', KEYS[K_ACK], c, 0)
+      rcall('HSET', KEYS[K_ACK], c, 0)
     end
   end
   from = append({'t', 'j', 'c', c, 'o', role})
   if role ~= 'o' then
     inc = from
-    redis.call('HSET', KEYS[K_INC], c, inc)
+    rcall('HSET', KEYS[K_INC], c, inc)
   end
 end
-redis.call('HSET', KEYS[K_SEEN], c, NOW)
+rcall('HSET', KEYS[K_SEEN], c, NOW)
 settle()
 return {status, from, ep, NOW, '', owed, inc}

@@ -53,6 +53,18 @@
 --   R (resume), U (purge: n dropped, pr level if one, id up-to if one),
 --   F (force release: id, ms the members that had not acked, "\n"-joined),
 --   K (kick: c, o), D (room deleted).
+-- Lua's libraries, bound to locals of the library on its first call
+-- (bind): as a Redis Function library, a global is looked up in an empty
+-- table and then, through its metatable, in the real globals, twice the
+-- work of an upvalue, and most lines below use one. At FUNCTION LOAD no
+-- global but redis's loading API exists, so they are bound in begin.
+local string, math, table, cmsgpack, tonumber, unpack, ipairs, pairs, next, rcall
+local function bind()
+  local G = _G
+  string, math, table, cmsgpack = G.string, G.math, G.table, G.cmsgpack
+  tonumber, unpack, ipairs, pairs, next = G.tonumber, G.unpack, G.ipairs, G.pairs, G.next
+  rcall = G.redis.call
+end
 local K_META, K_MEM, K_SEEN, K_ACK, K_OBS, K_STREAM = 1, 2, 3, 4, 5, 6
 local K_ROOMS, K_DUE, K_STATS, K_Q0, K_INC = 7, 8, 9, 10, 20
 local LEVELS = 10
@@ -66,34 +78,52 @@ local DRAIN_BATCH = 1000
 local ROOM, MAXLEN, MAXAGE, ACKTIMEOUT, HOLD
 
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = rcall('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local NOW
+-- NOWS is NOW as text, made on first use (nows): Redis formats a Lua
+-- number argument with printf's %.17g, which costs twice a %d here, and a
+-- release writes the time twice.
+local NOWS
+local function nows()
+  if not NOWS then NOWS = string.format('%d', NOW) end
+  return NOWS
+end
 
 -- META holds the room's meta hash, read once per call: every script needs
 -- some of it and a Redis call costs more from Lua than its reply's size.
 -- Changes go through mset and are written by flush_meta in at most two
 -- calls (HSET and HDEL) at the end of the script.
 local META
+-- pz (paused) rides along: one more field of a read every call makes,
+-- so the release step's paused check costs no call. p:set and rn are
+-- markers only: the policy's fields (policy()) and the rest of the
+-- windowed state (wload) are read when they are there, so the default
+-- policy in lock-step pays for two names, not twelve. A constant: no
+-- table is built per call.
+local META_NAMES = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn'}
 local function read_meta()
-  META = {}
-  -- pz (paused) rides along: one more field of a read every call makes,
-  -- so the release step's paused check costs no call. p:set and rn are
-  -- markers only: the policy's fields (policy()) and the rest of the
-  -- windowed state (wload) are read when they are there, so the default
-  -- policy in lock-step pays for two names, not twelve.
-  local names = {'ep', 'seq', 'f', 'fs', 'rt', 'pend', 'hold', 'ad', 'pz', 'dn', 'p:set', 'rn'}
-  local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
-  for i, k in ipairs(names) do
-    if mv[i] then META[k] = mv[i] end
-  end
+  local mv = rcall('HMGET', KEYS[K_META], unpack(META_NAMES))
+  -- One constructor, so the table is made at its size at once (each
+  -- field added one by one would grow it three times); absent fields
+  -- (false) stay out of it, as nil.
+  META = {ep = mv[1] or nil, seq = mv[2] or nil, f = mv[3] or nil,
+    fs = mv[4] or nil, rt = mv[5] or nil, pend = mv[6] or nil,
+    hold = mv[7] or nil, ad = mv[8] or nil, pz = mv[9] or nil,
+    dn = mv[10] or nil, ['p:set'] = mv[11] or nil, rn = mv[12] or nil}
 end
 local META_DIRTY
 -- mset changes a meta field (v false: delete it) in META and for flush_meta.
 local function mset(k, v)
   if v == false then META[k] = nil else META[k] = v end
   META_DIRTY[k] = v
+end
+-- msetn sets an integer field: META keeps the number for this call, the
+-- write gets its text (see NOWS).
+local function msetn(k, n)
+  META[k] = n
+  META_DIRTY[k] = string.format('%d', n)
 end
 local function flush_meta()
   local set, del = {'HSET', KEYS[K_META]}, {'HDEL', KEYS[K_META]}
@@ -105,8 +135,8 @@ local function flush_meta()
       set[#set + 1] = v
     end
   end
-  if #set > 2 then redis.call(unpack(set)) end
-  if #del > 2 then redis.call(unpack(del)) end
+  if #set > 2 then rcall(unpack(set)) end
+  if #del > 2 then rcall(unpack(del)) end
   META_DIRTY = {}
 end
 
@@ -130,7 +160,7 @@ local function load_pfields()
   PFIELDS = true
   local names = {}
   for i, k in ipairs(POLICY_FIELDS) do names[i] = 'p:' .. k end
-  local mv = redis.call('HMGET', KEYS[K_META], unpack(names))
+  local mv = rcall('HMGET', KEYS[K_META], unpack(names))
   for i, k in ipairs(names) do
     if mv[i] and META_DIRTY[k] == nil then META[k] = mv[i] end
   end
@@ -179,7 +209,7 @@ local PEND0
 local function epoch()
   local ep = META.ep
   if not ep then
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     ep = t[1] .. string.format('%06d', tonumber(t[2]))
     mset('ep', ep)
   end
@@ -228,25 +258,24 @@ local APPENDS
 -- when a notification does not follow what they read last.
 local function append(fields)
   if not LAST then
-    local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
+    local last = rcall('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)
     LAST = last[1] and last[1][1] or '0-0'
   end
   if TRACK and not PREV then PREV = LAST end
-  local args = {'XADD', KEYS[K_STREAM]}
+  -- No argument table: built one by one, it would grow four times.
+  local id
   if MAXLEN > 0 then
-    args[#args + 1] = 'MAXLEN'
-    args[#args + 1] = '~'
-    args[#args + 1] = MAXLEN
+    -- MAXLEN as the caller wrote it: Redis formats a Lua number with printf.
+    id = rcall('XADD', KEYS[K_STREAM], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  else
+    id = rcall('XADD', KEYS[K_STREAM], '*', unpack(fields))
   end
-  args[#args + 1] = '*'
-  for i = 1, #fields do args[#args + 1] = fields[i] end
-  local id = redis.call(unpack(args))
-  redis.call('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
+  rcall('SPUBLISH', KEYS[K_STREAM], cmsgpack.pack(LAST, id, fields))
   LAST = id
   APPENDS = APPENDS + 1
   if TRACK then APPENDED[#APPENDED + 1] = {id, fields} end
   if MAXAGE > 0 then
-    redis.call('XTRIM', KEYS[K_STREAM], 'MINID', '~', string.format('%d', NOW - MAXAGE))
+    rcall('XTRIM', KEYS[K_STREAM], 'MINID', '~', string.format('%d', NOW - MAXAGE))
   end
   return id
 end
@@ -255,20 +284,20 @@ end
 -- admin's kick); nil if it was neither.
 local function drop(c, ev, reason, actor)
   local role
-  if redis.call('ZREM', KEYS[K_MEM], c) == 1 then
-    redis.call('HDEL', KEYS[K_ACK], c)
-    redis.call('HDEL', KEYS[K_INC], c)
-    redis.call('HINCRBY', KEYS[K_STATS], 'members', -1)
+  if rcall('ZREM', KEYS[K_MEM], c) == 1 then
+    rcall('HDEL', KEYS[K_ACK], c)
+    rcall('HDEL', KEYS[K_INC], c)
+    rcall('HINCRBY', KEYS[K_STATS], 'members', -1)
     role = 'm'
-  elseif redis.call('ZREM', KEYS[K_OBS], c) == 1 then
-    redis.call('HINCRBY', KEYS[K_STATS], 'observers', -1)
+  elseif rcall('ZREM', KEYS[K_OBS], c) == 1 then
+    rcall('HINCRBY', KEYS[K_STATS], 'observers', -1)
     role = 'o'
   else
     return nil
   end
   DEADLINES, MEMBERS = true, true
   NMEM, NACK = nil, nil -- counted before this drop
-  redis.call('HDEL', KEYS[K_SEEN], c)
+  rcall('HDEL', KEYS[K_SEEN], c)
   local fields = {'t', ev, 'c', c, 'r', reason, 'o', role}
   if actor then
     fields[#fields + 1] = 'a'
@@ -289,10 +318,10 @@ local function stragglers()
   local n = 0
   -- By name, as the windowed barrier does: one event order whatever the
   -- members' heartbeat deadlines.
-  local mem = redis.call('ZRANGE', KEYS[K_MEM], 0, -1)
+  local mem = rcall('ZRANGE', KEYS[K_MEM], 0, -1)
   table.sort(mem)
   for _, c in ipairs(mem) do
-    if redis.call('HEXISTS', KEYS[K_ACK], c) == 0 then
+    if rcall('HEXISTS', KEYS[K_ACK], c) == 0 then
       if skip then
         append({'t', 's', 'id', META.f or '', 'c', c, 'r', 'ack-deadline'})
         SKIPPED = SKIPPED + 1
@@ -305,7 +334,7 @@ local function stragglers()
   -- The release step completes the message without reading the acks.
   if SKIPPED > 0 then
     ACKED_ALL = true
-    redis.call('HINCRBY', KEYS[K_STATS], 'skipped', SKIPPED)
+    rcall('HINCRBY', KEYS[K_STATS], 'skipped', SKIPPED)
   end
   return n
 end
@@ -318,7 +347,7 @@ local WINDOWED, win, load_policy
 -- The due index holds the room's earliest deadline (update_index keeps it
 -- exact), so a room with nothing expired costs one ZSCORE here.
 local function reap()
-  local due = redis.call('ZSCORE', KEYS[K_DUE], ROOM)
+  local due = rcall('ZSCORE', KEYS[K_DUE], ROOM)
   if not due then
     DUE = false
     return 0
@@ -327,11 +356,11 @@ local function reap()
   if DUE > NOW then return 0 end
   DEADLINES = true
   local n = 0
-  for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[K_MEM], '-inf', NOW)) do
+  for _, c in ipairs(rcall('ZRANGEBYSCORE', KEYS[K_MEM], '-inf', NOW)) do
     drop(c, 'e', 'timeout')
     n = n + 1
   end
-  for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[K_OBS], '-inf', NOW)) do
+  for _, c in ipairs(rcall('ZRANGEBYSCORE', KEYS[K_OBS], '-inf', NOW)) do
     drop(c, 'e', 'timeout')
     n = n + 1
   end
@@ -377,16 +406,18 @@ end
 
 -- LMPOP over the ten priority lists pops from the first non-empty one, so
 -- finding the next message is one call whatever the priorities in use.
-local QIDX
 local function pop(count)
-  local args = {'LMPOP', LEVELS}
-  for p = 0, LEVELS - 1 do args[#args + 1] = KEYS[K_Q0 + p] end
-  args[#args + 1] = 'LEFT'
-  args[#args + 1] = 'COUNT'
-  args[#args + 1] = count
-  local r = redis.call(unpack(args))
+  -- Text arguments: Redis formats a number argument with printf.
+  local r = rcall('LMPOP', '10', KEYS[K_Q0], KEYS[K_Q0 + 1], KEYS[K_Q0 + 2],
+    KEYS[K_Q0 + 3], KEYS[K_Q0 + 4], KEYS[K_Q0 + 5], KEYS[K_Q0 + 6],
+    KEYS[K_Q0 + 7], KEYS[K_Q0 + 8], KEYS[K_Q0 + 9], 'LEFT', 'COUNT', count == 1 and '1' or count)
   if not r then return nil end
-  return r[2], QIDX[r[1]]
+  -- The list it popped from, by name: only the call that pops pays.
+  local key = r[1]
+  for p = 0, LEVELS - 1 do
+    if KEYS[K_Q0 + p] == key then return r[2], p end
+  end
+  return r[2], nil
 end
 
 -- Queue entries are "<seq>:<enqueue ms>:<producer length>:<producer><payload>";
@@ -471,7 +502,8 @@ end
 -- AckDeadline send option) and returns it in ms, or nil; "dn" in meta
 -- counts such messages, so rooms without any pay no call here.
 local function take_deadline(seq)
-  local dn = tonumber(META.dn or '0')
+  if not META.dn then return nil end
+  local dn = tonumber(META.dn)
   if dn <= 0 then return nil end
   local f = 'd:' .. seq
   local d = META[f]
@@ -479,7 +511,7 @@ local function take_deadline(seq)
     -- Set by this very call (a send released at once): never written.
     META[f], META_DIRTY[f] = nil, nil
   else
-    d = redis.call('HGET', KEYS[K_META], f)
+    d = rcall('HGET', KEYS[K_META], f)
     if not d then return nil end
     mset(f, false)
   end
@@ -514,9 +546,9 @@ local function release()
     st.nmem = 1 -- at least one (see ACKLESS); only compared with 0
     return 0, nil, st
   end
-  st.nmem = NMEM or redis.call('ZCARD', KEYS[K_MEM])
+  st.nmem = NMEM or rcall('ZCARD', KEYS[K_MEM])
   if st.inflight then
-    if st.nmem > 0 and not ACKED_ALL and (NACK or redis.call('HLEN', KEYS[K_ACK])) < st.nmem then return 0, nil, st end
+    if st.nmem > 0 and not ACKED_ALL and (NACK or rcall('HLEN', KEYS[K_ACK])) < st.nmem then return 0, nil, st end
     mset('f', false)
     mset('fs', false)
     mset('rt', false)
@@ -524,10 +556,10 @@ local function release()
       mset('ad', false)
       DEADLINES = true
     end
-    if NACK ~= 0 then redis.call('DEL', KEYS[K_ACK]) end
+    if NACK ~= 0 then rcall('DEL', KEYS[K_ACK]) end
     st.inflight, st.ad = false, 0
     COMPLETED = true
-    mset('lc', NOW)
+    mset('lc', nows())
   end
   local n, last = 0, nil
   if st.pend > 0 and not (st.nmem == 0 and st.hold) and not st.paused then
@@ -555,7 +587,7 @@ local function release()
           if st.nmem > 0 then
             mset('f', seq)
             mset('fs', id)
-            mset('rt', NOW)
+            mset('rt', nows())
             st.inflight = true
             if timeout > 0 then
               st.ad = NOW + timeout
@@ -568,9 +600,9 @@ local function release()
     end
     -- Foreign entries were never counted in pend: only released ones are.
     st.pend = math.max(st.pend - n, 0)
-    mset('pend', st.pend)
+    msetn('pend', st.pend)
     BACKLOG = BACKLOG - n
-    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
+    if bad > 0 then rcall('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
   end
   return n, last, st
 end
@@ -652,7 +684,7 @@ win = function()
     WS = {list = {}}
     if META.rn then
       -- cn and wl were left out of the common read: rn marks a windowed room.
-      local mv = redis.call('HMGET', KEYS[K_META], 'cn', 'wl')
+      local mv = rcall('HMGET', KEYS[K_META], 'cn', 'wl')
       if mv[1] and META_DIRTY.cn == nil then META.cn = mv[1] end
       if mv[2] and META_DIRTY.wl == nil then META.wl = mv[2] end
       WS.rn = tonumber(META.rn)
@@ -664,20 +696,20 @@ win = function()
       -- Entering from lock-step: the in-flight message, if any, becomes
       -- number 1, and the members that acked it (or joined after it) are at 1.
       local acks = {}
-      local flat = redis.call('HGETALL', KEYS[K_ACK])
+      local flat = rcall('HGETALL', KEYS[K_ACK])
       for i = 1, #flat, 2 do acks[flat[i]] = tonumber(flat[i + 1]) or 0 end
       WS.rn, WS.cn = 0, 0
       if META.f then
         WS.rn = 1
         WS.list[1] = {META.f, META.fs or '0-0', META.rt or string.format('%d', NOW), string.format('%d', ACKTIMEOUT)}
       end
-      redis.call('DEL', KEYS[K_ACK])
+      rcall('DEL', KEYS[K_ACK])
       local set = {'HSET', KEYS[K_ACK]}
-      for _, c in ipairs(redis.call('ZRANGE', KEYS[K_MEM], 0, -1)) do
+      for _, c in ipairs(rcall('ZRANGE', KEYS[K_MEM], 0, -1)) do
         set[#set + 1] = c
         if acks[c] then set[#set + 1] = wfmt(WS.rn, acks[c]) else set[#set + 1] = '0:0' end
       end
-      if #set > 2 then redis.call(unpack(set)) end
+      if #set > 2 then rcall(unpack(set)) end
     end
     WS.base = WS.rn - #WS.list
     return WS
@@ -707,15 +739,15 @@ win = function()
   -- wack moves member c's position up to number n (a cumulative ack); an
   -- ack of a message it already covered changes nothing.
   local function wack(c, n)
-    if wpos(redis.call('HGET', KEYS[K_ACK], c)) < n then
-      redis.call('HSET', KEYS[K_ACK], c, wfmt(n, NOW))
+    if wpos(rcall('HGET', KEYS[K_ACK], c)) < n then
+      rcall('HSET', KEYS[K_ACK], c, wfmt(n, NOW))
     end
   end
 
   -- wjoin gives a new member its position: nothing released before it joined
   -- waits for it.
   local function wjoin(c)
-    redis.call('HSET', KEYS[K_ACK], c, wfmt(wload().rn, 0))
+    rcall('HSET', KEYS[K_ACK], c, wfmt(wload().rn, 0))
   end
 
   -- wowed returns the stream entries of the messages member c has not acked,
@@ -723,10 +755,10 @@ win = function()
   local function wowed(c)
     local w = wload()
     local out = {}
-    local from = math.max(wpos(redis.call('HGET', KEYS[K_ACK], c)) - w.base, 0) + 1
+    local from = math.max(wpos(rcall('HGET', KEYS[K_ACK], c)) - w.base, 0) + 1
     for i = from, #w.list do
       local id = w.list[i][2]
-      local e = redis.call('XRANGE', KEYS[K_STREAM], id, id)
+      local e = rcall('XRANGE', KEYS[K_STREAM], id, id)
       if e[1] then out[#out + 1] = e[1] end
     end
     return out
@@ -736,7 +768,7 @@ win = function()
   -- message, sorted (one event order whatever the hash's), with their
   -- records.
   local function wlate(w)
-    local flat = redis.call('HGETALL', KEYS[K_ACK])
+    local flat = rcall('HGETALL', KEYS[K_ACK])
     local late, rec = {}, {}
     for i = 1, #flat, 2 do
       if wpos(flat[i + 1]) <= w.cn then
@@ -761,7 +793,7 @@ win = function()
       set[#set + 1] = c
       set[#set + 1] = wfmt(k, tonumber(string.match(rec[c], ':(%d+)$') or '0'))
     end
-    if #set > 2 then redis.call(unpack(set)) end
+    if #set > 2 then rcall(unpack(set)) end
   end
 
   -- wreap handles, at the oldest incomplete message's ack deadline, the
@@ -778,7 +810,7 @@ win = function()
         SKIPPED = SKIPPED + 1
       end
       if #late > 0 then
-        redis.call('HINCRBY', KEYS[K_STATS], 'skipped', #late)
+        rcall('HINCRBY', KEYS[K_STATS], 'skipped', #late)
         wexcuse(w, late, rec)
       end
       return 0
@@ -821,7 +853,7 @@ win = function()
       pend = META.pend and tonumber(META.pend) or 0,
       hold = META.hold == '1',
       ad = META.ad and tonumber(META.ad) or 0,
-      nmem = redis.call('ZCARD', KEYS[K_MEM]),
+      nmem = rcall('ZCARD', KEYS[K_MEM]),
       paused = META.pz ~= nil, -- completes what it can, releases nothing
     }
     local cn0 = w.cn
@@ -831,7 +863,7 @@ win = function()
       pos = {}
       local order = {}
       if st.nmem > 0 then
-        local flat = redis.call('HGETALL', KEYS[K_ACK])
+        local flat = rcall('HGETALL', KEYS[K_ACK])
         for i = 1, #flat, 2 do
           local p = wpos(flat[i + 1])
           pos[flat[i]] = p
@@ -865,7 +897,7 @@ win = function()
             COMPLETED = true
             mset('lc', NOW)
           end
-          redis.call('DEL', KEYS[K_ACK])
+          rcall('DEL', KEYS[K_ACK])
           WINDOWED = false
           local n2, last2, st2 = release()
           return n + n2, last2 or last, st2
@@ -911,7 +943,7 @@ win = function()
     end
     if n > 0 or bad > 0 or st.pend ~= tonumber(META.pend or '0') then mset('pend', st.pend) end
     BACKLOG = BACKLOG - n
-    if bad > 0 then redis.call('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
+    if bad > 0 then rcall('HINCRBY', KEYS[K_STATS], 'malformed', bad) end
     if w.cn > cn0 then
       COMPLETED = true
       mset('lc', NOW)
@@ -1004,10 +1036,10 @@ local function expire_room()
   -- An idle room has no members, so its incarnation hash is already gone;
   -- named anyway so a key added later to a room cannot outlive it.
   del[#del + 1] = KEYS[K_INC]
-  redis.call(unpack(del))
-  redis.call('ZREM', KEYS[K_ROOMS], ROOM)
-  redis.call('ZREM', KEYS[K_DUE], ROOM)
-  redis.call('HINCRBY', KEYS[K_STATS], 'expired', 1)
+  rcall(unpack(del))
+  rcall('ZREM', KEYS[K_ROOMS], ROOM)
+  rcall('ZREM', KEYS[K_DUE], ROOM)
+  rcall('HINCRBY', KEYS[K_STATS], 'expired', 1)
   META_DIRTY = {}
   EXPIRED = true
 end
@@ -1025,13 +1057,13 @@ end
 local function index_idle()
   if not META.ep then
     -- Never used, or expired already: nothing to keep or list.
-    redis.call('ZREM', KEYS[K_ROOMS], ROOM)
-    if DUE ~= false then redis.call('ZREM', KEYS[K_DUE], ROOM) end
+    rcall('ZREM', KEYS[K_ROOMS], ROOM)
+    if DUE ~= false then rcall('ZREM', KEYS[K_DUE], ROOM) end
     return
   end
   -- Read here only: live rooms, the per-message path, never need it.
   local IDLETTL = tonumber(string.match(ARGV[5], '^[01]:(%-?%d+)') or '-1')
-  local s = tonumber(redis.call('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
+  local s = tonumber(rcall('ZSCORE', KEYS[K_ROOMS], ROOM) or '0')
   local expiry -- nil: kept forever
   if s < 0 then
     if APPENDS > 0 then
@@ -1039,7 +1071,7 @@ local function index_idle()
       -- a later deadline means the stream had aged out to nothing.
       local trim = NOW + MAXAGE + 1
       if MAXAGE > 0 and (DUE == false or DUE > trim) then
-        redis.call('ZADD', KEYS[K_DUE], trim, ROOM)
+        rcall('ZADD', KEYS[K_DUE], trim, ROOM)
       end
       return
     end
@@ -1048,7 +1080,7 @@ local function index_idle()
       expiry = NOW + IDLETTL -- it was kept forever until now
       if s ~= IDLE_FOREVER then expiry = -s end
       if expiry <= NOW then
-        local last = redis.call('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)[1]
+        local last = rcall('XREVRANGE', KEYS[K_STREAM], '+', '-', 'COUNT', 1)[1]
         if last then expiry = math.max(expiry, id_ms(last[1]) + IDLETTL) end
         if expiry <= NOW then
           expire_room()
@@ -1063,8 +1095,8 @@ local function index_idle()
   local trim
   if MAXAGE > 0 then
     -- Exact, unlike the append's: nothing else will trim this stream.
-    redis.call('XTRIM', KEYS[K_STREAM], 'MINID', string.format('%d', NOW - MAXAGE))
-    local first = redis.call('XRANGE', KEYS[K_STREAM], '-', '+', 'COUNT', 1)[1]
+    rcall('XTRIM', KEYS[K_STREAM], 'MINID', string.format('%d', NOW - MAXAGE))
+    local first = rcall('XRANGE', KEYS[K_STREAM], '-', '+', 'COUNT', 1)[1]
     if first then
       -- At most about ten trims per StreamMaxAge, so events outlive it by
       -- a tenth at most (plus a housekeeping interval).
@@ -1073,13 +1105,13 @@ local function index_idle()
   end
   local score = IDLE_FOREVER
   if expiry then score = -expiry end
-  if score ~= s then redis.call('ZADD', KEYS[K_ROOMS], score, ROOM) end
+  if score ~= s then rcall('ZADD', KEYS[K_ROOMS], score, ROOM) end
   local d = expiry
   if trim and (not d or trim < d) then d = trim end
   if d then
-    if d ~= DUE then redis.call('ZADD', KEYS[K_DUE], d, ROOM) end
+    if d ~= DUE then rcall('ZADD', KEYS[K_DUE], d, ROOM) end
   elseif DUE ~= false then
-    redis.call('ZREM', KEYS[K_DUE], ROOM)
+    rcall('ZREM', KEYS[K_DUE], ROOM)
   end
 end
 
@@ -1091,11 +1123,11 @@ local function update_index(st)
     -- Unchanged since the call that last wrote it.
   elseif st.pend > 0 or st.nmem > 0 or st.inflight or st.paused then
     -- A paused room is never idle, so it never expires with its pause.
-    redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
+    rcall('ZADD', KEYS[K_ROOMS], string.format('%d', st.pend), ROOM)
   else
-    nobs = redis.call('ZCARD', KEYS[K_OBS])
+    nobs = rcall('ZCARD', KEYS[K_OBS])
     if nobs > 0 then
-      redis.call('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
+      rcall('ZADD', KEYS[K_ROOMS], st.pend, ROOM)
     else
       return index_idle()
     end
@@ -1106,10 +1138,10 @@ local function update_index(st)
   if not DEADLINES and DUE ~= nil and st.nmem > 0 then return end
   local d
   if st.nmem > 0 then
-    d = tonumber(redis.call('ZRANGE', KEYS[K_MEM], 0, 0, 'WITHSCORES')[2])
+    d = tonumber(rcall('ZRANGE', KEYS[K_MEM], 0, 0, 'WITHSCORES')[2])
   end
   if nobs == nil or nobs > 0 then
-    local o = redis.call('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')[2]
+    local o = rcall('ZRANGE', KEYS[K_OBS], 0, 0, 'WITHSCORES')[2]
     if o then
       o = tonumber(o)
       if not d or o < d then d = o end
@@ -1120,9 +1152,9 @@ local function update_index(st)
     d = NOW -- a drain batch left work behind
   end
   if d then
-    if d ~= DUE then redis.call('ZADD', KEYS[K_DUE], d, ROOM) end
+    if d ~= DUE then rcall('ZADD', KEYS[K_DUE], d, ROOM) end
   elseif DUE ~= false then
-    redis.call('ZREM', KEYS[K_DUE], ROOM)
+    rcall('ZREM', KEYS[K_DUE], ROOM)
   end
 end
 
@@ -1131,7 +1163,7 @@ end
 -- being released or dropped by send.lua (an operator's purge, manual
 -- edits). Only rooms with "dn" set pay its HKEYS.
 local function clear_deadlines()
-  for _, f in ipairs(redis.call('HKEYS', KEYS[K_META])) do
+  for _, f in ipairs(rcall('HKEYS', KEYS[K_META])) do
     if string.sub(f, 1, 2) == 'd:' then mset(f, false) end
   end
   mset('dn', false)
@@ -1143,7 +1175,7 @@ local function settle()
   if st.pend == 0 and META.dn then clear_deadlines() end
   update_index(st)
   flush_meta()
-  if BACKLOG ~= 0 then redis.call('HINCRBY', KEYS[K_STATS], 'backlog', BACKLOG) end
+  if BACKLOG ~= 0 then rcall('HINCRBY', KEYS[K_STATS], 'backlog', string.format('%d', BACKLOG)) end
   BACKLOG = 0
   return n, last
 end
@@ -1152,23 +1184,28 @@ end
 -- includes room.lua runs it before its own code. Every top-level local
 -- above that a call changes is set here (TestRoomStateReset checks it).
 local function begin()
+  if not rcall then
+    bind()
+  end
   ROOM = ARGV[1]
-  MAXLEN = tonumber(ARGV[2])
-  MAXAGE = tonumber(ARGV[3])
-  ACKTIMEOUT = tonumber(ARGV[4])
+  -- "0" (none) is the common value: a string comparison, no strtod.
+  MAXLEN = ARGV[2] == '0' and 0 or tonumber(ARGV[2])
+  MAXAGE = ARGV[3] == '0' and 0 or tonumber(ARGV[3])
+  ACKTIMEOUT = ARGV[4] == '0' and 0 or tonumber(ARGV[4])
   HOLD = string.sub(ARGV[5], 1, 1)
   NOW = now_ms()
+  NOWS = nil
   read_meta()
   META_DIRTY = {}
   POLICY, PFIELDS = nil, false
   DEADLINES, DUE, MEMBERS = false, nil, false
   PEND0 = tonumber(META.pend or '0')
+  -- Parsed once: every later tonumber(META.pend) then gets a number.
+  if META.pend then META.pend = PEND0 end
   TRACK, PREV, APPENDED = false, nil, {}
   COMPLETED, ACKED_ALL = false, false
   NMEM, NACK, ACKLESS, BACKLOG = nil, nil, false, 0
   LAST, APPENDS, SKIPPED = nil, 0, 0
-  QIDX = {}
-  for p = 0, LEVELS - 1 do QIDX[KEYS[K_Q0 + p]] = p end
   WS, WIN = nil, nil
   EXPIRED = false
   load_policy()

@@ -64,7 +64,7 @@ end
 local function oldest_list()
   local best, bestseq = nil, nil
   for p = 0, LEVELS - 1 do
-    local h = redis.call('LINDEX', KEYS[K_Q0 + p], 0)
+    local h = rcall('LINDEX', KEYS[K_Q0 + p], 0)
     local seq = h and tonumber(string.match(h, '^(%d+):'))
     if seq and (not bestseq or seq < bestseq) then best, bestseq = p, seq end
   end
@@ -89,10 +89,10 @@ local function overflow(count)
     local m, lvl
     if p.overflow == 'drop-oldest' then
       lvl = oldest_list()
-      if lvl then m = redis.call('LPOP', KEYS[K_Q0 + lvl]) end
+      if lvl then m = rcall('LPOP', KEYS[K_Q0 + lvl]) end
     else
       for l = LEVELS - 1, 0, -1 do
-        m = redis.call('RPOP', KEYS[K_Q0 + l])
+        m = rcall('RPOP', KEYS[K_Q0 + l])
         if m then
           lvl = l
           break
@@ -106,8 +106,8 @@ local function overflow(count)
   end
   if dropped > 0 then
     mset('pend', pend)
-    redis.call('HINCRBY', KEYS[K_STATS], 'backlog', -dropped)
-    redis.call('HINCRBY', KEYS[K_STATS], 'dropped', dropped)
+    rcall('HINCRBY', KEYS[K_STATS], 'backlog', -dropped)
+    rcall('HINCRBY', KEYS[K_STATS], 'dropped', dropped)
   end
   return dropped
 end
@@ -131,13 +131,13 @@ local tail = string.format(':%d:%d:', NOW, #producer) .. producer
 for i = 1, count do
   push[#push + 1] = string.format('%d', first + i - 1) .. tail .. ARGV[7 + i]
 end
-redis.call(unpack(push))
+rcall(unpack(push))
 if own ~= '' then
   for i = 1, count do mset('d:' .. string.format('%d', first + i - 1), own) end
   mset('dn', tonumber(META.dn or '0') + count)
 end
-mset('seq', first + count - 1)
-mset('pend', tonumber(META.pend or '0') + count)
+msetn('seq', first + count - 1)
+msetn('pend', tonumber(META.pend or '0') + count)
 BACKLOG = BACKLOG + count
 ACKLESS = true
 if META.hold ~= HOLD then mset('hold', HOLD) end
