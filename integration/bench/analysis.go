@@ -66,16 +66,19 @@ func analysis(r *Report) string {
 	p("  messages). %s msgs/s = %s x the PING rate: each cycle is a PING-like round trip plus",
 		fInt(med(s1.Rate)), f2(med(s1.Rate)/pingRate))
 	p("  the ack script (%s of scripts per message) plus the client's own work on the same two", us(perScript))
-	p("  cores. What would move it: a Redis Function library, so the prelude's closures and")
-	p("  tables are built once (measured below); not pushing the notification of an entry to the")
-	p("  process whose ack reply already carries it (one socket write less in Redis, one wake-up")
-	p("  less in the client, per message); pipelining the calls of concurrent rooms.")
+	p("  cores. Measured (docs/bench/release-latency.md): the ack's script call is 90-96%% of the")
+	p("  release latency as the caller sees it; the library's own work from the reply to `Next` is")
+	p("  4-6 µs. Not publishing the entry to the acking process (an unsafe build, as an upper bound)")
+	p("  moved the p50 by 0-4%% with SendBatch; one call for many rooms saved 1.6-4.4%% of Redis's")
+	p("  instructions (docs/bench/multi-room-calls.md). What is left is each step's Lua: 192k of")
+	p("  Redis's 691k instructions per message run in the Lua VM (docs/bench/script-profile.md).")
 	if s1.P50.OK() {
 		p("- **Release latency, %s.** The p50 (%s = %s round trips) is the ack's round trip, the",
 			verdict("W1 S=1 p50 release latency"), us(med(s1.P50)), f2(med(s1.P50)/rtt))
 		p("  ack script (which completes the message, releases the next and returns it) and the")
 		p("  hand-off to `Next`. The target leaves half a round trip (%s) for the script and the", us(0.5*rtt))
-		p("  client together; the ack script alone is about %s of Redis CPU here.", us(perScript))
+		p("  client together; the ack script alone is about %s of Redis CPU here, the client's", us(perScript))
+		p("  part after the reply 4-6 µs.")
 	}
 	busy := func(rate, cpu float64) string { return fmt.Sprintf("%.0f%%", 100*rate*cpu/1e6) }
 	for _, tc := range []struct {
@@ -93,8 +96,10 @@ func analysis(r *Report) string {
 		p("  in one `ack_batch` call. Redis spends %s per message (%s in scripts), so it is busy %s", us(c), us(med(row.Cost.Script)), busy(med(row.Rate), c))
 		p("  of the time; the rest of each cycle is the client: %d subscriptions' `Next` and `Ack`", tc.s)
 		p("  hand-offs and the ack batch's wake-ups, on the two cores the benchmark shares with Redis.")
-		p("  Release p50 is %s (%s round trips). What would move it: fewer goroutine hand-offs per", us(med(row.P50)), f2(med(row.P50)/rtt))
-		p("  delivery (one fan-out goroutine per room instead of one wake-up per subscription).")
+		p("  Release p50 is %s (%s round trips). The client's CPU per delivery, measured with", us(med(row.P50)), f2(med(row.P50)/rtt))
+		p("  getrusage (docs/bench/client-cpu.md): 4.6 µs at S=100, 18 µs at S=10 (8.5 and 25 before")
+		p("  this session's cuts), with at least one park and wake per delivery, since each")
+		p("  subscriber's goroutine waits for its own ack's reply.")
 	}
 	g, _ := r.w1Best(ModeGateway, 100)
 	if g != nil && g.Rate.OK() {
@@ -106,8 +111,10 @@ func analysis(r *Report) string {
 			us(gc), us(gs), busy(med(g.Rate), gc))
 		p("  the rest of the cycle is the gateway's work, in series with the call: 100 handler calls,")
 		p("  ack tokens made and parsed, a delivery goroutine per client mailbox, a channel per ack.")
-		p("  What would move it: a fixed pool of delivery goroutines, acks that do not each wait on a")
-		p("  channel, and the script savings below.")
+		p("  Measured: 4.0 µs of gateway CPU per delivery (5.4 before this session's cuts: tokens in")
+		p("  one allocation, pooled ack requests; docs/bench/client-cpu.md), ~400 µs of client CPU per")
+		p("  message next to Redis's. A fixed delivery pool was left out: a blocked handler would")
+		p("  hold up other clients, and it would not remove the per-delivery hand-off.")
 	}
 	if w := r.w2(100); w != nil && w.Rate.OK() {
 		wc, ws, wsys := med(w.Cost.CPU), med(w.Cost.Script), med(w.Cost.Sys)
@@ -125,9 +132,11 @@ func analysis(r *Report) string {
 		p("  28-37%%), so the rate hardly grows with rooms: one room already saturates it. No client")
 		p("  stage is serial: the subscribers wait in Next or on the ack batch in flight, whose round")
 		p("  trip is Redis's queue (docs/bench/w2-what-bounds-it.md). Each script call costs Redis at least what a")
-		p("  PING does unless pipelined, and a room script more (the prelude alone, below), so three")
-		p("  calls per message cannot reach 2.5 PINGs: that needs one call to carry the acks (and")
-		p("  sends) of many rooms of a shard, with the prelude built once (a Function library).")
+		p("  PING does unless pipelined, and a room script more, so three calls per message cannot")
+		p("  reach 2.5 PINGs. One call carrying the acks of many rooms of a shard was built and")
+		p("  measured (docs/bench/multi-room-calls.md): 1.6-4.4%% fewer Redis instructions per message,")
+		p("  not kept. Each step's own Lua and inner commands are 74%% of Redis's instructions per W2")
+		p("  message (docs/bench/script-profile.md): that is what remains to cut.")
 	}
 	if row, _ := r.w1Best(ModeSeparate, 10); row != nil && row.Rate.OK() {
 		c := med(row.Cost.CPU)
