@@ -274,6 +274,18 @@ type sseEvent struct {
 }
 
 // openFeed opens the live feed and returns its events as they come.
+// blockedFeed reads the blocked room's page and opens its live feed where
+// the page's snapshot ends, as the room page does; the feed closes with the
+// test.
+func blockedFeed(t *testing.T, ctx context.Context, f *fixture) (console.RoomView, <-chan sseEvent) {
+	t.Helper()
+	var v console.RoomView
+	require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &v))
+	fctx, closeFeed := context.WithCancel(ctx)
+	t.Cleanup(closeFeed)
+	return v, openFeed(t, fctx, f, "r=blocked&from="+v.FeedFrom, "")
+}
+
 func openFeed(t *testing.T, ctx context.Context, f *fixture, query, lastID string) <-chan sseEvent {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"events?"+query, nil)
@@ -385,11 +397,7 @@ func TestConsoleFeedFromSameMillisecond(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		f := newFixture(t, b, console.Options{})
-		var v console.RoomView
-		require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &v))
-		fctx, closeFeed := context.WithCancel(ctx)
-		defer closeFeed()
-		feed := openFeed(t, fctx, f, "r=blocked&from="+v.FeedFrom, "")
+		v, feed := blockedFeed(t, ctx, f)
 
 		// An entry stamped with the snapshot's millisecond, as Redis
 		// stamps one appended right after it (undecodable: only its ID
@@ -676,11 +684,7 @@ func TestConsoleHeaders(t *testing.T) {
 	redistest.Backends(t, func(t *testing.T, b *redistest.Backend) {
 		ctx := testContext(t)
 		f := newFixture(t, b, console.Options{})
-		var v console.RoomView
-		require.Equal(t, http.StatusOK, f.get(t, "api/room?r=blocked", &v))
-		fctx, closeFeed := context.WithCancel(ctx)
-		defer closeFeed()
-		feed := openFeed(t, fctx, f, "r=blocked&from="+v.FeedFrom, "")
+		v, feed := blockedFeed(t, ctx, f)
 
 		_, err := f.q.Send(ctx, "blocked", "queued", queue.Header("tenant", "acme"))
 		require.NoError(t, err)
