@@ -77,6 +77,15 @@ func (c cli) run(ctx context.Context, t *testing.T, args ...string) result {
 	return runCmd(t, c.command(ctx, args...))
 }
 
+// ok runs the CLI and requires it to succeed quietly; it returns stdout.
+func (c cli) ok(ctx context.Context, t *testing.T, args ...string) string {
+	t.Helper()
+	r := c.run(ctx, t, args...)
+	require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
+	require.Empty(t, r.stderr)
+	return r.stdout
+}
+
 func runCmd(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
@@ -190,13 +199,7 @@ func testWindowed(t *testing.T, bin string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c := newCLI(bin, b)
-		ok := func(args ...string) string {
-			t.Helper()
-			r := c.run(ctx, t, args...)
-			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
-			require.Empty(t, r.stderr)
-			return r.stdout
-		}
+		ok := func(args ...string) string { t.Helper(); return c.ok(ctx, t, args...) }
 		golden(t, "policy_window.golden", ok("policy", "set", "fleet", "--window", "3", "--quorum", "2", "--max-lag", "5", "--straggler", "skip"))
 		q, err := queue.New(ctx, b.Client, queue.Options{Prefix: b.Prefix, ClientTimeout: time.Minute})
 		require.NoError(t, err)
@@ -237,13 +240,7 @@ func testPolicy(t *testing.T, bin string) {
 		defer cancel()
 		scenario(ctx, t, b)
 		c := newCLI(bin, b)
-		ok := func(args ...string) string {
-			t.Helper()
-			r := c.run(ctx, t, args...)
-			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
-			require.Empty(t, r.stderr)
-			return r.stdout
-		}
+		ok := func(args ...string) string { t.Helper(); return c.ok(ctx, t, args...) }
 		golden(t, "policy_default.golden", ok("policy", "lobby"))
 		golden(t, "policy_set.golden", ok("policy", "set", "lobby", "--max-pending", "100", "--overflow", "drop-oldest"))
 		golden(t, "policy_set_json.golden", ok("policy", "set", "--straggler", "skip", "--format", "json", "lobby"))
@@ -378,13 +375,7 @@ func testIdleRoomsListed(t *testing.T, bin string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c := newCLI(bin, b)
-		ok := func(args ...string) string {
-			t.Helper()
-			r := c.run(ctx, t, args...)
-			require.Equal(t, 0, r.code, "syncfanout %v: stderr %s", args, r.stderr)
-			require.Empty(t, r.stderr)
-			return r.stdout
-		}
+		ok := func(args ...string) string { t.Helper(); return c.ok(ctx, t, args...) }
 		ok("send", "room-a", "hello")
 		require.Contains(t, ok("replay", "room-a"), "hello")
 		golden(t, "rooms_idle.golden", ok("rooms"))
